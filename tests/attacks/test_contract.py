@@ -1,0 +1,100 @@
+"""Properties every registered attack must have, in both norms (registering an attack is enough to test it)."""
+
+import pytest
+import torch
+
+from bastion.attacks import ATTACKS
+from bastion.errors import InputError
+from bastion.threat import ThreatModel
+
+EPS = {"linf": 0.1, "l2": 0.5}
+CASES = [(name, norm) for name in ATTACKS.names() for norm in ("linf", "l2")]
+
+
+def _attack(name):
+    return ATTACKS.create(name)
+
+
+@pytest.mark.parametrize(("name", "norm"), CASES)
+def test_adversarial_examples_stay_in_ball_and_box(name, norm, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    threat = ThreatModel(norm, EPS[norm])
+    result = _attack(name)(tiny_cnn, x, y, threat, generator=torch.Generator().manual_seed(0))
+    assert (result.norms <= threat.eps + 1e-6).all()
+    assert (threat.norm.measure(result.x_adv - x) <= threat.eps + 1e-6).all()
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert result.x_adv.shape == x.shape and result.x_adv.dtype == x.dtype and result.x_adv.device == x.device
+
+
+@pytest.mark.parametrize(("name", "norm"), CASES)
+def test_inputs_are_left_unchanged(name, norm, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    x_copy, y_copy = x.clone(), y.clone()
+    params = [p.clone() for p in tiny_cnn.parameters()]
+    _attack(name)(tiny_cnn, x, y, ThreatModel(norm, EPS[norm]), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
+    assert all(torch.equal(a, b) for a, b in zip(params, tiny_cnn.parameters()))
+    assert all(p.requires_grad for p in tiny_cnn.parameters())
+
+
+@pytest.mark.parametrize(("name", "norm"), CASES)
+def test_same_seed_same_result(name, norm, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    threat = ThreatModel(norm, EPS[norm])
+    a = _attack(name)(tiny_cnn, x, y, threat, generator=torch.Generator().manual_seed(5))
+    b = _attack(name)(tiny_cnn, x, y, threat, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
+
+
+@pytest.mark.parametrize(("name", "norm"), CASES)
+def test_success_means_misclassified(name, norm, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    result = _attack(name)(tiny_cnn, x, y, ThreatModel(norm, 2 * EPS[norm]), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predictions = tiny_cnn(result.x_adv).argmax(1)
+    assert torch.equal(result.success, predictions != y)
+    assert torch.equal(result.predictions, predictions)
+    assert result.success.any(), "a large eps should fool the random model on some points"
+
+
+@pytest.mark.parametrize(("name", "norm"), CASES)
+def test_targeted_success_means_target_predicted(name, norm, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    target = (y + 1) % 4
+    result = _attack(name)(tiny_cnn, x, y, ThreatModel(norm, 4 * EPS[norm]), target=target,
+                           generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predictions = tiny_cnn(result.x_adv).argmax(1)
+    assert torch.equal(result.success, predictions == target)
+
+
+@pytest.mark.parametrize(("name", "norm"), CASES)
+def test_zero_eps_changes_nothing(name, norm, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    result = _attack(name)(tiny_cnn, x, y, ThreatModel(norm, 0.0), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(result.x_adv, x) and not result.success.any()
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_float64_model_and_empty_batch(name, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    model = tiny_cnn.double()
+    result = _attack(name)(model, x.double(), y, ThreatModel("linf", 0.1), generator=torch.Generator().manual_seed(0))
+    assert result.x_adv.dtype == torch.float64
+    empty = _attack(name)(model, x[:0].double(), y[:0], ThreatModel("linf", 0.1))
+    assert empty.x_adv.shape[0] == 0 and empty.success.shape == (0,)
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_inputs_outside_the_box_are_refused(name, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        _attack(name)(tiny_cnn, x * 2 - 0.5, y, ThreatModel("linf", 0.1))
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_passes_are_counted(name, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    result = _attack(name)(tiny_cnn, x, y, ThreatModel("linf", 0.1), generator=torch.Generator().manual_seed(0))
+    assert result.passes.forward >= 2 and result.passes.backward >= 1
+    assert result.passes.forward_samples >= result.passes.backward_samples >= 1

@@ -6,7 +6,7 @@ which for both losses here pushes the target class to the top.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -81,7 +81,7 @@ class Linf:
 
     def ascent(self, grad: Tensor) -> Tensor:
         """sign(grad), the steepest ascent direction under Linf (FGSM, Goodfellow et al., 2015)."""
-        return grad.sign()
+        return torch.sign(grad)
 
     def random_init(self, like: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:
         """Uniform in the cube [-eps, eps]^d (Madry et al., 2018)."""
@@ -98,7 +98,8 @@ class L2:
 
     def measure(self, delta: Tensor) -> Tensor:
         """Per-sample ||delta||_2."""
-        return _flat(delta).norm(p=2, dim=1)
+        norms: Tensor = torch.linalg.vector_norm(_flat(delta), ord=2, dim=1)
+        return norms
 
     def project(self, delta: Tensor, eps: float) -> Tensor:
         """Rescale perturbations longer than eps back onto the sphere of radius eps."""
@@ -107,7 +108,7 @@ class L2:
         return delta * _per_sample(factor, delta)
 
     def ascent(self, grad: Tensor) -> Tensor:
-        """grad / ||grad||_2 (zero where the gradient vanishes)."""
+        """Grad / ||grad||_2 (zero where the gradient vanishes)."""
         return grad / _per_sample(self.measure(grad) + _TINY, grad)
 
     def random_init(self, like: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:

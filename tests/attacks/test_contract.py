@@ -33,7 +33,7 @@ def test_inputs_are_left_unchanged(name, norm, tiny_cnn, toy_batch):
     params = [p.clone() for p in tiny_cnn.parameters()]
     _attack(name)(tiny_cnn, x, y, ThreatModel(norm, EPS[norm]), generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
-    assert all(torch.equal(a, b) for a, b in zip(params, tiny_cnn.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(params, tiny_cnn.parameters(), strict=True))
     assert all(p.requires_grad for p in tiny_cnn.parameters())
 
 

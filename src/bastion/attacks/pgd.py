@@ -124,7 +124,8 @@ class PGD(Attack):
             x_cur.requires_grad_(i < self.steps)
             logits = model(x_cur)
             loss = sign * loss_fn(logits, _select(labels, rows))
-            success = is_success(logits.detach(), _select(y, rows), _select(target, rows) if target is not None else None)
+            target_rows = None if target is None else _select(target, rows)
+            success = is_success(logits.detach(), _select(y, rows), target_rows)
             with torch.no_grad():
                 # The first iterate that fools the model is kept; until then the one of highest loss.
                 better = ~_select(fooled, rows) & (success | (loss.detach() > _select(best_loss, rows)))

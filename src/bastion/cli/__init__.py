@@ -1,0 +1,50 @@
+"""The `bastion` command: one entry point, one small module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bastion.errors import InputError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from bastion import __version__
+    from bastion.cli import attack, evaluate, listing
+
+    parser = argparse.ArgumentParser(
+        prog="bastion", description="Attack, defend, certify and evaluate the adversarial robustness of PyTorch models."
+    )
+    parser.add_argument("--version", action="version", version=f"bastion {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    evaluate.register(commands)
+    attack.register(commands)
+    listing.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and exit 2, without a traceback."""
+    logging.basicConfig(format="bastion: %(levelname)s: %(message)s", level=logging.WARNING)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] == "attack":
+            from bastion.cli.attack import run_attack_command
+
+            return run_attack_command(args[1:])
+        namespace = _parser().parse_args(args)
+        code: int = namespace.handler(namespace)
+        return code
+    except InputError as error:
+        if os.environ.get("BASTION_DEBUG"):
+            raise
+        print(f"bastion: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bastion: interrupted", file=sys.stderr)
+        return 130

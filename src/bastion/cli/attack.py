@@ -1,0 +1,156 @@
+"""`bastion attack NAME`: run one registered attack on a model and data, save the adversarial examples.
+
+The attack's own options are read off its constructor, so every registered attack gets its flags
+(and `bastion attack NAME --help`) without code here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bastion.cli.common import add_data_options, add_model_options, add_run_options, add_threat_options
+from bastion.errors import InputError
+
+__all__ = ["register", "run_attack_command"]
+
+
+def register(commands: Any) -> None:
+    """List `attack` in `bastion --help`; `run_attack_command` parses it, since its flags depend on NAME."""
+    commands.add_parser("attack", help="run one attack (bastion attack NAME --help for its options)", add_help=False)
+
+
+def _attack_options(parser: argparse.ArgumentParser, factory: Any) -> list[str]:
+    """Add one flag per constructor argument, typed from its annotation and default."""
+    group = parser.add_argument_group("attack options")
+    hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    names = []
+    for name, param in inspect.signature(factory).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        flag, default, dest = "--" + name.replace("_", "-"), param.default, f"opt_{name}"
+        kind = _base_type(hints.get(name, type(default)))
+        if kind is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, help=f"(default {default})")
+        else:
+            group.add_argument(flag, dest=dest, type=kind, help=f"(default {default})")
+        names.append(name)
+    return names
+
+
+def _base_type(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else (hint if hint in (bool, int, float, str) else str)
+
+
+def run_attack_command(argv: list[str]) -> int:
+    """Parse `bastion attack NAME ...` and run it."""
+    from bastion.attacks import ATTACKS
+
+    if not argv or argv[0].startswith("-"):
+        names = ", ".join(ATTACKS.names())
+        if argv and argv[0] in ("-h", "--help"):
+            print(f"usage: bastion attack NAME [options]\n\nattacks: {names}\n\nbastion attack NAME --help for options")
+            return 0
+        raise InputError(f"name an attack: bastion attack NAME ...; attacks: {names}")
+    name, factory = argv[0], ATTACKS.get(argv[0])
+    parser = argparse.ArgumentParser(prog=f"bastion attack {name}", description=(factory.__doc__ or "").strip())
+    add_model_options(parser)
+    add_data_options(parser)
+    add_threat_options(parser)
+    parser.add_argument("--target", help="targeted attack: random, least-likely, or a class index")
+    parser.add_argument("--out", help="write adversarial examples and per-point results to this .npz file")
+    add_run_options(parser)
+    option_names = _attack_options(parser, factory)
+    args = parser.parse_args(argv[1:])
+    for required in ("model", "data"):
+        if getattr(args, required) is None:
+            raise InputError(f"--{required} is required")
+    attack = ATTACKS.create(name, **{k: getattr(args, f"opt_{k}") for k in option_names})
+    summary, arrays = _run(args, attack)
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        print(f"wrote {_save_npz(Path(args.out), summary, arrays)}")
+    return 0
+
+
+def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Attack every point in batches; returns the summary and per-point arrays."""
+    from bastion.data import load_dataset
+    from bastion.evaluate.config import parse_floats
+    from bastion.models import load_model, model_device_dtype
+    from bastion.threat import ThreatModel
+
+    mean = parse_floats(args.mean, "mean") if args.mean else None
+    std = parse_floats(args.std, "std") if args.std else None
+    model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    threat = ThreatModel(args.norm or "linf", args.eps if args.eps is not None else 0.3)
+    device, dtype = model_device_dtype(model)
+    generator = torch.Generator().manual_seed(args.seed or 0)
+    columns: dict[str, list[np.ndarray]] = {}
+    batches = data.batches(args.batch_size or 256, device=device, dtype=dtype)
+    total = -(-len(data) // (args.batch_size or 256))
+    for _, x, y in tqdm(batches, total=total, desc=attack.name, disable=args.quiet or not sys.stderr.isatty()):
+        with torch.no_grad():
+            clean = model(x).argmax(1)
+        target = _targets(args.target, model, x, y, generator)
+        result = attack(model, x, y, threat, target=target, generator=generator)
+        row = {"x_adv": result.x_adv.float(), "clean_prediction": clean, "prediction": result.predictions,
+               "success": result.success, "norm": result.norms.float()}
+        for key, value in row.items():
+            columns.setdefault(key, []).append(value.detach().cpu().numpy())
+    arrays = {k: np.concatenate(v) for k, v in columns.items()}
+    labels = data.labels.numpy()
+    summary = {
+        "attack": attack.name,
+        "settings": attack.settings(),
+        "threat": threat.describe(),
+        "targeted": args.target,
+        "n": len(data),
+        "clean_accuracy": float((arrays["clean_prediction"] == labels).mean()),
+        "adversarial_accuracy": float((arrays["prediction"] == labels).mean()),
+        "success_rate": float(arrays["success"].mean()),
+        "median_norm": float(np.median(arrays["norm"])),
+    }
+    return summary, {"y": labels, **arrays}
+
+
+def _save_npz(path: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    contents: dict[str, Any] = {"summary": np.array(json.dumps(summary)), **arrays}
+    np.savez_compressed(tmp, **contents)
+    tmp.replace(path)
+    return path
+
+
+def _targets(spec: str | None, model: Any, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> Any:
+    """Target labels for a targeted attack: random (never the true class), least-likely, or one class."""
+    if spec is None:
+        return None
+    with torch.no_grad():
+        logits = model(x)
+    classes = logits.shape[1]
+    if spec == "least-likely":
+        return logits.argmin(1)
+    if spec == "random":
+        offset = torch.randint(1, classes, y.shape, generator=generator).to(y.device)
+        return (y + offset) % classes
+    try:
+        label = int(spec)
+    except ValueError:
+        raise InputError(f"--target must be random, least-likely or a class index, got {spec!r}") from None
+    if not 0 <= label < classes:
+        raise InputError(f"--target {label} is not a class of this model (0..{classes - 1})")
+    return torch.full_like(y, label)

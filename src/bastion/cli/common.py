@@ -1,0 +1,42 @@
+"""Command-line options shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options"]
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --mean, --std, --device."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="zoo:NAME, module:factory, path/file.py:factory, or a TorchScript file")
+    group.add_argument("--weights", help="state dict for a factory-built model (loaded with weights_only=True)")
+    group.add_argument("--mean", help="per-channel normalization mean, e.g. 0.49,0.48,0.45")
+    group.add_argument("--std", help="per-channel normalization std, e.g. 0.25,0.24,0.26")
+    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """--data, --data-root, --limit, --subset-seed, --batch-size."""
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data", help="mnist-sample[:eval|train|all], npz:PATH, pt:PATH, imagefolder:PATH, cifar10:test, ..."
+    )
+    group.add_argument("--data-root", help="where torchvision datasets are stored (and downloaded)")
+    group.add_argument("--limit", type=int, help="use only this many points")
+    group.add_argument("--subset-seed", type=int, help="take a seeded random subset of --limit points")
+    group.add_argument("--batch-size", type=int, help="points per forward pass (default 256)")
+
+
+def add_threat_options(parser: argparse.ArgumentParser) -> None:
+    """--norm, --eps."""
+    group = parser.add_argument_group("threat model")
+    group.add_argument("--norm", help="linf (default) or l2")
+    group.add_argument("--eps", help="radius of the threat model: a number or a fraction such as 8/255")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--seed, --quiet."""
+    parser.add_argument("--seed", type=int, help="seed of the attacks' randomness (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,0 +1,74 @@
+"""`bastion evaluate`: the whole protocol on a model and data, written as report.json and report.html."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from bastion.cli.common import add_data_options, add_model_options, add_run_options, add_threat_options
+
+__all__ = ["register"]
+
+_NOT_CONFIG = {"command", "handler", "config", "quiet"}
+
+
+def register(commands: Any) -> None:
+    """Add the `evaluate` subcommand; every option can also come from a TOML file (--config)."""
+    parser = commands.add_parser(
+        "evaluate",
+        help="run the evaluation protocol and write a report",
+        description="Clean accuracy, FGSM sanity check, PGD with restarts, accuracy-vs-eps curve and "
+        "per-class robustness; writes report.json and report.html. Flags override --config.",
+    )
+    parser.add_argument("--config", help="TOML file of options (keys as the flags, e.g. eps = \"8/255\")")
+    add_model_options(parser)
+    add_data_options(parser)
+    add_threat_options(parser)
+    attack = parser.add_argument_group("attacks")
+    attack.add_argument("--steps", type=int, help="PGD steps (default 20)")
+    attack.add_argument("--restarts", type=int, help="PGD random restarts (default 5)")
+    attack.add_argument("--rel-step", type=float, help="PGD step size as a fraction of eps (default 2.5/steps)")
+    attack.add_argument("--loss", help="attack loss: ce (default) or cw")
+    attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
+    report = parser.add_argument_group("curve and report")
+    report.add_argument("--curve-points", type=int, help="points of the accuracy-vs-eps curve (default 9, 0 = none)")
+    report.add_argument("--curve-max", help="largest eps of the curve (default 2 x eps)")
+    report.add_argument("--curve-restarts", type=int, help="PGD restarts per curve point (default 1)")
+    report.add_argument("--class-floor", type=float, help="flag classes with robust accuracy under this")
+    report.add_argument("--gallery", type=int, help="adversarial examples shown in the HTML report (default 8)")
+    report.add_argument("--out", help="directory for report.json and report.html (default runs/)")
+    add_run_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def options_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge the TOML file (if any) with the flags given; flags win."""
+    from bastion.evaluate import read_toml
+
+    options: dict[str, Any] = read_toml(args.config) if args.config else {}
+    for key, value in vars(args).items():
+        if key in _NOT_CONFIG or value is None:
+            continue
+        options[key] = value
+    options.pop("quiet", None)
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the summary table, write the reports."""
+    from bastion.evaluate import EvalConfig, evaluate
+    from bastion.report import write_html
+    from bastion.report.terminal import format_result
+
+    config = EvalConfig.from_options(options_from(args))
+    command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = evaluate(config, progress=not args.quiet and sys.stderr.isatty(), command=command)
+    out = Path(config.out)
+    json_path = result.save(out / "report.json")
+    html_path = write_html(result.to_dict(), out / "report.html")
+    print(format_result(result.to_dict()))
+    print(f"\nreport: {json_path}\n        {html_path}")
+    return 0

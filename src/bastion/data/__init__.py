@@ -1,0 +1,12 @@
+"""Datasets as in-memory `ImageSet`s, loaded from a spec string such as "mnist-sample" or "npz:PATH".
+
+The package ships the MNIST test split (LeCun, Cortes and Burges, CC BY-SA 3.0; see
+`files/LICENSE-MNIST.md`) so that demos and tests run offline.
+"""
+
+from __future__ import annotations
+
+from bastion.data.imageset import ImageSet
+from bastion.data.sources import DATASETS_HELP, default_root, load_dataset
+
+__all__ = ["DATASETS_HELP", "ImageSet", "default_root", "load_dataset"]

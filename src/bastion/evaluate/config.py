@@ -1,0 +1,161 @@
+"""The settings of one evaluation, from keyword arguments, a TOML file, or the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion.errors import InputError
+from bastion.losses import LOSSES
+from bastion.threat import get_norm, parse_eps
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["EvalConfig", "read_toml"]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that defines an evaluation; recorded verbatim in the report.
+
+    Args:
+        model: Model spec: `zoo:NAME`, `module:factory`, `path/file.py:factory` or a TorchScript file
+            (optional when the model is passed in memory to `evaluate_model`).
+        data: Data spec (optional with in-memory data): `mnist-sample`, `npz:PATH`, `pt:PATH`,
+            `imagefolder:PATH`, `cifar10:test`, ...
+        norm: Threat model norm, "linf" or "l2".
+        eps: Threat model radius, a number or a fraction string ("8/255").
+        weights: State dict for a factory-built model.
+        mean: Per-channel normalization mean (normalization becomes the model's first layer).
+        std: Per-channel normalization std.
+        data_root: Where torchvision datasets are stored and downloaded.
+        limit: Evaluate this many points (the first ones, or a seeded random subset with `subset_seed`).
+        subset_seed: Seed of the random subset; None takes the first `limit` points.
+        fgsm: Run the FGSM sanity check.
+        steps: Steps of the main PGD attack.
+        restarts: Random restarts of the main PGD attack (only points still robust are restarted).
+        rel_step: PGD step size as a fraction of eps; None gives 2.5 / steps.
+        loss: Attack loss, "ce" or "cw".
+        curve_points: Points of the accuracy-vs-eps curve, from 0 to `curve_max`; 0 skips the curve.
+        curve_max: Largest eps of the curve; None gives twice `eps`.
+        curve_restarts: PGD restarts at each curve point.
+        class_floor: Per-class robust accuracy under which a class is flagged; None gives half the
+            overall robust accuracy.
+        gallery: Number of adversarial examples shown in the HTML report.
+        batch_size: Points per forward pass.
+        seed: Seed of every attack's randomness.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        out: Directory that receives report.json and report.html.
+    """
+
+    model: str = ""
+    data: str = ""
+    norm: str = "linf"
+    eps: float = 0.3
+    weights: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    data_root: str | None = None
+    limit: int | None = None
+    subset_seed: int | None = None
+    fgsm: bool = True
+    steps: int = 20
+    restarts: int = 5
+    rel_step: float | None = None
+    loss: str = "ce"
+    curve_points: int = 9
+    curve_max: float | None = None
+    curve_restarts: int = 1
+    class_floor: float | None = None
+    gallery: int = 8
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+    out: str = "runs"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "norm", get_norm(self.norm).name)
+        set_(self, "eps", parse_eps(self.eps))
+        if self.curve_max is not None:
+            set_(self, "curve_max", parse_eps(self.curve_max))
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = parse_floats(value, name)
+            if value is not None:
+                set_(self, name, tuple(float(v) for v in value))
+        for name, low in (("steps", 1), ("restarts", 1), ("curve_restarts", 1), ("batch_size", 1),
+                          ("curve_points", 0), ("gallery", 0)):
+            _check_int(name, getattr(self, name), low)
+        if self.limit is not None:
+            _check_int("limit", self.limit, 1)
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        if self.class_floor is not None and not 0 <= self.class_floor <= 1:
+            raise InputError(f"class_floor must lie in [0, 1], got {self.class_floor}")
+        if self.rel_step is not None and not (math.isfinite(self.rel_step) and self.rel_step > 0):
+            raise InputError(f"rel_step must be > 0, got {self.rel_step}")
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Names a TOML file or the CLI may set."""
+        return [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> EvalConfig:
+        """Build from a flat mapping of option names (hyphens or underscores); unknown names are errors."""
+        normalized = {key.replace("-", "_"): value for key, value in options.items()}
+        unknown = sorted(set(normalized) - set(cls.option_names()))
+        if unknown:
+            raise InputError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(cls.option_names())}")
+        for required in ("model", "data"):
+            if normalized.get(required) in (None, ""):
+                raise InputError(f"no {required} given: pass --{required} or set {required} in the config file")
+        try:
+            return cls(**normalized)
+        except TypeError as error:
+            raise InputError(f"bad option value: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        data = dataclasses.asdict(self)
+        for key in ("mean", "std"):
+            if data[key] is not None:
+                data[key] = list(data[key])
+        return data
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read evaluation options from a TOML file: top-level keys, or the keys of an `[evaluate]` table."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot parse {path}: {error}") from None
+    table = document.get("evaluate", document)
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: [evaluate] must be a table")
+    return dict(table)
+
+
+def parse_floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"--{name} takes comma-separated numbers such as 0.49,0.48,0.45, got {text!r}") from None
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -1,0 +1,97 @@
+"""The state an evaluation carries from stage to stage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from bastion.data import ImageSet
+from bastion.threat import ThreatModel
+
+__all__ = ["EvalContext", "Example"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """An adversarial example kept for the report's gallery (tensors on the CPU)."""
+
+    index: int
+    x: Tensor
+    x_adv: Tensor
+    label: int
+    clean_prediction: int
+    adversarial_prediction: int
+    attack: str
+
+
+@dataclass
+class EvalContext:
+    """Model, data and threat model, plus what the stages have learned so far.
+
+    `correct` marks the points the model classifies correctly without attack; `robust` the points
+    that no attack run so far has broken at the threat model's eps (the per-sample worst case).
+    """
+
+    model: nn.Module
+    data: ImageSet
+    threat: ThreatModel
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int = 256
+    seed: int = 0
+    progress: bool = False
+    gallery_size: int = 8
+    predictions: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    correct: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
+    robust: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
+    examples: list[Example] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def generator(self, stream: int) -> torch.Generator:
+        """A CPU generator for one stage: seeded by (seed, stream), so stages do not share draws."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + stream)
+
+    def batches(self, indices: Tensor, description: str) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(indices, x, y) for the given points, on the model's device and dtype, with a progress bar."""
+        chunks = torch.split(indices, self.batch_size)
+        for chunk in tqdm(chunks, desc=description, unit="batch", disable=not self.progress, leave=False):
+            x, y = self.data.batch(chunk, device=self.device, dtype=self.dtype)
+            yield chunk, x, y
+
+    def keep_examples(
+        self, indices: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, adv_predictions: Tensor, fooled: Tensor, attack: str
+    ) -> None:
+        """Keep broken points for the gallery, preferring labels not shown yet."""
+        if len(self.examples) >= 4 * self.gallery_size:
+            return
+        for row in fooled.nonzero().squeeze(1).tolist():
+            index = int(indices[row])
+            self.examples.append(
+                Example(
+                    index=index,
+                    x=x[row].detach().float().cpu(),
+                    x_adv=x_adv[row].detach().float().cpu(),
+                    label=int(y[row]),
+                    clean_prediction=int(self.predictions[index]),
+                    adversarial_prediction=int(adv_predictions[row]),
+                    attack=attack,
+                )
+            )
+            if len(self.examples) >= 4 * self.gallery_size:
+                return
+
+    def gallery(self) -> list[Example]:
+        """Up to `gallery_size` kept examples, one per label first, in data order."""
+        chosen: list[Example] = []
+        seen: set[int] = set()
+        for example in sorted(self.examples, key=lambda e: e.index):
+            if example.label not in seen and len(chosen) < self.gallery_size:
+                chosen.append(example)
+                seen.add(example.label)
+        rest = [e for e in sorted(self.examples, key=lambda e: e.index) if e not in chosen]
+        chosen.extend(rest[: self.gallery_size - len(chosen)])
+        return sorted(chosen, key=lambda e: e.index)

@@ -1,0 +1,180 @@
+"""The evaluation protocol end to end: model + data + threat model -> `EvalResult`.
+
+The order is the field's (Carlini et al. 2019, arXiv:1902.06705; see PROTOCOL.md): clean
+baseline, FGSM sanity check, PGD with restarts, accuracy-vs-eps curve, per-class robustness.
+Misclassified points are never attacked, each attack runs only on the points still robust, and
+the robust accuracy reported is the per-sample worst case over every attack run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bastion.attacks import FGSM, PGD, Attack
+from bastion.data import ImageSet, load_dataset
+from bastion.evaluate.config import EvalConfig
+from bastion.evaluate.context import EvalContext, Example
+from bastion.evaluate.result import AttackRecord, EvalResult, GalleryItem, Summary
+from bastion.evaluate.stages import attack_stage, clean_stage, curve_stage, per_class_stage
+from bastion.evaluate.verdicts import protocol_warnings
+from bastion.models import load_model, model_device_dtype
+from bastion.models.loading import fingerprint_model
+from bastion.report.png import image_to_data_uri, perturbation_to_data_uri
+from bastion.threat import ThreatModel
+
+__all__ = ["evaluate", "evaluate_model", "main_attacks"]
+
+logger = logging.getLogger(__name__)
+
+
+def main_attacks(config: EvalConfig) -> list[tuple[Attack, str]]:
+    """The cascade at the threat model's eps, in order, with each attack's role."""
+    attacks: list[tuple[Attack, str]] = []
+    if config.fgsm:
+        attacks.append((FGSM(loss=config.loss), "sanity check"))
+    pgd = PGD(steps=config.steps, n_restarts=config.restarts, rel_step=config.rel_step, loss=config.loss)
+    attacks.append((pgd, "main attack"))
+    return attacks
+
+
+def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None = None) -> EvalResult:
+    """Load the model and data a config names, and evaluate them."""
+    loaded = load_model(config.model, weights=config.weights, mean=config.mean, std=config.std, device=config.device)
+    data = load_dataset(config.data, root=config.data_root, limit=config.limit, seed=config.subset_seed)
+    return evaluate_model(loaded.module, data, config, progress=progress, command=command)
+
+
+def evaluate_model(
+    model: nn.Module, data: ImageSet, config: EvalConfig, *, progress: bool = False, command: str | None = None
+) -> EvalResult:
+    """Run the protocol on an in-memory model and data set.
+
+    Args:
+        model: Maps images in [0, 1], shape (N, C, H, W), to logits; its device and dtype are used.
+        data: The evaluation points.
+        config: Threat model and attack settings (its `model` and `data` strings are only recorded).
+        progress: Show progress bars.
+        command: The command line, recorded in the provenance.
+
+    Example:
+        >>> result = evaluate_model(model, load_dataset("mnist-sample", limit=500), EvalConfig(eps=0.3))
+        >>> result.summary.robust_accuracy
+    """
+    device, dtype = model_device_dtype(model)
+    threat = ThreatModel(config.norm, config.eps)
+    ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
+    clean = clean_stage(ctx)
+    records = [attack_stage(ctx, attack, role, stream) for stream, (attack, role) in enumerate(main_attacks(config))]
+    if config.fgsm and records:
+        records[0] = _with_standalone(records[0])
+    grid = _curve_grid(config)
+    curve_attack = PGD(steps=config.steps, n_restarts=config.curve_restarts, rel_step=config.rel_step,
+                       loss=config.loss)
+    curve = curve_stage(ctx, curve_attack, grid, stream=100) if grid else []
+    per_class, floor = per_class_stage(ctx, config.class_floor)
+    robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
+    model_id, data_id = config.model or type(model).__name__, config.data or data.name
+    summary = Summary(clean.top1, robust_accuracy, threat.norm.name, threat.eps, len(data), model_id, data_id)
+    warnings = ctx.warnings + protocol_warnings(clean.top1, records, curve, threat.eps)
+    created = datetime.now(timezone.utc)
+    provenance = _provenance(model, data, config, device, dtype, command)
+    return EvalResult(
+        run_id=_run_id(created, provenance, config),
+        created_at=created.isoformat(timespec="seconds"),
+        summary=summary,
+        clean=clean,
+        attacks=records,
+        curve=curve,
+        per_class=per_class,
+        class_floor=floor,
+        gallery=[_gallery_item(e, threat) for e in ctx.gallery()],
+        warnings=warnings,
+        provenance=provenance,
+        config=config.to_dict(),
+        curve_settings={"attack": curve_attack.name, **curve_attack.settings()} if grid else {},
+    )
+
+
+def _with_standalone(record: AttackRecord) -> AttackRecord:
+    """The first attack saw every correct point, so its cumulative accuracy is also its own."""
+    return replace(record, standalone_accuracy=record.robust_accuracy)
+
+
+def _curve_grid(config: EvalConfig) -> list[float]:
+    if config.curve_points == 0:
+        return []
+    top = config.curve_max if config.curve_max is not None else 2 * config.eps
+    if config.curve_points == 1:
+        return [config.eps]
+    grid = [float(v) for v in np.linspace(0.0, top, config.curve_points)]
+    if all(abs(v - config.eps) > 1e-9 for v in grid) and config.eps <= top:
+        grid = sorted([*grid, config.eps])
+    return grid
+
+
+def _gallery_item(example: Example, threat: ThreatModel) -> GalleryItem:
+    side = max(example.x.shape[-2:])
+    scale = max(1, 112 // side)
+    delta = example.x_adv - example.x
+    return GalleryItem(
+        index=example.index,
+        label=example.label,
+        clean_prediction=example.clean_prediction,
+        adversarial_prediction=example.adversarial_prediction,
+        attack=example.attack,
+        norm=float(threat.norm.measure(delta[None])[0]),
+        clean_png=image_to_data_uri(example.x, scale=scale),
+        adversarial_png=image_to_data_uri(example.x_adv, scale=scale),
+        perturbation_png=perturbation_to_data_uri(delta, scale=scale),
+    )
+
+
+def _provenance(
+    model: nn.Module, data: ImageSet, config: EvalConfig, device: torch.device, dtype: torch.dtype, command: str | None
+) -> dict[str, Any]:
+    return {
+        "seed": config.seed,
+        "versions": {
+            "bastion": _bastion_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "model": {
+            "spec": config.model or None,
+            "class": type(model).__name__,
+            "fingerprint": fingerprint_model(model),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        "data": {
+            "spec": config.data or data.name,
+            "fingerprint": data.fingerprint,
+            "n": len(data),
+            "shape": list(data.shape),
+        },
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "platform": platform.platform(),
+        "command": command if command is not None else " ".join(sys.argv),
+    }
+
+
+def _bastion_version() -> str:
+    from bastion import __version__
+
+    return __version__
+
+
+def _run_id(created: datetime, provenance: dict[str, Any], config: EvalConfig) -> str:
+    key = f"{provenance['model']['fingerprint']}{provenance['data']['fingerprint']}{sorted(config.to_dict().items())}"
+    return f"{created:%Y%m%d-%H%M%S}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"

@@ -1,0 +1,168 @@
+"""Typed results of an evaluation and their JSON form (`report.json`, versioned by `schema_version`).
+
+The stable top-level keys, for scripts and CI: `schema_version`, `summary`, `attacks`, `curve`,
+`per_class`, `warnings`, `provenance`. The JSON is the source of truth; the HTML and the terminal
+table are rendered from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion._io import write_atomic
+from bastion.errors import InputError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AttackRecord",
+    "ClassRecord",
+    "CleanRecord",
+    "CurvePoint",
+    "EvalResult",
+    "GalleryItem",
+    "Summary",
+    "write_atomic",
+]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The headline numbers."""
+
+    clean_accuracy: float
+    robust_accuracy: float
+    norm: str
+    eps: float
+    n_samples: int
+    model: str
+    data: str
+
+
+@dataclass(frozen=True)
+class CleanRecord:
+    """Accuracy without attack."""
+
+    top1: float
+    top5: float
+    n_correct: int
+
+
+@dataclass(frozen=True)
+class AttackRecord:
+    """One attack of the cascade: its settings, whom it attacked, and the robust accuracy after it.
+
+    `robust_accuracy` is the per-sample worst case over this attack and every one before it;
+    `standalone_accuracy` counts only this attack's own successes (and clean errors), when known.
+    """
+
+    name: str
+    role: str
+    settings: dict[str, Any]
+    norm: str
+    eps: float
+    attacked: int
+    fooled: int
+    robust_accuracy: float
+    passes: dict[str, int]
+    seconds: float
+    standalone_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Robust accuracy at one radius."""
+
+    eps: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    """Accuracy of one class."""
+
+    label: int
+    name: str
+    n: int
+    clean_accuracy: float
+    robust_accuracy: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """An adversarial example for the report, images as PNG data URIs."""
+
+    index: int
+    label: int
+    clean_prediction: int
+    adversarial_prediction: int
+    attack: str
+    norm: float
+    clean_png: str
+    adversarial_png: str
+    perturbation_png: str
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The whole evaluation: what `bastion evaluate` writes as report.json."""
+
+    run_id: str
+    created_at: str
+    summary: Summary
+    clean: CleanRecord
+    attacks: list[AttackRecord]
+    curve: list[CurvePoint]
+    per_class: list[ClassRecord]
+    class_floor: float
+    gallery: list[GalleryItem]
+    warnings: list[str]
+    provenance: dict[str, Any]
+    config: dict[str, Any]
+    curve_settings: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary, `schema_version` first."""
+        data = asdict(self)
+        return {"schema_version": data.pop("schema_version"), **data}
+
+    def to_json(self) -> str:
+        """The JSON text of report.json."""
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        """Rebuild from `to_dict()` output; refuses reports of another schema version."""
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(
+                f"report schema_version {version!r} is not supported (this bastion reads {SCHEMA_VERSION})"
+            )
+        fields = dict(data)
+        fields["summary"] = Summary(**data["summary"])
+        fields["clean"] = CleanRecord(**data["clean"])
+        fields["attacks"] = [AttackRecord(**a) for a in data["attacks"]]
+        fields["curve"] = [CurvePoint(**p) for p in data["curve"]]
+        fields["per_class"] = [ClassRecord(**c) for c in data["per_class"]]
+        fields["gallery"] = [GalleryItem(**g) for g in data["gallery"]]
+        return cls(**fields)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalResult:
+        """Read a report.json."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise InputError(f"report not found: {path}") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise InputError(f"{path} is not a bastion report: {error}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Write report.json atomically."""
+        return write_atomic(path, self.to_json())

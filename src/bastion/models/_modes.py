@@ -1,0 +1,95 @@
+"""Context managers that prepare a model for an attack and count its passes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["PassCount", "PassCounter", "attack_mode"]
+
+
+@contextmanager
+def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put `model` in eval mode with parameters that need no gradient; restore both afterwards.
+
+    Attacks differentiate with respect to the input only: freezing the parameters saves the
+    weight-gradient work of every backward pass, and eval mode fixes dropout and batch-norm.
+    """
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+@dataclass(frozen=True)
+class PassCount:
+    """Forward and backward passes through a model: calls, and samples summed over calls."""
+
+    forward: int = 0
+    backward: int = 0
+    forward_samples: int = 0
+    backward_samples: int = 0
+
+    def __add__(self, other: PassCount) -> PassCount:
+        return PassCount(
+            self.forward + other.forward,
+            self.backward + other.backward,
+            self.forward_samples + other.forward_samples,
+            self.backward_samples + other.backward_samples,
+        )
+
+
+class PassCounter(nn.Module):
+    """Wraps a model and counts its forward passes, and the backward passes through its output.
+
+    The counts come from the calls themselves, so an attack cannot misreport its cost.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counts."""
+        self.forward_calls = self.backward_calls = 0
+        self.forward_samples = self.backward_samples = 0
+
+    @property
+    def count(self) -> PassCount:
+        """The passes so far."""
+        return PassCount(self.forward_calls, self.backward_calls, self.forward_samples, self.backward_samples)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Run the wrapped model and count the pass (and its backward, if one follows)."""
+        out: Tensor = self.model(x)
+        batch = int(x.shape[0])
+        self.forward_calls += 1
+        self.forward_samples += batch
+        if out.requires_grad:
+
+            def on_backward(grad: Tensor) -> None:
+                self.backward_calls += 1
+                self.backward_samples += batch
+
+            out.register_hook(on_backward)  # type: ignore[no-untyped-call]
+        return out
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of a model's first parameter or buffer (CPU float32 if it has none)."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.float32

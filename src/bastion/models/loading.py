@@ -1,0 +1,199 @@
+"""Load a model from a spec string: `zoo:NAME`, `module:factory`, `path/file.py:factory`, or TorchScript.
+
+Weights are always read with `torch.load(weights_only=True)`: a checkpoint holds tensors, and
+loading one must never run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import pickle
+import sys
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bastion.errors import InputError
+from bastion.models.normalize import Normalized
+from bastion.models.zoo import load_zoo_model
+
+__all__ = ["LoadedModel", "fingerprint_model", "load_model", "load_weights", "resolve_device"]
+
+_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for evaluation, with where it came from."""
+
+    module: nn.Module
+    spec: str
+    fingerprint: str
+    device: torch.device
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """`auto` (or None) picks CUDA, then Apple MPS, then the CPU; otherwise the named device."""
+    if name in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(str(name))
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but CUDA is not available here")
+    return device
+
+
+def fingerprint_model(model: nn.Module) -> str:
+    """sha256 over parameter and buffer names and values: the same weights give the same fingerprint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        value = tensor.detach().cpu().contiguous()
+        digest.update(str(value.dtype).encode() + str(tuple(value.shape)).encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def _import_factory(spec: str) -> Any:
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise InputError(f"model file not found: {target}")
+        module_name = f"_bastion_user_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise InputError(f"cannot import {target}")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        loader_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as error:
+            raise InputError(f"cannot import model module {target!r}: {error}") from None
+    if not hasattr(module, attr):
+        raise InputError(f"unknown factory {attr!r} in {target}")
+    return getattr(module, attr)
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def _state_dict_of(checkpoint: object, source: str) -> Mapping[str, torch.Tensor]:
+    if isinstance(checkpoint, Mapping):
+        for key in _STATE_KEYS:
+            if isinstance(checkpoint.get(key), Mapping):
+                return _state_dict_of(checkpoint[key], source)
+        if all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            return {str(k).removeprefix("module."): v for k, v in checkpoint.items()}
+    raise InputError(f"{source} holds no state dict (expected a dict of tensors, or one under {_STATE_KEYS})")
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state dict (or a checkpoint holding one) into `model`, strictly, without running code."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weights file not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
+        raise InputError(f"{path} holds objects other than tensors, refused by weights_only loading: {first}") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise InputError(f"cannot read weights {path}: {str(error).splitlines()[0] if str(error) else error}") from None
+    state = _state_dict_of(checkpoint, str(path))
+    result = _check_fit(model, state, path)
+    if result:
+        raise InputError(f"the weights in {path} do not fit the model: {result}")
+    return model
+
+
+def _check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> str:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if names:
+            more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+            problems.append(f"{label}: {', '.join(names[:3])}{more}")
+    if not problems:
+        model.load_state_dict(state, strict=True)
+    return "; ".join(problems)
+
+
+def load_model(
+    spec: str,
+    *,
+    weights: str | Path | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedModel:
+    """Build the model a spec names, load its weights, wrap normalization, move it to `device`.
+
+    Args:
+        spec: `zoo:NAME`, `package.module:factory`, `path/to/file.py:factory` (the factory is a
+            callable returning an `nn.Module`), or the path of a TorchScript file.
+        weights: State dict to load into a factory-built model.
+        mean: Per-channel normalization mean, if the model expects standardized inputs.
+        std: Per-channel normalization std, given together with `mean`.
+        device: Where to run it; None or "auto" picks the best available.
+    """
+    if (mean is None) != (std is None):
+        raise InputError("give --mean and --std together")
+    target = resolve_device(device if not isinstance(device, torch.device) else str(device))
+    if spec.startswith("zoo:"):
+        if weights is not None:
+            raise InputError("zoo models carry their own weights; drop --weights")
+        model = load_zoo_model(spec[4:])
+    elif Path(spec).is_file():
+        if not _is_torchscript(Path(spec)):
+            raise InputError(
+                f"{spec} is not a TorchScript file; for a state dict give the architecture as "
+                "--model module:factory and the file as --weights"
+            )
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what many users ship
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(spec, map_location="cpu")  # type: ignore[no-untyped-call]
+        if weights is not None:
+            raise InputError("a TorchScript model carries its own weights; drop --weights")
+    elif ":" in spec:
+        factory = _import_factory(spec)
+        model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        if not isinstance(model, nn.Module):
+            raise InputError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+        if weights is not None:
+            load_weights(model, weights)
+    else:
+        raise InputError(
+            f"cannot load model {spec!r}: use zoo:NAME, module:factory, path/file.py:factory or a TorchScript file"
+        )
+    if mean is not None and std is not None:
+        model = Normalized(model, mean, std)
+    model = model.to(target).eval()
+    return LoadedModel(module=model, spec=spec, fingerprint=fingerprint_model(model), device=target)

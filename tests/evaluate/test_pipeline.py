@@ -1,0 +1,121 @@
+"""The evaluation protocol's invariants on small models, and the report's JSON round trip."""
+
+import json
+
+import pytest
+import torch
+
+from bastion._io import write_atomic
+from bastion.data import ImageSet
+from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
+from tests.conftest import TinyCNN
+
+
+@pytest.fixture
+def toy_set():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(96, 1, 8, 8, generator=g)
+    model = _model()
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    labels[:10] = (labels[:10] + 1) % 4  # ten points the model gets wrong
+    return ImageSet(images=images, labels=labels, classes=["a", "b", "c", "d"], name="toy")
+
+
+def _model():
+    torch.manual_seed(0)
+    return TinyCNN().eval()
+
+
+@pytest.fixture
+def result(toy_set):
+    config = EvalConfig(model="tiny", data="toy", norm="linf", eps=0.05, steps=5, restarts=2, batch_size=32)
+    return evaluate_model(_model(), toy_set, config)
+
+
+def test_clean_baseline_and_worst_case(result):
+    assert result.clean.top1 == pytest.approx(86 / 96)
+    assert result.clean.top5 == 1.0  # 4 classes: the label is always in the top 5
+    assert result.summary.robust_accuracy <= result.clean.top1
+    # Each attack's cumulative robust accuracy can only fall, and the summary is the last one.
+    accuracies = [a.robust_accuracy for a in result.attacks]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert result.summary.robust_accuracy == accuracies[-1]
+
+
+def test_attacks_only_attack_points_still_robust(result):
+    fgsm, pgd = result.attacks
+    assert fgsm.attacked == result.clean.n_correct
+    assert pgd.attacked == fgsm.attacked - fgsm.fooled
+    assert fgsm.standalone_accuracy == fgsm.robust_accuracy
+    assert pgd.settings["n_restarts"] == 2 and pgd.settings["steps"] == 5
+    assert pgd.passes["backward"] > 0
+
+
+def test_curve_starts_at_clean_accuracy_falls_and_matches_the_worst_case(result):
+    eps = [p.eps for p in result.curve]
+    accuracy = [p.accuracy for p in result.curve]
+    assert len(eps) == 9 and eps[0] == 0 and eps[-1] == pytest.approx(0.1)
+    assert accuracy[0] == result.clean.top1
+    assert accuracy == sorted(accuracy, reverse=True)
+    at_eps = next(p.accuracy for p in result.curve if abs(p.eps - 0.05) < 1e-9)
+    assert at_eps == result.summary.robust_accuracy
+
+
+def test_per_class_counts_and_flags(result, toy_set):
+    assert sum(c.n for c in result.per_class) == len(toy_set)
+    for record in result.per_class:
+        assert record.flagged == (record.n > 0 and record.robust_accuracy < result.class_floor)
+    weighted = sum(c.robust_accuracy * c.n for c in result.per_class) / len(toy_set)
+    assert weighted == pytest.approx(result.summary.robust_accuracy)
+
+
+def test_gallery_shows_real_adversarial_examples(result):
+    assert 0 < len(result.gallery) <= 8
+    for item in result.gallery:
+        assert item.adversarial_prediction != item.label
+        assert item.norm <= 0.05 + 1e-6
+        assert item.clean_png.startswith("data:image/png;base64,")
+
+
+def test_json_round_trip(result, tmp_path):
+    path = result.save(tmp_path / "report.json")
+    data = json.loads(path.read_text())
+    for key in ("schema_version", "summary", "attacks", "curve", "per_class", "warnings", "provenance"):
+        assert key in data
+    assert set(data["summary"]) >= {"clean_accuracy", "robust_accuracy", "norm", "eps", "n_samples"}
+    assert data["provenance"]["model"]["fingerprint"] and data["provenance"]["data"]["fingerprint"]
+    assert EvalResult.load(path) == result
+
+
+def test_same_seed_same_numbers(toy_set):
+    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=3, restarts=2, curve_points=3)
+    a, b = (evaluate_model(_model(), toy_set, config) for _ in range(2))
+    assert a.attacks[1].fooled == b.attacks[1].fooled and a.curve == b.curve
+
+
+def test_warnings_for_probabilities_and_random_outputs(toy_set):
+    class Softmaxed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _model()
+
+        def forward(self, x):
+            return self.inner(x).softmax(1)
+
+    class Noisy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _model()
+
+        def forward(self, x):
+            return self.inner(x + 0.05 * torch.randn_like(x))
+
+    config = EvalConfig(model="m", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0)
+    assert any("probabilities" in w for w in evaluate_model(Softmaxed(), toy_set, config).warnings)
+    assert any("different outputs" in w for w in evaluate_model(Noisy(), toy_set, config).warnings)
+
+
+def test_write_atomic_leaves_no_temporary_files(tmp_path):
+    write_atomic(tmp_path / "a.json", "{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

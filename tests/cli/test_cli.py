@@ -147,3 +147,18 @@ def test_console_script_prints_no_traceback(tmp_path):
     )
     assert run.returncode == 2
     assert run.stderr.strip().startswith("bastion: error:") and "Traceback" not in run.stderr
+
+
+def test_attack_command_rejects_data_the_model_rejects(nets, capsys):
+    _fails(capsys, ["attack", "fgsm", "--model", f"{nets}:small_input", "--data", "mnist-sample", "--limit", "4"],
+           "rejected data")
+
+
+def test_attack_command_counts_clean_errors_as_broken(tmp_path, capsys):
+    out = tmp_path / "adv.npz"
+    assert main(["attack", "fgsm", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--eps", "0",
+                 "--limit", "300", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    arrays = np.load(out)
+    assert summary["robust_accuracy"] == summary["clean_accuracy"]  # eps = 0 changes nothing
+    assert np.array_equal(arrays["success"], arrays["clean_prediction"] != arrays["y"])

@@ -84,7 +84,11 @@ def run_attack_command(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Attack every point in batches; returns the summary and per-point arrays."""
+    """Attack the data in batches; returns the summary and per-point arrays.
+
+    Untargeted, only correctly classified points are attacked (as in `bastion evaluate`): a clean
+    error counts as broken at no cost and keeps x_adv = x.
+    """
     from bastion.data import load_dataset
     from bastion.evaluate.config import parse_floats
     from bastion.models import load_model, model_device_dtype
@@ -97,16 +101,13 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     threat = ThreatModel(args.norm or "linf", args.eps if args.eps is not None else 0.3)
     device, dtype = model_device_dtype(model)
     generator = torch.Generator().manual_seed(args.seed or 0)
+    batch_size = args.batch_size or 256
     columns: dict[str, list[np.ndarray]] = {}
-    batches = data.batches(args.batch_size or 256, device=device, dtype=dtype)
-    total = -(-len(data) // (args.batch_size or 256))
-    for _, x, y in tqdm(batches, total=total, desc=attack.name, disable=args.quiet or not sys.stderr.isatty()):
-        with torch.no_grad():
-            clean = model(x).argmax(1)
-        target = _targets(args.target, model, x, y, generator)
-        result = attack(model, x, y, threat, target=target, generator=generator)
-        row = {"x_adv": result.x_adv.float(), "clean_prediction": clean, "prediction": result.predictions,
-               "success": result.success, "norm": result.norms.float()}
+    batches = data.batches(batch_size, device=device, dtype=dtype)
+    progress = tqdm(batches, total=-(-len(data) // batch_size), desc=attack.name,
+                    disable=args.quiet or not sys.stderr.isatty(), leave=False)
+    for _, x, y in progress:
+        row = _attack_batch(attack, model, x, y, threat, args.target, generator, data.num_classes)
         for key, value in row.items():
             columns.setdefault(key, []).append(value.detach().cpu().numpy())
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
@@ -118,11 +119,40 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
         "targeted": args.target,
         "n": len(data),
         "clean_accuracy": float((arrays["clean_prediction"] == labels).mean()),
-        "adversarial_accuracy": float((arrays["prediction"] == labels).mean()),
+        "robust_accuracy": float((arrays["prediction"] == labels).mean()),
         "success_rate": float(arrays["success"].mean()),
         "median_norm": float(np.median(arrays["norm"])),
+        "passes": {k.removeprefix("passes_"): int(v.sum()) for k, v in arrays.items() if k.startswith("passes_")},
     }
-    return summary, {"y": labels, **arrays}
+    return summary, {"y": labels, **{k: v for k, v in arrays.items() if not k.startswith("passes_")}}
+
+
+def _attack_batch(
+    attack: Any,
+    model: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    threat: Any,
+    target_spec: str | None,
+    generator: torch.Generator,
+    num_classes: int,
+) -> dict[str, torch.Tensor]:
+    from bastion.models import attack_mode
+    from bastion.models.checks import checked_logits
+
+    with attack_mode(model), torch.no_grad():
+        clean = checked_logits(model, x, num_classes).argmax(1)
+    target = _targets(target_spec, model, x, y, generator)
+    rows = (clean == y) if target is None else torch.ones_like(y, dtype=torch.bool)
+    result = attack(model, x[rows], y[rows], threat, target=None if target is None else target[rows],
+                    generator=generator)
+    x_adv, prediction = x.clone(), clean.clone()
+    x_adv[rows], prediction[rows] = result.x_adv, result.predictions
+    success, norm = ~rows, torch.zeros(len(x), device=x.device)
+    success[rows], norm[rows] = result.success, result.norms.to(norm.dtype)
+    passes = {f"passes_{k}": torch.tensor([v]) for k, v in vars(result.passes).items()}
+    return {"x_adv": x_adv.float(), "clean_prediction": clean, "prediction": prediction, "success": success,
+            "norm": norm, **passes}
 
 
 def _save_npz(path: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:

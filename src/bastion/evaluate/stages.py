@@ -10,30 +10,13 @@ import torch
 from torch import Tensor
 
 from bastion.attacks.base import Attack
-from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord, ClassRecord, CleanRecord, CurvePoint
 from bastion.models._modes import PassCount, attack_mode
+from bastion.models.checks import checked_logits
 from bastion.threat import ThreatModel
 
 __all__ = ["attack_stage", "clean_stage", "curve_stage", "per_class_stage"]
-
-
-def _forward_checked(ctx: EvalContext, x: Tensor) -> Tensor:
-    """The model's logits, with one-line errors for a model that rejects the data or returns junk."""
-    try:
-        logits: Tensor = ctx.model(x)
-    except (RuntimeError, ValueError, TypeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"the model rejected data of shape {tuple(x.shape[1:])}: {first}") from None
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise InputError(f"the model must return logits of shape (batch, classes), got {shape}")
-    if logits.shape[1] < ctx.data.num_classes:
-        raise InputError(f"the model outputs {logits.shape[1]} classes but the data has {ctx.data.num_classes}")
-    if not bool(torch.isfinite(logits).all()):
-        raise InputError("the model returned NaN or infinite logits")
-    return logits
 
 
 def clean_stage(ctx: EvalContext) -> CleanRecord:
@@ -43,7 +26,7 @@ def clean_stage(ctx: EvalContext) -> CleanRecord:
     top5 = torch.zeros(n, dtype=torch.bool)
     with attack_mode(ctx.model), torch.no_grad():
         for i, (indices, x, y) in enumerate(ctx.batches(torch.arange(n), "clean")):
-            logits = _forward_checked(ctx, x)
+            logits = checked_logits(ctx.model, x, ctx.data.num_classes)
             if i == 0:
                 _check_outputs(ctx, x, logits)
             predictions[indices] = logits.argmax(1).cpu()

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from bastion.errors import InputError
 
-__all__ = ["LOSSES", "LossFn", "cross_entropy", "cw_margin", "get_loss"]
+__all__ = ["LOSSES", "LossFn", "cross_entropy", "cw_margin", "dlr", "dlr_targeted", "get_loss"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -35,7 +35,34 @@ def cw_margin(logits: Tensor, labels: Tensor) -> Tensor:
     return others.amax(dim=1) - true_logit
 
 
-LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "cw": cw_margin}
+def dlr(logits: Tensor, labels: Tensor) -> Tensor:
+    """Difference of logits ratio (Croce & Hein, ICML 2020, arXiv:2003.01690, eq. 5).
+
+    DLR = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3), with z sorted decreasingly: invariant to
+    shifting and rescaling the logits, so it does not saturate on overconfident or rescaled models.
+    Needs at least 3 classes.
+    """
+    if logits.shape[1] < 3:
+        raise InputError("the DLR loss needs at least 3 classes")
+    ordered = logits.sort(dim=1, descending=True).values
+    return cw_margin(logits, labels) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+def dlr_targeted(logits: Tensor, labels: Tensor, target: Tensor) -> Tensor:
+    """Targeted DLR (Croce & Hein 2020, eq. 6): -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2).
+
+    Maximizing it pushes the target logit above the true one. Needs at least 4 classes.
+    """
+    if logits.shape[1] < 4:
+        raise InputError("the targeted DLR loss needs at least 4 classes")
+    ordered = logits.sort(dim=1, descending=True).values
+    true_logit = logits.gather(1, labels[:, None]).squeeze(1)
+    target_logit = logits.gather(1, target[:, None]).squeeze(1)
+    scale = ordered[:, 0] - 0.5 * (ordered[:, 2] + ordered[:, 3]) + 1e-12
+    return (target_logit - true_logit) / scale
+
+
+LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "cw": cw_margin, "dlr": dlr}
 
 
 def get_loss(name: str) -> LossFn:

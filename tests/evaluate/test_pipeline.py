@@ -119,3 +119,52 @@ def test_warnings_for_probabilities_and_random_outputs(toy_set):
 def test_write_atomic_leaves_no_temporary_files(tmp_path):
     write_atomic(tmp_path / "a.json", "{}")
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def _comparable(result):
+    data = result.to_dict()
+    for key in ("run_id", "created_at", "provenance", "config"):
+        data.pop(key)
+    for attack in data["attacks"]:
+        attack.pop("seconds")
+    return data
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkeypatch):
+    import bastion.evaluate.pipeline as pipeline
+
+    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=3, restarts=2, curve_points=4, batch_size=32)
+    uninterrupted = evaluate_model(_model(), toy_set, config)
+
+    real_curve = pipeline.curve_stage
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "curve_stage", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(_model(), toy_set, config, state_dir=tmp_path)
+    assert (tmp_path / "state.pt").is_file()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr(pipeline, "curve_stage", real_curve)
+    monkeypatch.setattr(pipeline, "attack_stage", must_not_run)
+    monkeypatch.setattr(pipeline, "clean_stage", must_not_run)
+    resumed = evaluate_model(_model(), toy_set, EvalConfig(**{**config.to_dict(), "resume": True}), state_dir=tmp_path)
+    assert _comparable(resumed) == _comparable(uninterrupted)
+    assert not (tmp_path / "state.pt").exists()
+
+
+def test_a_state_from_other_settings_is_ignored(toy_set, tmp_path, monkeypatch):
+    import bastion.evaluate.pipeline as pipeline
+
+    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0)
+    monkeypatch.setattr(pipeline, "per_class_stage", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(_model(), toy_set, config, state_dir=tmp_path)
+    monkeypatch.undo()
+    other = EvalConfig(model="tiny", data="toy", eps=0.1, steps=2, restarts=1, curve_points=0, resume=True)
+    result = evaluate_model(_model(), toy_set, other, state_dir=tmp_path)
+    assert result.attacks[0].eps == 0.1

@@ -33,6 +33,9 @@ def register(commands: Any) -> None:
     attack.add_argument("--rel-step", type=float, help="PGD step size as a fraction of eps (default 2.5/steps)")
     attack.add_argument("--loss", help="attack loss: ce (default) or cw")
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
+    attack.add_argument("--suite", choices=["autoattack", "pgd"], help="attacks after PGD: the AutoAttack ensemble "
+                        "(the standard protocol) or none (quick)")
+    attack.add_argument("--aa-version", choices=["standard", "plus", "rand"], help="AutoAttack version (standard)")
     report = parser.add_argument_group("curve and report")
     report.add_argument("--curve-points", type=int, help="points of the accuracy-vs-eps curve (default 9, 0 = none)")
     report.add_argument("--curve-max", help="largest eps of the curve (default 2 x eps)")
@@ -40,6 +43,8 @@ def register(commands: Any) -> None:
     report.add_argument("--class-floor", type=float, help="flag classes with robust accuracy under this")
     report.add_argument("--gallery", type=int, help="adversarial examples shown in the HTML report (default 8)")
     report.add_argument("--out", help="directory for report.json and report.html (default runs/)")
+    report.add_argument("--resume", action="store_true", default=None,
+                        help="continue an interrupted run from the stages saved in --out")
     add_run_options(parser)
     parser.set_defaults(handler=run)
 

@@ -39,6 +39,9 @@ class EvalConfig:
         limit: Evaluate this many points (the first ones, or a seeded random subset with `subset_seed`).
         subset_seed: Seed of the random subset; None takes the first `limit` points.
         fgsm: Run the FGSM sanity check.
+        suite: "autoattack" (FGSM, PGD, then the AutoAttack members: the standard protocol) or "pgd"
+            (FGSM and PGD only: quick, and not enough for a robustness claim).
+        aa_version: AutoAttack version: "standard", "plus" or "rand".
         steps: Steps of the main PGD attack.
         restarts: Random restarts of the main PGD attack (only points still robust are restarted).
         rel_step: PGD step size as a fraction of eps; None gives 2.5 / steps.
@@ -53,6 +56,7 @@ class EvalConfig:
         seed: Seed of every attack's randomness.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         out: Directory that receives report.json and report.html.
+        resume: Continue an interrupted run from the stages saved in `out`.
     """
 
     model: str = ""
@@ -66,6 +70,8 @@ class EvalConfig:
     limit: int | None = None
     subset_seed: int | None = None
     fgsm: bool = True
+    suite: str = "pgd"
+    aa_version: str = "standard"
     steps: int = 20
     restarts: int = 5
     rel_step: float | None = None
@@ -79,6 +85,7 @@ class EvalConfig:
     seed: int = 0
     device: str = "auto"
     out: str = "runs"
+    resume: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,6 +105,12 @@ class EvalConfig:
             _check_int(name, getattr(self, name), low)
         if self.limit is not None:
             _check_int("limit", self.limit, 1)
+        if self.suite not in ("autoattack", "pgd"):
+            raise InputError(f"unknown suite {self.suite!r}; choose autoattack or pgd")
+        if self.aa_version not in ("standard", "plus", "rand"):
+            raise InputError(f"unknown AutoAttack version {self.aa_version!r}; choose standard, plus or rand")
+        if not math.isfinite(self.eps):
+            raise InputError("eps must be finite")
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if self.class_floor is not None and not 0 <= self.class_floor <= 1:

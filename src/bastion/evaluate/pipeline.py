@@ -12,8 +12,9 @@ import hashlib
 import logging
 import platform
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +22,13 @@ import torch
 from torch import nn
 
 from bastion.attacks import FGSM, PGD, Attack
+from bastion.attacks.autoattack import build_members
 from bastion.data import ImageSet, load_dataset
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
-from bastion.evaluate.result import AttackRecord, EvalResult, GalleryItem, Summary
+from bastion.evaluate.result import AttackRecord, CleanRecord, CurvePoint, EvalResult, GalleryItem, Summary
 from bastion.evaluate.stages import attack_stage, clean_stage, curve_stage, per_class_stage
+from bastion.evaluate.state import StageState, state_key
 from bastion.evaluate.verdicts import protocol_warnings
 from bastion.models import load_model, model_device_dtype
 from bastion.models.loading import fingerprint_model
@@ -38,24 +41,36 @@ logger = logging.getLogger(__name__)
 
 
 def main_attacks(config: EvalConfig) -> list[tuple[Attack, str]]:
-    """The cascade at the threat model's eps, in order, with each attack's role."""
+    """The cascade at the threat model's eps, in order, with each attack's role.
+
+    FGSM (sanity check), PGD with restarts, then with the `autoattack` suite the members of the
+    chosen AutoAttack version, each as its own stage so the report shows the accuracy after each.
+    """
     attacks: list[tuple[Attack, str]] = []
     if config.fgsm:
         attacks.append((FGSM(loss=config.loss), "sanity check"))
     pgd = PGD(steps=config.steps, n_restarts=config.restarts, rel_step=config.rel_step, loss=config.loss)
     attacks.append((pgd, "main attack"))
+    if config.suite == "autoattack":
+        attacks += [(member, f"autoattack {config.aa_version}") for member in build_members(config.aa_version)]
     return attacks
 
 
 def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None = None) -> EvalResult:
-    """Load the model and data a config names, and evaluate them."""
+    """Load the model and data a config names, and evaluate them; progress is kept in `config.out`."""
     loaded = load_model(config.model, weights=config.weights, mean=config.mean, std=config.std, device=config.device)
     data = load_dataset(config.data, root=config.data_root, limit=config.limit, seed=config.subset_seed)
-    return evaluate_model(loaded.module, data, config, progress=progress, command=command)
+    return evaluate_model(loaded.module, data, config, progress=progress, command=command, state_dir=config.out)
 
 
 def evaluate_model(
-    model: nn.Module, data: ImageSet, config: EvalConfig, *, progress: bool = False, command: str | None = None
+    model: nn.Module,
+    data: ImageSet,
+    config: EvalConfig,
+    *,
+    progress: bool = False,
+    command: str | None = None,
+    state_dir: str | Path | None = None,
 ) -> EvalResult:
     """Run the protocol on an in-memory model and data set.
 
@@ -65,6 +80,8 @@ def evaluate_model(
         config: Threat model and attack settings (its `model` and `data` strings are only recorded).
         progress: Show progress bars.
         command: The command line, recorded in the provenance.
+        state_dir: Where to save progress after each stage (`state.pt`); with `config.resume`, the
+            stages a matching earlier run finished are not run again.
 
     Example:
         >>> result = evaluate_model(model, load_dataset("mnist-sample", limit=500), EvalConfig(eps=0.3))
@@ -73,19 +90,34 @@ def evaluate_model(
     device, dtype = model_device_dtype(model)
     threat = ThreatModel(config.norm, config.eps)
     ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
-    clean = clean_stage(ctx)
-    records = [attack_stage(ctx, attack, role, stream) for stream, (attack, role) in enumerate(main_attacks(config))]
+    key = state_key(config.to_dict(), fingerprint_model(model), data.fingerprint)
+    state = StageState(state_dir, key, config.resume)
+    state.restore(ctx)
+    if "clean" in state.done:
+        clean = CleanRecord(**state.done["clean"])
+    else:
+        clean = clean_stage(ctx)
+        state.save("clean", asdict(clean), ctx)
+    records = []
+    for stream, (attack, role) in enumerate(main_attacks(config)):
+        name = f"attack {stream} {attack.name}"
+        if name not in state.done:
+            state.save(name, asdict(attack_stage(ctx, attack, role, stream)), ctx)
+        records.append(AttackRecord(**state.done[name]))
     if config.fgsm and records:
         records[0] = _with_standalone(records[0])
     grid = _curve_grid(config)
     curve_attack = PGD(steps=config.steps, n_restarts=config.curve_restarts, rel_step=config.rel_step,
                        loss=config.loss)
-    curve = curve_stage(ctx, curve_attack, grid, stream=100) if grid else []
+    if "curve" not in state.done:
+        state.save("curve", [asdict(p) for p in curve_stage(ctx, curve_attack, grid, stream=100)] if grid else [], ctx)
+    curve = [CurvePoint(**p) for p in state.done["curve"]]
     per_class, floor = per_class_stage(ctx, config.class_floor)
     robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
     model_id, data_id = config.model or type(model).__name__, config.data or data.name
     summary = Summary(clean.top1, robust_accuracy, threat.norm.name, threat.eps, len(data), model_id, data_id)
     warnings = ctx.warnings + protocol_warnings(clean.top1, records, curve, threat.eps)
+    state.finish()
     created = datetime.now(timezone.utc)
     provenance = _provenance(model, data, config, device, dtype, command)
     return EvalResult(

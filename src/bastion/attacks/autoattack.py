@@ -1,0 +1,135 @@
+"""AutoAttack: the standard ensemble of diverse parameter-free attacks, run as a cascade."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from bastion.attacks.base import ATTACKS, Attack, AttackResult, check_inputs
+from bastion.errors import InputError
+from bastion.models._modes import PassCount
+from bastion.threat import ThreatModel
+
+__all__ = ["VERSIONS", "AutoAttack", "EnsembleResult"]
+
+# Versions as data (Croce & Hein, ICML 2020, arXiv:2003.01690, section 5 and the authors' release):
+# each is an ordered list of (registered attack name, hyperparameters).
+VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "standard": [
+        ("apgd-ce", {"steps": 100, "n_restarts": 1}),
+        ("apgd-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
+        ("fab-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
+        ("square", {"n_queries": 5000, "n_restarts": 1}),
+    ],
+    "plus": [
+        ("apgd-ce", {"steps": 100, "n_restarts": 5}),
+        ("apgd-dlr", {"steps": 100, "n_restarts": 5}),
+        ("fab", {"steps": 100, "n_restarts": 5}),
+        ("square", {"n_queries": 5000, "n_restarts": 1}),
+        ("apgd-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
+        ("fab-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
+    ],
+    "rand": [
+        ("apgd-ce", {"steps": 100, "n_restarts": 1, "eot_iter": 20}),
+        ("apgd-dlr", {"steps": 100, "n_restarts": 1, "eot_iter": 20}),
+    ],
+}
+
+
+def build_members(version: str, **overrides: Any) -> list[Attack]:
+    """The attacks of a version, in order; `overrides` (None values ignored) apply to members that accept them."""
+    if version not in VERSIONS:
+        raise InputError(f"unknown AutoAttack version {version!r}; choose one of: {', '.join(VERSIONS)}")
+    members = []
+    for name, params in VERSIONS[version]:
+        accepted = ATTACKS.get(name).__init__.__code__.co_varnames
+        extra = {k: v for k, v in overrides.items() if v is not None and k in accepted}
+        members.append(ATTACKS.create(name, **{**params, **extra}))
+    return members
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The cascade's result and the robust accuracy after each member (share of the whole batch)."""
+
+    result: AttackResult
+    robust_after: dict[str, float]
+
+
+@ATTACKS.register("autoattack")
+class AutoAttack(Attack):
+    """AutoAttack (Croce & Hein, ICML 2020, arXiv:2003.01690): APGD-CE, APGD-T, FAB-T and Square in cascade.
+
+    Each attack runs only on the points every earlier one failed to break, and each point keeps the
+    first adversarial example found: the per-sample worst case over the ensemble. The `standard`
+    version is the reference for robustness claims; `plus` adds restarts and untargeted variants;
+    `rand` uses EOT (20 gradient samples) for randomized defenses. In `bastion evaluate` the
+    members run as separate stages of the pipeline's cascade, each with its own line in the report.
+
+    Args:
+        version: "standard", "plus" or "rand" (see `VERSIONS`).
+        steps: Iterations of the gradient-based members (None keeps the version's 100).
+        n_queries: Square's query budget (None keeps the version's 5,000).
+
+    Example:
+        >>> AutoAttack()(model, x, y, ThreatModel("linf", 8 / 255)).success.float().mean()
+    """
+
+    name: ClassVar[str] = "autoattack"
+
+    def __init__(self, version: str = "standard", steps: int | None = None, n_queries: int | None = None) -> None:
+        if version not in VERSIONS:
+            raise InputError(f"unknown AutoAttack version {version!r}; choose one of: {', '.join(VERSIONS)}")
+        self.version = version
+        self.steps = steps
+        self.n_queries = n_queries
+
+    def members(self) -> list[Attack]:
+        """The member attacks of this version, in cascade order."""
+        return build_members(self.version, steps=self.steps, n_queries=self.n_queries)
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        threat: ThreatModel,
+        *,
+        target: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Run the members in cascade on the points still robust."""
+        if target is not None:
+            raise InputError("AutoAttack is untargeted (APGD-T and FAB-T choose their own targets)")
+        return self.run(model, x, y, threat, generator=generator).result.x_adv
+
+    def run(
+        self, model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, generator: torch.Generator | None = None
+    ) -> EnsembleResult:
+        """Attack like `__call__`, and also report the robust accuracy after each member.
+
+        Every member's own `__call__` clips its output into the threat model and verifies its
+        successes on the model, so the combined result needs no further check.
+        """
+        check_inputs(x, y, threat)
+        start = time.perf_counter()
+        x = x.detach()
+        x_adv, success, predictions = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device), y.clone()
+        passes, after = PassCount(), {}
+        for attack in self.members():
+            rows = (~success).nonzero().squeeze(1)
+            if rows.numel():
+                result = attack(model, x[rows], y[rows], threat, generator=generator)
+                broken = rows[result.success]
+                x_adv[broken] = result.x_adv[result.success]
+                predictions[broken] = result.predictions[result.success]
+                success[broken] = True
+                passes = passes + result.passes
+            after[attack.name] = 1.0 - float(success.float().mean()) if len(x) else 0.0
+        result = AttackResult(x_adv, success, threat.norm.measure(x_adv - x), predictions, passes,
+                              time.perf_counter() - start)
+        return EnsembleResult(result=result, robust_after=after)

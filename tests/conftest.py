@@ -6,6 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+# Tiny models run fastest on one thread, and a second thread only fights other processes for the
+# CPU: on a loaded 2-core machine two threads made these tests 10-20 times slower.
+torch.set_num_threads(1)
+
 
 class TinyCNN(nn.Module):
     """A small random CNN for 1x8x8 inputs and 4 classes."""

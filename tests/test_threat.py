@@ -77,3 +77,12 @@ def test_threat_model_validates():
         ThreatModel("linf", -0.1)
     with pytest.raises(InputError):
         ThreatModel("linf", 0.1, bounds=(1.0, 0.0))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_unbounded_ball_contains_the_whole_box(norm):
+    threat = ThreatModel.unbounded(norm, (1, 4, 4))
+    x = torch.zeros(1, 1, 4, 4)
+    corner = torch.ones(1, 1, 4, 4)
+    assert torch.equal(threat.clip(x, corner), corner)
+    assert threat.eps == pytest.approx(1.0 if norm == "linf" else 4.0)

@@ -205,6 +205,22 @@ class ThreatModel:
         in_box = (_flat(x_adv) >= low - tol).all(dim=1) & (_flat(x_adv) <= high + tol).all(dim=1)
         return in_ball & in_box
 
+    @classmethod
+    def unbounded(
+        cls, norm: str | Norm, shape: tuple[int, ...], bounds: tuple[float, float] = (0.0, 1.0)
+    ) -> ThreatModel:
+        """A ball as large as the input box, for minimal-norm attacks: every point of the box is inside it.
+
+        Args:
+            norm: The norm.
+            shape: Shape of one input, e.g. (C, H, W).
+            bounds: The input box.
+        """
+        norm = get_norm(norm)
+        side = float(bounds[1]) - float(bounds[0])
+        radius = side if norm.name == "linf" else side * math.sqrt(math.prod(shape))
+        return cls(norm, radius, bounds)
+
     def describe(self) -> str:
         """Short text such as "linf eps=0.3"."""
         return f"{self.norm.name} eps={self.eps:.6g}"

@@ -11,8 +11,21 @@ EPS = {"linf": 0.1, "l2": 0.5}
 CASES = [(name, norm) for name in ATTACKS.names() for norm in ("linf", "l2")]
 
 
+# Smaller budgets keep the contract fast; the properties do not depend on the budget.
+FAST = {
+    "apgd-ce": {"steps": 20},
+    "apgd-dlr": {"steps": 20},
+    "apgd-t": {"steps": 20, "n_targets": 2},
+    "fab": {"steps": 20},
+    "fab-t": {"steps": 20, "n_targets": 2},
+    "square": {"n_queries": 300},
+    "cw": {"steps": 100, "binary_search_steps": 4, "initial_const": 0.1},
+    "autoattack": {"steps": 10, "n_queries": 100},
+}
+
+
 def _attack(name):
-    return ATTACKS.create(name)
+    return ATTACKS.create(name, **FAST.get(name, {}))
 
 
 @pytest.mark.parametrize(("name", "norm"), CASES)
@@ -59,6 +72,8 @@ def test_success_means_misclassified(name, norm, tiny_cnn, toy_batch):
 
 @pytest.mark.parametrize(("name", "norm"), CASES)
 def test_targeted_success_means_target_predicted(name, norm, tiny_cnn, toy_batch):
+    if not ATTACKS.get(name).supports_target:
+        pytest.skip(f"{name} picks its own targets")
     x, y = toy_batch
     target = (y + 1) % 4
     result = _attack(name)(tiny_cnn, x, y, ThreatModel(norm, 4 * EPS[norm]), target=target,
@@ -96,5 +111,6 @@ def test_inputs_outside_the_box_are_refused(name, tiny_cnn, toy_batch):
 def test_passes_are_counted(name, tiny_cnn, toy_batch):
     x, y = toy_batch
     result = _attack(name)(tiny_cnn, x, y, ThreatModel("linf", 0.1), generator=torch.Generator().manual_seed(0))
-    assert result.passes.forward >= 2 and result.passes.backward >= 1
-    assert result.passes.forward_samples >= result.passes.backward_samples >= 1
+    # At least the attack's own query and the final check; score-based attacks need no backward pass,
+    # Jacobian-based ones (FAB) several per forward.
+    assert result.passes.forward >= 2 and result.passes.forward_samples >= 2 * len(x)

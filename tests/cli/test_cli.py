@@ -28,7 +28,8 @@ def small_input():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 '''
 
-FAST = ["--steps", "2", "--restarts", "1", "--curve-points", "3", "--limit", "40", "--quiet"]
+FAST = ["--steps", "2", "--restarts", "1", "--curve-points", "3", "--limit", "40", "--quiet", "--aa-steps", "5",
+        "--aa-queries", "50"]
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def test_evaluate_writes_json_and_html(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["n_samples"] == 40 and report["summary"]["eps"] == 0.3
     assert report["attacks"][1]["settings"]["steps"] == 2
+    assert [a["name"] for a in report["attacks"]] == ["fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square"]
     assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert "robust accuracy" in capsys.readouterr().out
 
@@ -63,7 +65,7 @@ def test_evaluate_writes_json_and_html(tmp_path, capsys):
 def test_config_file_and_flags_override(tmp_path):
     config = tmp_path / "robustness.toml"
     config.write_text('[evaluate]\nmodel = "zoo:mnist-cnn"\ndata = "mnist-sample"\nnorm = "l2"\neps = "3/2"\n'
-                      'steps = 2\nrestarts = 1\ncurve_points = 0\nlimit = 20\n')
+                      'steps = 2\nrestarts = 1\ncurve_points = 0\nlimit = 20\nsuite = "pgd"\n')
     out = tmp_path / "run"
     assert main(["evaluate", "--config", str(config), "--eps", "1", "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "report.json").read_text())["summary"]

@@ -29,7 +29,8 @@ def _model():
 
 @pytest.fixture
 def result(toy_set):
-    config = EvalConfig(model="tiny", data="toy", norm="linf", eps=0.05, steps=5, restarts=2, batch_size=32)
+    config = EvalConfig(model="tiny", data="toy", norm="linf", eps=0.05, steps=5, restarts=2, batch_size=32,
+                        suite="pgd")
     return evaluate_model(_model(), toy_set, config)
 
 
@@ -89,7 +90,7 @@ def test_json_round_trip(result, tmp_path):
 
 
 def test_same_seed_same_numbers(toy_set):
-    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=3, restarts=2, curve_points=3)
+    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=3, restarts=2, curve_points=3, suite="pgd")
     a, b = (evaluate_model(_model(), toy_set, config) for _ in range(2))
     assert a.attacks[1].fooled == b.attacks[1].fooled and a.curve == b.curve
 
@@ -111,7 +112,7 @@ def test_warnings_for_probabilities_and_random_outputs(toy_set):
         def forward(self, x):
             return self.inner(x + 0.05 * torch.randn_like(x))
 
-    config = EvalConfig(model="m", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0)
+    config = EvalConfig(model="m", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
     assert any("probabilities" in w for w in evaluate_model(Softmaxed(), toy_set, config).warnings)
     assert any("different outputs" in w for w in evaluate_model(Noisy(), toy_set, config).warnings)
 
@@ -133,7 +134,8 @@ def _comparable(result):
 def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkeypatch):
     import bastion.evaluate.pipeline as pipeline
 
-    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=3, restarts=2, curve_points=4, batch_size=32)
+    config = EvalConfig(model="tiny", data="toy", eps=0.03, steps=3, restarts=2, curve_points=4, batch_size=32,
+                        suite="autoattack", aa_steps=5, aa_queries=50)
     uninterrupted = evaluate_model(_model(), toy_set, config)
 
     real_curve = pipeline.curve_stage
@@ -160,11 +162,36 @@ def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkey
 def test_a_state_from_other_settings_is_ignored(toy_set, tmp_path, monkeypatch):
     import bastion.evaluate.pipeline as pipeline
 
-    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0)
+    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
     monkeypatch.setattr(pipeline, "per_class_stage", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(_model(), toy_set, config, state_dir=tmp_path)
     monkeypatch.undo()
-    other = EvalConfig(model="tiny", data="toy", eps=0.1, steps=2, restarts=1, curve_points=0, resume=True)
+    other = EvalConfig(model="tiny", data="toy", eps=0.1, steps=2, restarts=1, curve_points=0, resume=True,
+                       suite="pgd")
     result = evaluate_model(_model(), toy_set, other, state_dir=tmp_path)
     assert result.attacks[0].eps == 0.1
+
+
+def test_autoattack_suite_runs_each_member_on_the_points_still_robust(toy_set):
+    config = EvalConfig(model="tiny", data="toy", eps=0.02, steps=2, restarts=1, curve_points=0, suite="autoattack",
+                        aa_steps=5, aa_queries=50)
+    result = evaluate_model(_model(), toy_set, config)
+    names = [a.name for a in result.attacks]
+    assert names == ["fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square"]
+    for before, after in zip(result.attacks, result.attacks[1:], strict=False):
+        assert after.attacked == before.attacked - before.fooled
+        assert after.robust_accuracy <= before.robust_accuracy
+    assert result.attacks[2].settings["steps"] == 5 and result.attacks[5].settings["n_queries"] == 50
+
+
+def test_min_norm_profile_in_the_report(toy_set):
+    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=3, min_norm="fab",
+                        suite="pgd")
+    result = evaluate_model(_model(), toy_set, config)
+    profile = result.min_norm
+    assert profile is not None and profile["attack"] == "fab"
+    assert [p["eps"] for p in profile["curve"]] == [p.eps for p in result.curve]
+    accuracy = [p["accuracy"] for p in profile["curve"]]
+    assert accuracy[0] == result.clean.top1 and accuracy == sorted(accuracy, reverse=True)
+    assert EvalResult.from_dict(json.loads(result.to_json())) == result

@@ -1,7 +1,28 @@
 """Attacks, each registered by name in `ATTACKS` (imported here explicitly, which registers them)."""
 
+from bastion.attacks.apgd import APGD, APGDDLR
+from bastion.attacks.apgd_targeted import APGDT
+from bastion.attacks.autoattack import VERSIONS, AutoAttack
 from bastion.attacks.base import ATTACKS, Attack, AttackResult
+from bastion.attacks.cw import CW
+from bastion.attacks.fab import FAB, FABT
 from bastion.attacks.fgsm import FGSM
 from bastion.attacks.pgd import PGD
+from bastion.attacks.square import Square
 
-__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "AttackResult"]
+__all__ = [
+    "ATTACKS",
+    "APGD",
+    "APGDDLR",
+    "APGDT",
+    "CW",
+    "FAB",
+    "FABT",
+    "FGSM",
+    "PGD",
+    "VERSIONS",
+    "Attack",
+    "AttackResult",
+    "AutoAttack",
+    "Square",
+]

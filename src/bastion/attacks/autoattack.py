@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,7 +47,7 @@ def build_members(version: str, **overrides: Any) -> list[Attack]:
         raise InputError(f"unknown AutoAttack version {version!r}; choose one of: {', '.join(VERSIONS)}")
     members = []
     for name, params in VERSIONS[version]:
-        accepted = ATTACKS.get(name).__init__.__code__.co_varnames
+        accepted = inspect.signature(ATTACKS.get(name)).parameters
         extra = {k: v for k, v in overrides.items() if v is not None and k in accepted}
         members.append(ATTACKS.create(name, **{**params, **extra}))
     return members
@@ -80,6 +81,7 @@ class AutoAttack(Attack):
     """
 
     name: ClassVar[str] = "autoattack"
+    supports_target: ClassVar[bool] = False
 
     def __init__(self, version: str = "standard", steps: int | None = None, n_queries: int | None = None) -> None:
         if version not in VERSIONS:

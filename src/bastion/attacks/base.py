@@ -86,6 +86,11 @@ class Attack(ABC):
     """
 
     name: ClassVar[str]
+    #: Whether `target=` is supported (ensembles that pick their own targets say no).
+    supports_target: ClassVar[bool] = True
+    #: Whether the attack searches for the smallest adversarial perturbation (FAB, C&W): its norms
+    #: then describe the model's robustness at every radius, not just at eps.
+    minimizes_norm: ClassVar[bool] = False
 
     @abstractmethod
     def perturb(

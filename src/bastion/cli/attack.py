@@ -91,6 +91,7 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     """
     from bastion.data import load_dataset
     from bastion.evaluate.config import parse_floats
+    from bastion.evaluate.minnorm import norm_profile
     from bastion.models import load_model, model_device_dtype
     from bastion.threat import ThreatModel
 
@@ -98,7 +99,10 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     std = parse_floats(args.std, "std") if args.std else None
     model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
     data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
-    threat = ThreatModel(args.norm or "linf", args.eps if args.eps is not None else 0.3)
+    if args.eps in ("max", "inf"):
+        threat = ThreatModel.unbounded(args.norm or "linf", data.shape)
+    else:
+        threat = ThreatModel(args.norm or "linf", args.eps if args.eps is not None else 0.3)
     device, dtype = model_device_dtype(model)
     generator = torch.Generator().manual_seed(args.seed or 0)
     batch_size = args.batch_size or 256
@@ -124,6 +128,11 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
         "median_norm": float(np.median(arrays["norm"])),
         "passes": {k.removeprefix("passes_"): int(v.sum()) for k, v in arrays.items() if k.startswith("passes_")},
     }
+    if attack.minimizes_norm and args.target is None:
+        correct = torch.from_numpy(arrays["clean_prediction"] == labels)
+        fooled = torch.from_numpy(arrays["success"]) & correct
+        grid = [float(v) for v in np.linspace(0.0, threat.eps, 11)]
+        summary["norm_profile"] = norm_profile(torch.from_numpy(arrays["norm"]), fooled, correct, grid)
     return summary, {"y": labels, **{k: v for k, v in arrays.items() if not k.startswith("passes_")}}
 
 

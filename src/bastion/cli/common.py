@@ -33,7 +33,8 @@ def add_threat_options(parser: argparse.ArgumentParser) -> None:
     """--norm, --eps."""
     group = parser.add_argument_group("threat model")
     group.add_argument("--norm", help="linf (default) or l2")
-    group.add_argument("--eps", help="radius of the threat model: a number or a fraction such as 8/255")
+    group.add_argument("--eps", help="radius of the threat model: a number or a fraction such as 8/255 "
+                       "(bastion attack: 'max' for an unbounded minimal-norm search)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -35,6 +35,10 @@ def register(commands: Any) -> None:
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
     attack.add_argument("--suite", choices=["autoattack", "pgd"], help="attacks after PGD: the AutoAttack ensemble "
                         "(the standard protocol) or none (quick)")
+    attack.add_argument("--aa-steps", type=int, help="iterations of AutoAttack's gradient attacks (default 100)")
+    attack.add_argument("--aa-queries", type=int, help="Square's query budget in AutoAttack (default 5000)")
+    attack.add_argument("--min-norm", help="also run a minimal-norm attack (fab or cw) without a radius bound and "
+                        "report the norms it finds")
     attack.add_argument("--aa-version", choices=["standard", "plus", "rand"], help="AutoAttack version (standard)")
     report = parser.add_argument_group("curve and report")
     report.add_argument("--curve-points", type=int, help="points of the accuracy-vs-eps curve (default 9, 0 = none)")

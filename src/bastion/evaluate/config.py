@@ -42,6 +42,12 @@ class EvalConfig:
         suite: "autoattack" (FGSM, PGD, then the AutoAttack members: the standard protocol) or "pgd"
             (FGSM and PGD only: quick, and not enough for a robustness claim).
         aa_version: AutoAttack version: "standard", "plus" or "rand".
+        aa_steps: Iterations of AutoAttack's gradient attacks; None keeps the version's (100).
+        aa_queries: Square's query budget; None keeps the version's (5,000). Smaller budgets are
+            quicker and weaker: the report records them, and they are not the standard protocol.
+        min_norm: A minimal-norm attack ("fab", "cw") run without a radius bound on the correctly
+            classified points: the distribution of the norms it finds, and the accuracy at every
+            radius read off them, go into the report. None skips it.
         steps: Steps of the main PGD attack.
         restarts: Random restarts of the main PGD attack (only points still robust are restarted).
         rel_step: PGD step size as a fraction of eps; None gives 2.5 / steps.
@@ -70,8 +76,11 @@ class EvalConfig:
     limit: int | None = None
     subset_seed: int | None = None
     fgsm: bool = True
-    suite: str = "pgd"
+    suite: str = "autoattack"
     aa_version: str = "standard"
+    aa_steps: int | None = None
+    aa_queries: int | None = None
+    min_norm: str | None = None
     steps: int = 20
     restarts: int = 5
     rel_step: float | None = None
@@ -103,6 +112,9 @@ class EvalConfig:
         for name, low in (("steps", 1), ("restarts", 1), ("curve_restarts", 1), ("batch_size", 1),
                           ("curve_points", 0), ("gallery", 0)):
             _check_int(name, getattr(self, name), low)
+        for name in ("aa_steps", "aa_queries"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
         if self.limit is not None:
             _check_int("limit", self.limit, 1)
         if self.suite not in ("autoattack", "pgd"):

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from bastion.attacks import FGSM, PGD, Attack
+from bastion.attacks import ATTACKS, FGSM, PGD, Attack
 from bastion.attacks.autoattack import build_members
 from bastion.data import ImageSet, load_dataset
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
 from bastion.evaluate.result import AttackRecord, CleanRecord, CurvePoint, EvalResult, GalleryItem, Summary
-from bastion.evaluate.stages import attack_stage, clean_stage, curve_stage, per_class_stage
+from bastion.evaluate.stages import attack_stage, clean_stage, curve_stage, min_norm_stage, per_class_stage
 from bastion.evaluate.state import StageState, state_key
 from bastion.evaluate.verdicts import protocol_warnings
 from bastion.models import load_model, model_device_dtype
@@ -52,7 +52,8 @@ def main_attacks(config: EvalConfig) -> list[tuple[Attack, str]]:
     pgd = PGD(steps=config.steps, n_restarts=config.restarts, rel_step=config.rel_step, loss=config.loss)
     attacks.append((pgd, "main attack"))
     if config.suite == "autoattack":
-        attacks += [(member, f"autoattack {config.aa_version}") for member in build_members(config.aa_version)]
+        attacks += [(member, f"autoattack {config.aa_version}") for member in build_members(
+            config.aa_version, steps=config.aa_steps, n_queries=config.aa_queries)]
     return attacks
 
 
@@ -112,6 +113,9 @@ def evaluate_model(
     if "curve" not in state.done:
         state.save("curve", [asdict(p) for p in curve_stage(ctx, curve_attack, grid, stream=100)] if grid else [], ctx)
     curve = [CurvePoint(**p) for p in state.done["curve"]]
+    if config.min_norm and "min_norm" not in state.done:
+        attack = ATTACKS.create(config.min_norm)
+        state.save("min_norm", min_norm_stage(ctx, attack, grid or [0.0, threat.eps], stream=200), ctx)
     per_class, floor = per_class_stage(ctx, config.class_floor)
     robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
     model_id, data_id = config.model or type(model).__name__, config.data or data.name
@@ -134,6 +138,7 @@ def evaluate_model(
         provenance=provenance,
         config=config.to_dict(),
         curve_settings={"attack": curve_attack.name, **curve_attack.settings()} if grid else {},
+        min_norm=state.done.get("min_norm"),
     )
 
 

@@ -125,6 +125,7 @@ class EvalResult:
     provenance: dict[str, Any]
     config: dict[str, Any]
     curve_settings: dict[str, Any] = field(default_factory=dict)
+    min_norm: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

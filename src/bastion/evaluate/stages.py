@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from bastion.attacks.base import Attack
+from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.minnorm import norm_profile
 from bastion.evaluate.result import AttackRecord, ClassRecord, CleanRecord, CurvePoint
 from bastion.models._modes import PassCount, attack_mode
 from bastion.models.checks import checked_logits
 from bastion.threat import ThreatModel
 
-__all__ = ["attack_stage", "clean_stage", "curve_stage", "per_class_stage"]
+__all__ = ["attack_stage", "clean_stage", "curve_stage", "min_norm_stage", "per_class_stage"]
 
 
 def clean_stage(ctx: EvalContext) -> CleanRecord:
@@ -126,3 +129,19 @@ def per_class_stage(ctx: EvalContext, floor: float | None) -> tuple[list[ClassRe
 
 def _mean(mask: Tensor) -> float:
     return float(mask.float().mean()) if mask.numel() else 0.0
+
+
+def min_norm_stage(ctx: EvalContext, attack: Attack, grid: list[float], stream: int) -> dict[str, Any]:
+    """Run a minimal-norm attack with no radius bound on the correct points; profile the norms it finds."""
+    if not attack.minimizes_norm:
+        raise InputError(f"{attack.name} does not minimize the norm; use fab or cw")
+    threat = ThreatModel.unbounded(ctx.threat.norm, ctx.data.shape, ctx.threat.bounds)
+    norms = torch.zeros(len(ctx.data))
+    fooled = torch.zeros(len(ctx.data), dtype=torch.bool)
+    generator = ctx.generator(stream)
+    start = time.perf_counter()
+    for indices, x, y in ctx.batches(ctx.correct.nonzero().squeeze(1), attack.name):
+        result = attack(ctx.model, x, y, threat, generator=generator)
+        norms[indices], fooled[indices] = result.norms.float().cpu(), result.success.cpu()
+    profile = norm_profile(norms, fooled, ctx.correct, grid)
+    return {"attack": attack.name, "settings": attack.settings(), "seconds": time.perf_counter() - start, **profile}

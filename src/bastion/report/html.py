@@ -176,15 +176,22 @@ def _curve(report: dict[str, Any], summary: dict[str, Any]) -> str:
                     key=lambda p: float(p["eps"]))
     if not points:
         return _section("robustness-curve", "Robustness curve", _note("No curve was computed."))
-    eps = _num(summary.get("eps"))
-    chart = line_chart([float(p["eps"]) for p in points],
-                       {"robust accuracy": [_nan(p.get("accuracy")) for p in points]},
+    eps, series = _num(summary.get("eps")), {"robust accuracy": [_nan(p.get("accuracy")) for p in points]}
+    profile = _dict(report.get("min_norm"))
+    read_off = {_num(p.get("eps")): _nan(p.get("accuracy")) for p in map(_dict, _records(profile.get("curve")))}
+    if read_off and all(_num(p["eps"]) in read_off for p in points):
+        series[f"read off {profile.get('attack', 'minimal')} norms"] = [read_off[_num(p["eps"])] for p in points]
+    chart = line_chart([float(p["eps"]) for p in points], series,
                        x_label="ε (perturbation budget)", y_label="accuracy",
                        title="Robust accuracy against ε", element_id="curve", x_marker=eps,
                        x_marker_label=f"threat model ε = {_eps(eps)}")
     settings = _dict(report.get("curve_settings"))
     note = f"The dashed line marks the threat model’s ε = {_e(_eps(eps))}."
     note += f" Curve attack: {_settings(settings)}" if settings else ""
+    if profile.get("median") is not None:
+        quantiles = ", ".join(f"{_e(k)} {_num(v):.4g}" for k, v in _dict(profile.get("quantiles")).items())
+        note += (f" Minimal adversarial norms found by {_e(profile.get('attack'))} on {_count(profile.get('found'))} "
+                 f"of {_count(profile.get('attacked'))} points: median {_num(profile['median']):.4g} ({quantiles}).")
     return _section("robustness-curve", "Robustness curve", chart + _note(note))
 
 

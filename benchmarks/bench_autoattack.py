@@ -23,17 +23,24 @@ from bastion.data import load_dataset
 from bastion.models import load_model
 
 
-def cascade(members, model, x, y, chunk):
-    """Run (name, attack_fn) members in order on still-robust points; attack_fn(x, y) -> fooled mask."""
-    robust = torch.ones(len(x), dtype=torch.bool)
-    rows = []
-    for name, attack_fn in members:
-        start = time.perf_counter()
-        todo = robust.nonzero().squeeze(1)
-        for part in todo.split(chunk):
-            fooled = attack_fn(x[part], y[part])
-            robust[part[fooled]] = False
-        rows.append((name, float(robust.float().mean()), time.perf_counter() - start))
+def cascades(implementations, x, y, chunk):
+    """Run each implementation's members in order, each on its own still-robust points.
+
+    Members are interleaved across implementations (bastion's APGD-CE, the reference's APGD-CE,
+    bastion's APGD-T, ...), so both see the same machine load over time.
+    implementations: {label: [(name, attack_fn)]}, attack_fn(x, y) -> fooled mask.
+    """
+    robust = {label: torch.ones(len(x), dtype=torch.bool) for label in implementations}
+    rows = {label: [] for label in implementations}
+    for step in range(len(next(iter(implementations.values())))):
+        for label, members in implementations.items():
+            name, attack_fn = members[step]
+            start = time.perf_counter()
+            todo = robust[label].nonzero().squeeze(1)
+            for part in todo.split(chunk):
+                fooled = attack_fn(x[part], y[part])
+                robust[label][part[fooled]] = False
+            rows[label].append((name, float(robust[label].float().mean()), time.perf_counter() - start))
     return rows
 
 
@@ -93,12 +100,12 @@ def main() -> None:
     print(f"{args.model}, {args.n} points of mnist-sample:eval, {args.norm} eps={args.eps}; "
           f"clean accuracy {share:.1%}; {torch.get_num_threads()} threads")
 
-    tables = {"bastion": cascade(bastion_members(args.norm, args.eps, args.seed), MODEL, x, y, args.chunk)}
+    implementations = {"bastion": bastion_members(args.norm, args.eps, args.seed)}
     try:
-        tables["torchattacks"] = cascade(reference_members(args.norm, args.eps, args.seed, data.num_classes),
-                                         MODEL, x, y, args.chunk)
+        implementations["torchattacks"] = reference_members(args.norm, args.eps, args.seed, data.num_classes)
     except ImportError:
-        print("torchattacks is not installed here: pip install --no-deps torchattacks (in a throwaway venv)")
+        print("torchattacks is not installed here: pip install --no-deps torchattacks scipy (in a throwaway venv)")
+    tables = cascades(implementations, x, y, args.chunk)
 
     print(f"\n{'implementation':<14}" + "".join(f"{name + ' acc':>14}{'s':>8}" for name, _, _ in tables["bastion"])
           + f"{'total s':>10}")

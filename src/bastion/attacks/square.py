@@ -179,19 +179,27 @@ class Square(Attack):
         c, h, w = x.shape[1], x.shape[-2], x.shape[-1]
         x_best = self._initial_point(x, threat, generator)
         loss_best, fooled = self._score(model, x_best, y, target)
+        propose = self._propose_linf if threat.norm.name == "linf" else self._propose_l2
+        # The points still robust, kept compact: they are gathered again only when some are fooled.
+        rows = (~fooled).nonzero().squeeze(1)
+        x_a, best_a, loss_a, y_a = x[rows], x_best[rows], loss_best[rows], y[rows]
+        target_a = None if target is None else target[rows]
         for i in range(self.n_queries - 1):
-            rows = (~fooled).nonzero().squeeze(1)  # only points still robust are queried
             if rows.numel() == 0:
                 break
             p = p_schedule(self.p_init, i, self.n_queries, self.rescale_schedule)
             side = max(round(math.sqrt(p * x[0].numel() / c)), 1)
-            propose = self._propose_linf if threat.norm.name == "linf" else self._propose_l2
-            x_new = propose(x[rows], x_best[rows], min(side, h, w), threat, generator)
-            loss, success = self._score(model, x_new, y[rows], None if target is None else target[rows])
-            better = success | (loss < loss_best[rows])  # the update is kept only if the loss improves
-            x_best[rows] = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x_new, x_best[rows])
-            loss_best[rows] = torch.where(better, loss, loss_best[rows])
-            fooled[rows] = success
+            x_new = propose(x_a, best_a, min(side, h, w), threat, generator)
+            loss, success = self._score(model, x_new, y_a, target_a)
+            better = success | (loss < loss_a)  # the update is kept only if the loss improves
+            best_a = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x_new, best_a)
+            loss_a = torch.where(better, loss, loss_a)
+            if bool(success.any()):
+                x_best[rows], loss_best[rows], fooled[rows] = best_a, loss_a, success
+                keep = ~success
+                rows, x_a, best_a, loss_a, y_a = rows[keep], x_a[keep], best_a[keep], loss_a[keep], y_a[keep]
+                target_a = None if target_a is None else target_a[keep]
+        x_best[rows], loss_best[rows] = best_a, loss_a
         return x_best, loss_best, fooled
 
     @staticmethod

@@ -41,6 +41,8 @@ def cascades(implementations, x, y, chunk):
                 fooled = attack_fn(x[part], y[part])
                 robust[label][part[fooled]] = False
             rows[label].append((name, float(robust[label].float().mean()), time.perf_counter() - start))
+            print(f"  {label:<14}{name:<10} robust {rows[label][-1][1]:.2%} of the correct points, "
+                  f"{rows[label][-1][2]:.1f} s", flush=True)
     return rows
 
 
@@ -81,6 +83,7 @@ def main() -> None:
     global MODEL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="zoo:mnist-cnn-at")
+    parser.add_argument("--weights", help="state dict for a factory-built --model")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--norm", default="linf")
     parser.add_argument("--eps", type=float, default=0.3)
@@ -88,7 +91,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    MODEL = load_model(args.model, device="cpu").module
+    MODEL = load_model(args.model, weights=args.weights, device="cpu").module
     for p in MODEL.parameters():
         p.requires_grad_(False)
     data = load_dataset("mnist-sample:eval", limit=args.n)

@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     from bastion import __version__
-    from bastion.cli import attack, evaluate, listing
+    from bastion.cli import attack, certify, evaluate, listing, train
 
     parser = argparse.ArgumentParser(
         prog="bastion", description="Attack, defend, certify and evaluate the adversarial robustness of PyTorch models."
@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.register(commands)
     attack.register(commands)
     listing.register(commands)
+    train.register(commands)
+    certify.register(commands)
     return parser
 
 

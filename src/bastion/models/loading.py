@@ -158,7 +158,8 @@ def load_model(
 
     Args:
         spec: `zoo:NAME`, `package.module:factory`, `path/to/file.py:factory` (the factory is a
-            callable returning an `nn.Module`), or the path of a TorchScript file.
+            callable returning an `nn.Module`), the path of a TorchScript file, or the output
+            directory of `bastion train`.
         weights: State dict to load into a factory-built model.
         mean: Per-channel normalization mean, if the model expects standardized inputs.
         std: Per-channel normalization std, given together with `mean`.
@@ -167,7 +168,13 @@ def load_model(
     if (mean is None) != (std is None):
         raise InputError("give --mean and --std together")
     target = resolve_device(device if not isinstance(device, torch.device) else str(device))
-    if spec.startswith("zoo:"):
+    if Path(spec).is_dir():  # a `bastion train` output directory: model_card.json + model.pt
+        from bastion.train.checkpoint import load_trained
+
+        if weights is not None:
+            raise InputError("a training output directory carries its own weights (model.pt); drop --weights")
+        model = load_trained(spec)
+    elif spec.startswith("zoo:"):
         if weights is not None:
             raise InputError("zoo models carry their own weights; drop --weights")
         model = load_zoo_model(spec[4:])

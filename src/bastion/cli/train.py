@@ -1,0 +1,179 @@
+"""`bastion train`: train a model with a registered method; checkpoints, model card and curves in --out."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bastion.cli.common import add_data_options, add_model_options, add_threat_options
+from bastion.errors import InputError
+
+__all__ = ["register"]
+
+_METHOD_OPTIONS = ("steps", "rel_step", "beta", "mix", "sigma", "temperature", "replays", "random_start")
+
+
+def register(commands: Any) -> None:
+    """Add the `train` subcommand."""
+    parser = commands.add_parser(
+        "train", help="train a model (standard, adversarial, noise, distillation)",
+        description="Train --model on --data with --method; writes OUT/checkpoint.pt each epoch, then OUT/model.pt, "
+        "OUT/model_card.json and OUT/training.html. `bastion evaluate --model OUT` evaluates the result.")
+    parser.add_argument("--method", required=True, help="standard, pgd-at, mixed, fgsm-rs, trades, mart, free, "
+                        "gaussian, distill")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    add_model_options(parser)
+    add_data_options(parser)
+    parser.set_defaults(data="mnist-sample:train")
+    parser.add_argument("--val-data", help="held-out data for the per-epoch check and the model card "
+                        "(default: mnist-sample:eval for mnist-sample data, else the last --val-size of --data)")
+    parser.add_argument("--val-size", type=float, default=0.1, help="held-out share of --data without --val-data")
+    parser.add_argument("--val-limit", type=int, help="held-out images for the model card's accuracy (default all)")
+    add_threat_options(parser)
+    method = parser.add_argument_group("method options (each method takes some of them)")
+    method.add_argument("--steps", type=int, help="attack steps of the inner maximization (default 10)")
+    method.add_argument("--rel-step", type=float, help="attack step size as a fraction of eps")
+    method.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None, help="fgsm-rs")
+    method.add_argument("--beta", type=float, help="trades, mart: weight of the robustness term (default 6)")
+    method.add_argument("--mix", type=float, help="mixed: weight of the adversarial loss (default 0.5)")
+    method.add_argument("--sigma", type=float, help="gaussian: noise standard deviation (default 0.25)")
+    method.add_argument("--temperature", type=float, help="distill, standard: softmax temperature")
+    method.add_argument("--teacher", help="distill: the teacher model spec (e.g. a bastion train OUT directory)")
+    method.add_argument("--replays", type=int, help="free: minibatch replays (default 8)")
+    loop = parser.add_argument_group("optimization")
+    loop.add_argument("--epochs", type=int, default=10)
+    loop.add_argument("--optimizer", default="adam", help="adam (default) or sgd (momentum 0.9)")
+    loop.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    loop.add_argument("--momentum", type=float, default=0.9)
+    loop.add_argument("--weight-decay", type=float, default=0.0)
+    loop.add_argument("--schedule", help="piecewise, cyclic, cosine or constant (default: the method's paper)")
+    loop.add_argument("--ramp-epochs", type=float, default=0.0, help="grow eps linearly from 0 over these epochs")
+    loop.add_argument("--augment", default="auto", help="auto, none, crop, crop-flip (auto: shifts for grayscale)")
+    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 (default: on CUDA)")
+    guard = parser.add_argument_group("held-out checks")
+    guard.add_argument("--check-size", type=int, default=500, help="held-out images checked each epoch (0: none)")
+    guard.add_argument("--check-steps", type=int, default=10, help="PGD steps of the per-epoch check")
+    guard.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep the best held-out robust epoch (default: on for fgsm-rs)")
+    guard.add_argument("--eval-steps", type=int, default=20, help="PGD steps of the model card's accuracy")
+    guard.add_argument("--eval-restarts", type=int, default=1, help="PGD restarts of the model card's accuracy")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, save the weights, the model card and the curves; print the held-out result."""
+    import torch
+
+    from bastion.evaluate.config import parse_floats
+    from bastion.models import Normalized, load_model
+    from bastion.models.loading import fingerprint_model
+    from bastion.threat import ThreatModel
+    from bastion.train import TRAINERS, FitConfig, fit
+    from bastion.train._check import heldout_accuracy
+    from bastion.train.card import write_card, write_training_html
+    from bastion.train.checkpoint import CARD_NAME, WEIGHTS_NAME, save_atomic
+
+    if args.model is None:
+        raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
+    trainer_class = TRAINERS.get(args.method)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    train, val = _data(args)
+    threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None
+    if getattr(trainer_class, "adversarial", False) and threat is None:
+        raise InputError(f"--method {args.method} needs --eps (MNIST: 0.3, CIFAR-10: 8/255)")
+    mean = parse_floats(args.mean, "mean") if args.mean else None
+    std = parse_floats(args.std, "std") if args.std else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)  # the initial weights, reproducibly, without touching the caller's RNG
+        loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
+    model = loaded.module
+    options = {k: getattr(args, k) for k in _METHOD_OPTIONS}
+    if args.teacher is not None:
+        options["teacher"] = load_model(args.teacher, device=loaded.device).module
+    trainer = TRAINERS.create(args.method, **options)
+    config = FitConfig(epochs=args.epochs, batch_size=args.batch_size or 128, optimizer=args.optimizer, lr=args.lr,
+                       momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+                       ramp_epochs=args.ramp_epochs, augment=args.augment, seed=args.seed, check_size=args.check_size,
+                       check_steps=args.check_steps, keep_best=args.keep_best, amp=args.amp)
+    result = fit(model, trainer, train, threat=threat, config=config, val=val, out=out, resume=args.resume,
+                 progress=not args.quiet and sys.stderr.isatty())
+    model.load_state_dict(result.state_dict)
+    raw = model.model if isinstance(model, Normalized) else model
+    save_atomic({k: v.detach().cpu() for k, v in raw.state_dict().items()}, out / WEIGHTS_NAME)
+    start = time.perf_counter()
+    held_out = val.select(min(args.val_limit, len(val))) if args.val_limit else val
+    clean, robust = heldout_accuracy(model, held_out, threat, steps=args.eval_steps, restarts=args.eval_restarts,
+                                     seed=args.seed)
+    card = {
+        "method": args.method,
+        "trainer": trainer.settings(),
+        "hyperparameters": {**{k: v for k, v in vars(config).items()}, "threat": threat.describe() if threat else None},
+        "model": {"spec": _base_spec(args.model), "architecture": type(raw).__name__,
+                  "mean": _buffer(model, "mean"), "std": _buffer(model, "std"), "fingerprint": fingerprint_model(raw),
+                  "initial_weights": args.weights},
+        "data": {"name": train.name, "n": len(train), "fingerprint": train.fingerprint,
+                 "held_out": {"name": val.name, "n": len(held_out), "fingerprint": held_out.fingerprint}},
+        "metrics": {"clean_accuracy": clean, "pgd_accuracy": robust,
+                    "pgd": {"steps": args.eval_steps, "restarts": args.eval_restarts,
+                            "threat": threat.describe() if threat else None},
+                    "selected_epoch": result.selected_epoch, "train_seconds": round(result.seconds, 2),
+                    "eval_seconds": round(time.perf_counter() - start, 2)},
+        "wall_time_s": round(result.seconds, 2),
+        "warnings": result.warnings,
+        "history": result.history,
+        "command": "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    }
+    write_card(out / CARD_NAME, card)
+    write_training_html(out / "training.html", card)
+    robust_text = "" if robust is None or threat is None else (
+        f", PGD-{args.eval_steps} accuracy {robust:.4f} at {threat.describe()}")
+    print(f"{args.method}: held-out clean accuracy {clean:.4f}{robust_text} on {len(held_out)} images "
+          f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, {out / CARD_NAME}, "
+          f"{out / 'training.html'}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Training set and held-out set (never trained on)."""
+    import torch
+
+    from bastion.data import load_dataset
+
+    train = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    if args.val_data:
+        return train, load_dataset(args.val_data, root=args.data_root)
+    if train.name.startswith("mnist-sample:") and train.name != "mnist-sample:all":
+        if train.name == "mnist-sample:eval":
+            raise InputError("training on mnist-sample:eval leaves no held-out data; train on mnist-sample:train")
+        return train, load_dataset("mnist-sample:eval")
+    if not 0 < args.val_size < 1:
+        raise InputError(f"--val-size must lie in (0, 1), got {args.val_size}")
+    cut = len(train) - max(1, int(round(args.val_size * len(train))))
+    if cut < 1:
+        raise InputError(f"{train.name} has too few images ({len(train)}) to hold some out")
+    return train.subset(torch.arange(cut)), train.subset(torch.arange(cut, len(train)))
+
+
+def _base_spec(spec: str) -> str:
+    """The spec that rebuilds the architecture: a trained directory is replaced by the spec in its card."""
+    from bastion.train.checkpoint import read_card
+
+    return str(read_card(spec)["model"]["spec"]) if Path(spec).is_dir() else spec
+
+
+def _buffer(model: Any, name: str) -> list[float] | None:
+    from bastion.models import Normalized
+
+    if not isinstance(model, Normalized):
+        return None
+    values: list[float] = model.get_buffer(name).flatten().tolist()
+    return values

@@ -164,3 +164,10 @@ def test_attack_command_counts_clean_errors_as_broken(tmp_path, capsys):
     arrays = np.load(out)
     assert summary["robust_accuracy"] == summary["clean_accuracy"]  # eps = 0 changes nothing
     assert np.array_equal(arrays["success"], arrays["clean_prediction"] != arrays["y"])
+
+
+def test_list_trainers_and_models(capsys):
+    assert main(["list", "trainers"]) == 0
+    assert {"pgd-at", "trades", "fgsm-rs"} <= {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert main(["list", "models"]) == 0
+    assert "zoo:mnist-cnn-at" in capsys.readouterr().out

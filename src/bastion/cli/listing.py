@@ -10,8 +10,8 @@ __all__ = ["register"]
 
 def register(commands: Any) -> None:
     """Add the `list` subcommand."""
-    parser = commands.add_parser("list", help="list attacks, zoo models or data sources")
-    parser.add_argument("what", choices=["attacks", "models", "datasets"])
+    parser = commands.add_parser("list", help="list attacks, training methods, zoo models or data sources")
+    parser.add_argument("what", choices=["attacks", "trainers", "models", "datasets"])
     parser.add_argument("--pattern", default="*", help="glob over names, e.g. 'pgd*'")
     parser.set_defaults(handler=run)
 
@@ -23,6 +23,12 @@ def run(args: argparse.Namespace) -> int:
 
         for name in ATTACKS.names(args.pattern):
             doc = (ATTACKS.get(name).__doc__ or "").strip().splitlines()[0]
+            print(f"{name:<12} {doc}")
+    elif args.what == "trainers":
+        from bastion.train import TRAINERS
+
+        for name in TRAINERS.names(args.pattern):
+            doc = (TRAINERS.get(name).__doc__ or "").strip().splitlines()[0]
             print(f"{name:<12} {doc}")
     elif args.what == "models":
         from bastion.models import ZOO

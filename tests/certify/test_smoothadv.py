@@ -1,33 +1,13 @@
-"""SmoothAdv: the attack contract (run here until the attack is registered in bastion.attacks), and its effect."""
+"""SmoothAdv on linear models and smoothed classifiers (tests/attacks/test_contract.py covers its contract)."""
 
 import pytest
 import torch
 
-import bastion.attacks.smoothadv  # noqa: F401  (registers "smoothadv")
-from bastion.attacks import ATTACKS
 from bastion.attacks.smoothadv import SmoothAdv
 from bastion.certify import SmoothedClassifier
 from bastion.errors import InputError
 from bastion.threat import ThreatModel
-from tests.attacks import test_contract as contract
 from tests.conftest import linear_model
-
-CHECKS = [contract.test_adversarial_examples_stay_in_ball_and_box, contract.test_inputs_are_left_unchanged,
-          contract.test_same_seed_same_result, contract.test_success_means_misclassified,
-          contract.test_targeted_success_means_target_predicted, contract.test_zero_eps_changes_nothing]
-
-
-@pytest.mark.parametrize("norm", ["linf", "l2"])
-@pytest.mark.parametrize("check", CHECKS, ids=lambda f: f.__name__)
-def test_contract(check, norm, tiny_cnn, toy_batch):
-    assert "smoothadv" in ATTACKS
-    check("smoothadv", norm, tiny_cnn, toy_batch)
-
-
-def test_contract_dtype_boxes_and_passes(tiny_cnn, toy_batch):
-    contract.test_inputs_outside_the_box_are_refused("smoothadv", tiny_cnn, toy_batch)
-    contract.test_passes_are_counted("smoothadv", tiny_cnn, toy_batch)
-    contract.test_float64_model_and_empty_batch("smoothadv", tiny_cnn, toy_batch)
 
 
 def test_moves_points_towards_the_boundary_of_a_linear_model():

@@ -8,6 +8,7 @@ from bastion.attacks.cw import CW
 from bastion.attacks.fab import FAB, FABT
 from bastion.attacks.fgsm import FGSM
 from bastion.attacks.pgd import PGD
+from bastion.attacks.smoothadv import SmoothAdv
 from bastion.attacks.square import Square
 
 __all__ = [
@@ -20,9 +21,11 @@ __all__ = [
     "FABT",
     "FGSM",
     "PGD",
+    "SmoothAdv",
     "VERSIONS",
     "Attack",
     "AttackResult",
     "AutoAttack",
+    "SmoothAdv",
     "Square",
 ]

@@ -40,6 +40,14 @@ def register(commands: Any) -> None:
     attack.add_argument("--min-norm", help="also run a minimal-norm attack (fab or cw) without a radius bound and "
                         "report the norms it finds")
     attack.add_argument("--aa-version", choices=["standard", "plus", "rand"], help="AutoAttack version (standard)")
+    smoothing = parser.add_argument_group("certification (randomized smoothing)")
+    smoothing.add_argument("--certify", action="store_true", default=None,
+                           help="also certify each point by randomized smoothing and attack the smoothed "
+                           "classifier with SmoothAdv (L2 threat models)")
+    smoothing.add_argument("--sigma", type=float, help="smoothing noise standard deviation (default 0.25)")
+    smoothing.add_argument("--n0", type=int, help="selection samples per point (default 100)")
+    smoothing.add_argument("--n", type=int, help="estimation samples per point (default 10000)")
+    smoothing.add_argument("--alpha", type=float, help="certificate error probability (default 0.001)")
     report = parser.add_argument_group("curve and report")
     report.add_argument("--curve-points", type=int, help="points of the accuracy-vs-eps curve (default 9, 0 = none)")
     report.add_argument("--curve-max", help="largest eps of the curve (default 2 x eps)")

@@ -63,6 +63,12 @@ class EvalConfig:
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         out: Directory that receives report.json and report.html.
         resume: Continue an interrupted run from the stages saved in `out`.
+        certify: Also certify every point by randomized smoothing (Cohen et al., ICML 2019) and attack
+            the smoothed classifier with SmoothAdv, for the "certified <= empirical" section.
+        sigma: Noise standard deviation of the smoothing (pixel scale).
+        n0: Selection samples per point of CERTIFY.
+        n: Estimation samples per point of CERTIFY.
+        alpha: CERTIFY's error probability: each certificate holds with probability >= 1 - alpha.
     """
 
     model: str = ""
@@ -95,6 +101,11 @@ class EvalConfig:
     device: str = "auto"
     out: str = "runs"
     resume: bool = False
+    certify: bool = False
+    sigma: float = 0.25
+    n0: int = 100
+    n: int = 10_000
+    alpha: float = 0.001
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,7 +121,7 @@ class EvalConfig:
             if value is not None:
                 set_(self, name, tuple(float(v) for v in value))
         for name, low in (("steps", 1), ("restarts", 1), ("curve_restarts", 1), ("batch_size", 1),
-                          ("curve_points", 0), ("gallery", 0)):
+                          ("curve_points", 0), ("gallery", 0), ("n0", 1), ("n", 1)):
             _check_int(name, getattr(self, name), low)
         for name in ("aa_steps", "aa_queries"):
             if getattr(self, name) is not None:
@@ -127,6 +138,10 @@ class EvalConfig:
             raise InputError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if self.class_floor is not None and not 0 <= self.class_floor <= 1:
             raise InputError(f"class_floor must lie in [0, 1], got {self.class_floor}")
+        if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise InputError(f"sigma must be > 0, got {self.sigma!r}")
+        if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 1):
+            raise InputError(f"alpha must lie in (0, 1), got {self.alpha!r}")
         if self.rel_step is not None and not (math.isfinite(self.rel_step) and self.rel_step > 0):
             raise InputError(f"rel_step must be > 0, got {self.rel_step}")
 

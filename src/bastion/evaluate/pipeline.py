@@ -23,6 +23,7 @@ from torch import nn
 
 from bastion.attacks import ATTACKS, FGSM, PGD, Attack
 from bastion.attacks.autoattack import build_members
+from bastion.certify.stage import certify_stage
 from bastion.data import ImageSet, load_dataset
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
@@ -116,11 +117,16 @@ def evaluate_model(
     if config.min_norm and "min_norm" not in state.done:
         attack = ATTACKS.create(config.min_norm)
         state.save("min_norm", min_norm_stage(ctx, attack, grid or [0.0, threat.eps], stream=200), ctx)
+    if config.certify and "certify" not in state.done:
+        state.save("certify", certify_stage(ctx, sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha),
+                   ctx)
+    certified = state.done.get("certify")
     per_class, floor = per_class_stage(ctx, config.class_floor)
     robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
     model_id, data_id = config.model or type(model).__name__, config.data or data.name
     summary = Summary(clean.top1, robust_accuracy, threat.norm.name, threat.eps, len(data), model_id, data_id)
     warnings = ctx.warnings + protocol_warnings(clean.top1, records, curve, threat.eps)
+    warnings += certified["warnings"] if certified else []
     state.finish()
     created = datetime.now(timezone.utc)
     provenance = _provenance(model, data, config, device, dtype, command)
@@ -139,6 +145,7 @@ def evaluate_model(
         config=config.to_dict(),
         curve_settings={"attack": curve_attack.name, **curve_attack.settings()} if grid else {},
         min_norm=state.done.get("min_norm"),
+        certify=certified,
     )
 
 

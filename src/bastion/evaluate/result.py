@@ -126,6 +126,7 @@ class EvalResult:
     config: dict[str, Any]
     curve_settings: dict[str, Any] = field(default_factory=dict)
     min_norm: dict[str, Any] | None = None
+    certify: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -254,6 +254,13 @@ def _provenance(report: dict[str, Any]) -> str:
             + _section("config", "Configuration", f"<pre>{_e(config)}</pre>"))
 
 
+def _certified(report: dict[str, Any]) -> list[str]:
+    """The randomized-smoothing section, when the evaluation ran with --certify."""
+    from bastion.report.certify_html import certify_section  # imports this module: import at call time
+
+    return [certify_section(_dict(report["certify"]))] if _dict(report.get("certify")) else []
+
+
 def render_html(report: dict[str, Any]) -> str:
     """Render a report dictionary (the content of report.json) as one self-contained HTML5 page.
 
@@ -270,7 +277,7 @@ def render_html(report: dict[str, Any]) -> str:
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     version = _dict(_dict(report.get("provenance")).get("versions")).get("bastion", "")
     body = [_header(report, summary), _summary(report, summary), _attacks(report), _curve(report, summary),
-            _per_class(report), _gallery(report), _provenance(report),
+            _per_class(report), *_certified(report), _gallery(report), _provenance(report),
             f"<footer>bastion {_e(version)} · report schema {_e(report.get('schema_version', '?'))}</footer>"]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{policy}">'

@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--chunk", type=int, default=500, help="points per batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--members", default="apgd-ce,apgd-t,fab-t,square",
+                        help="comma-separated subset of the standard members, e.g. fab-t to time one alone")
     args = parser.parse_args()
 
     MODEL = load_model(args.model, weights=args.weights, device="cpu").module
@@ -108,6 +110,8 @@ def main() -> None:
         implementations["torchattacks"] = reference_members(args.norm, args.eps, args.seed, data.num_classes)
     except ImportError:
         print("torchattacks is not installed here: pip install --no-deps torchattacks scipy (in a throwaway venv)")
+    wanted = args.members.split(",")
+    implementations = {k: [m for m in v if m[0] in wanted] for k, v in implementations.items()}
     tables = cascades(implementations, x, y, args.chunk)
 
     print(f"\n{'implementation':<14}" + "".join(f"{name + ' acc':>14}{'s':>8}" for name, _, _ in tables["bastion"])

@@ -195,3 +195,17 @@ def test_min_norm_profile_in_the_report(toy_set):
     accuracy = [p["accuracy"] for p in profile["curve"]]
     assert accuracy[0] == result.clean.top1 and accuracy == sorted(accuracy, reverse=True)
     assert EvalResult.from_dict(json.loads(result.to_json())) == result
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path):
+    from bastion._io import write_atomic_with
+
+    target = write_atomic(tmp_path / "state.pt", "old")
+
+    def fail(handle):
+        handle.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_atomic_with(target, fail)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["state.pt"]

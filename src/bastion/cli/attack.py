@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bastion._io import write_atomic_with
 from bastion.cli.common import add_data_options, add_model_options, add_run_options, add_threat_options
 from bastion.errors import InputError
 
@@ -165,13 +166,9 @@ def _attack_batch(
 
 
 def _save_npz(path: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    """Write the arrays and the summary as one compressed .npz, atomically."""
     contents: dict[str, Any] = {"summary": np.array(json.dumps(summary)), **arrays}
-    np.savez_compressed(tmp, **contents)
-    tmp.replace(path)
-    return path
+    return write_atomic_with(path, lambda handle: np.savez_compressed(handle, **contents))
 
 
 def _targets(spec: str | None, model: Any, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> Any:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bastion._io import save_torch_atomic
 from bastion.evaluate.context import EvalContext, Example
 
 __all__ = ["StageState", "state_key"]
@@ -76,15 +75,7 @@ class StageState:
                 {"x": e.x, "x_adv": e.x_adv, **{k: getattr(e, k) for k in _EXAMPLE_FIELDS}} for e in ctx.examples
             ],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_torch_atomic(state, self.path)
 
     def finish(self) -> None:
         """Remove the state once the report is written."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from bastion._io import save_torch_atomic
 from bastion.errors import InputError
 
 __all__ = ["CARD_NAME", "CHECKPOINT_NAME", "WEIGHTS_NAME", "load_checkpoint", "load_trained", "save_atomic"]
@@ -21,20 +21,7 @@ CHECKPOINT_NAME, WEIGHTS_NAME, CARD_NAME = "checkpoint.pt", "model.pt", "model_c
 
 def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     """`torch.save` to a temporary file in the same folder, then `os.replace`: never half a checkpoint."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return save_torch_atomic(obj, path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -123,3 +123,41 @@ def test_distill_needs_a_teacher():
     for teacher in (None, "zoo:mnist-cnn"):
         with pytest.raises(InputError, match="teacher"):
             TRAINERS.create("distill", teacher=teacher)
+
+
+def test_each_loss_matches_its_formula_at_the_known_worst_case():
+    """A two-class linear model at a corner of the box: the only feasible move lowers the logit gap.
+
+    Logit gap g = w . x. With x_i = 1 where w_i > 0 and x_i = 0 where w_i < 0, raising g leaves the
+    box, so for cross-entropy (y = 1) and for KL(f(x) || f(x')) alike the worst point of the Linf ball
+    is x* = x - eps sign(w), with gap g* = g - eps ||w||_1. Each method's loss is then a closed
+    formula of g and g* (the papers' equations, written out by hand below).
+    """
+    w = torch.tensor([1.0, -2.0, 0.5, -0.25])
+    model = linear_model(w)
+    x, y = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 2, 2), torch.tensor([1])
+    eps = 0.2
+    threat = ThreatModel("linf", eps)
+    g = float(w @ x.flatten())
+    g_adv = g - eps * float(w.abs().sum())
+    p, p_adv = torch.sigmoid(torch.tensor(g)), torch.sigmoid(torch.tensor(g_adv))
+    ce, ce_adv = -torch.log(p), -torch.log(p_adv)
+    kl = p * torch.log(p / p_adv) + (1 - p) * torch.log((1 - p) / (1 - p_adv))
+
+    def loss(name: str, **options: float) -> torch.Tensor:
+        trainer = TRAINERS.create(name, **options)
+        return trainer.loss(model, x, y, threat, generator=torch.Generator().manual_seed(0)).loss
+
+    torch.testing.assert_close(loss("pgd-at", steps=20), ce_adv)
+    torch.testing.assert_close(loss("mixed", steps=20, mix=0.3), 0.7 * ce + 0.3 * ce_adv)
+    torch.testing.assert_close(loss("trades", steps=20, beta=6.0), ce + 6.0 * kl)
+    boosted = ce_adv - torch.log(1.0001 - (1 - p_adv) + 1e-12)  # MART eq. 8: -log p_y - log(1 - max_k!=y p_k)
+    torch.testing.assert_close(loss("mart", steps=20, beta=6.0), boosted + 6.0 * kl * (1.0000001 - p))
+    torch.testing.assert_close(loss("fgsm-rs"), ce_adv)  # the box clips the random start: one 1.25 eps step reaches x*
+    teacher = linear_model(-w)
+    t = 4.0
+    soft = torch.sigmoid(torch.tensor(-g / t))  # the teacher's class-1 probability at temperature t
+    own = torch.sigmoid(torch.tensor(g / t))
+    distill = -(soft * torch.log(own) + (1 - soft) * torch.log(1 - own))
+    torch.testing.assert_close(TRAINERS.create("distill", teacher=teacher, temperature=t).loss(model, x, y,
+                                                                                                threat).loss, distill)

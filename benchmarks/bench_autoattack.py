@@ -23,27 +23,39 @@ from bastion.data import load_dataset
 from bastion.models import load_model
 
 
-def cascades(implementations, x, y, chunk):
+def cascades(implementations, x, y, block):
     """Run each implementation's members in order, each on its own still-robust points.
 
-    Members are interleaved across implementations (bastion's APGD-CE, the reference's APGD-CE,
-    bastion's APGD-T, ...), so both see the same machine load over time.
+    The points are split into blocks of `block`; within a block every member runs for every
+    implementation in turn (bastion's APGD-CE, the reference's APGD-CE, bastion's APGD-T, ...), and
+    the implementation that goes first alternates from block to block, so both see the same machine
+    load over time. Each point's cascade is independent of the others', so blocking changes only the
+    batch composition.
     implementations: {label: [(name, attack_fn)]}, attack_fn(x, y) -> fooled mask.
+    Returns {label: [(member name, robust share of the points after it, seconds)]}.
     """
-    robust = {label: torch.ones(len(x), dtype=torch.bool) for label in implementations}
-    rows = {label: [] for label in implementations}
-    for step in range(len(next(iter(implementations.values())))):
-        for label, members in implementations.items():
-            name, attack_fn = members[step]
-            start = time.perf_counter()
-            todo = robust[label].nonzero().squeeze(1)
-            for part in todo.split(chunk):
-                fooled = attack_fn(x[part], y[part])
-                robust[label][part[fooled]] = False
-            rows[label].append((name, float(robust[label].float().mean()), time.perf_counter() - start))
-            print(f"  {label:<14}{name:<10} robust {rows[label][-1][1]:.2%} of the correct points, "
-                  f"{rows[label][-1][2]:.1f} s", flush=True)
-    return rows
+    labels = list(implementations)
+    n_members = len(implementations[labels[0]])
+    robust = {label: torch.ones(len(x), dtype=torch.bool) for label in labels}
+    after = {label: torch.ones(n_members, len(x), dtype=torch.bool) for label in labels}
+    seconds = {label: [0.0] * n_members for label in labels}
+    for number, part in enumerate(torch.arange(len(x)).split(block)):
+        order = labels if number % 2 == 0 else labels[::-1]
+        for step in range(n_members):
+            for label in order:
+                todo = part[robust[label][part]]
+                start = time.perf_counter()
+                if len(todo):
+                    fooled = implementations[label][step][1](x[todo], y[todo])
+                    robust[label][todo[fooled]] = False
+                seconds[label][step] += time.perf_counter() - start
+                after[label][step, part] = robust[label][part]
+        done = int(part[-1]) + 1
+        print(f"  {done} points: " + "; ".join(
+            f"{label} robust {float(robust[label][:done].float().mean()):.2%} in {sum(seconds[label]):.0f} s"
+            for label in labels), flush=True)
+    return {label: [(name, float(after[label][step].float().mean()), seconds[label][step])
+                    for step, (name, _) in enumerate(implementations[label])] for label in labels}
 
 
 def bastion_members(norm, eps, seed):
@@ -87,7 +99,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--norm", default="linf")
     parser.add_argument("--eps", type=float, default=0.3)
-    parser.add_argument("--chunk", type=int, default=500, help="points per batch")
+    parser.add_argument("--block", type=int, default=200, help="points per block (and per batch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--members", default="apgd-ce,apgd-t,fab-t,square",
                         help="comma-separated subset of the standard members, e.g. fab-t to time one alone")
@@ -112,7 +124,7 @@ def main() -> None:
         print("torchattacks is not installed here: pip install --no-deps torchattacks scipy (in a throwaway venv)")
     wanted = args.members.split(",")
     implementations = {k: [m for m in v if m[0] in wanted] for k, v in implementations.items()}
-    tables = cascades(implementations, x, y, args.chunk)
+    tables = cascades(implementations, x, y, args.block)
 
     print(f"\n{'implementation':<14}" + "".join(f"{name + ' acc':>14}{'s':>8}" for name, _, _ in tables["bastion"])
           + f"{'total s':>10}")

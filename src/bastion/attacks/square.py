@@ -224,15 +224,18 @@ class Square(Attack):
         """Algorithm 2: set one window per image to x +- eps (one sign per channel)."""
         n, c = x.shape[:2]
         window = _windows(n, side, x, generator)
-        x_window, x_new = x.movedim(1, -1)[window], x_best.clone()
+        x_window, best_window = x.movedim(1, -1)[window], x_best.movedim(1, -1)[window]  # (n, s, s, c)
         signs = _signs((n, c), generator, x)
         for _ in range(_RESAMPLES):
-            x_new.movedim(1, -1)[window] = (x_window + threat.eps * signs[:, None, None, :]).clamp(*threat.bounds)
-            # As in the reference: redraw the signs of windows that would not change the image.
-            stale = (x_new == x_best).flatten(1).all(dim=1)
+            new_window = (x_window + threat.eps * signs[:, None, None, :]).clamp(*threat.bounds)
+            # As in the reference: redraw the signs of windows that would not change the image (only the
+            # window can differ from x_best, so comparing windows is enough).
+            stale = (new_window == best_window).flatten(1).all(dim=1)
             if not bool(stale.any()):
                 break
             signs = torch.where(stale[:, None], _signs((n, c), generator, x), signs)
+        x_new = x_best.clone()
+        x_new.movedim(1, -1)[window] = new_window
         return x_new
 
     @staticmethod

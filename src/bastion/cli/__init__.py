@@ -15,7 +15,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     from bastion import __version__
-    from bastion.cli import attack, certify, evaluate, listing, train
+    from bastion.cli import attack, certify, evaluate, history, listing, train
 
     parser = argparse.ArgumentParser(
         prog="bastion", description="Attack, defend, certify and evaluate the adversarial robustness of PyTorch models."
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.register(commands)
     train.register(commands)
     certify.register(commands)
+    history.register(commands)
     return parser
 
 

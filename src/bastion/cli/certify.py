@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.cli.common import add_model_options
+from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -43,6 +44,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--out", default="runs/certify", help="output directory (default runs/certify)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_history_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--sigma must be > 0, got {sigma}")
     Smooth.check_settings(n=args.n, n0=args.n0, alpha=args.alpha, batch_size=args.batch_size)
     grid = parse_radii(args.radii)
+    history = prepare_history(args, out=args.out)
     mean = parse_floats(args.mean, "mean") if args.mean else None
     std = parse_floats(args.std, "std") if args.std else None
     loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_outputs(report, Path(args.out))
     print(format_summary(report))
     print("\n".join(["", "wrote:", *(f"  {p}" for p in paths)]))
-    return 0
+    return history.record("certify", report, out=args.out, report=paths[2], artifacts=paths[:2])
 
 
 def _selection(size: int, limit: int | None, seed: int | None) -> list[int]:

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from bastion.cli.common import add_data_options, add_model_options, add_run_options, add_threat_options
+from bastion.cli.history_options import HISTORY_KEYS, add_history_options, prepare_history
 
 __all__ = ["register"]
 
-_NOT_CONFIG = {"command", "handler", "config", "quiet"}
+_NOT_CONFIG = {"command", "handler", "config", "quiet", *HISTORY_KEYS}
 
 
 def register(commands: Any) -> None:
@@ -58,6 +59,7 @@ def register(commands: Any) -> None:
     report.add_argument("--resume", action="store_true", default=None,
                         help="continue an interrupted run from the stages saved in --out")
     add_run_options(parser)
+    add_history_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -71,6 +73,7 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
             continue
         options[key] = value
     options.pop("quiet", None)
+    options.pop("gate", None)  # the regression gate's thresholds, read by prepare_history
     return options
 
 
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.report.terminal import format_result
 
     config = EvalConfig.from_options(options_from(args))
+    history = prepare_history(args, out=config.out, config=args.config)
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = evaluate(config, progress=not args.quiet and sys.stderr.isatty(), command=command)
     out = Path(config.out)
@@ -88,4 +92,4 @@ def run(args: argparse.Namespace) -> int:
     html_path = write_html(result.to_dict(), out / "report.html")
     print(format_result(result.to_dict()))
     print(f"\nreport: {json_path}\n        {html_path}")
-    return 0
+    return history.record("evaluate", result.to_dict(), out=out, report=html_path, artifacts=[json_path])

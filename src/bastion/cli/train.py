@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.cli.common import add_data_options, add_model_options, add_threat_options
+from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
 __all__ = ["register"]
@@ -64,6 +65,7 @@ def register(commands: Any) -> None:
     guard.add_argument("--eval-steps", type=int, default=20, help="PGD steps of the model card's accuracy")
     guard.add_argument("--eval-restarts", type=int, default=1, help="PGD restarts of the model card's accuracy")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_history_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory")
+    history = prepare_history(args, out=out)
     train, val = _data(args)
     threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None
     if getattr(trainer_class, "adversarial", False) and threat is None:
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.method}: held-out clean accuracy {clean:.4f}{robust_text} on {len(held_out)} images "
           f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, {out / CARD_NAME}, "
           f"{out / 'training.html'}")
-    return 0
+    return history.record("train", card, out=out, report=out / "training.html", artifacts=[out / CARD_NAME])
 
 
 def _data(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -7,11 +7,17 @@ wall time per epoch and its ratio to `standard`.
 
     python benchmarks/bench_train.py --epochs 10                    # the whole table (CPU-heavy)
     python benchmarks/bench_train.py --epochs 1 --limit 256 --eval-limit 100 --methods standard fgsm-rs
+    python benchmarks/bench_train.py --cost 3 --methods standard fgsm-rs pgd-at   # cost per epoch only
+
+`--cost R` measures only the cost of an epoch: R rounds, each training every method for one epoch
+in turn (the order reversed every other round, so machine load hits all methods alike), and prints
+the median seconds per epoch and its ratio to `standard` measured in the same rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -66,7 +72,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--ramp-epochs", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cost", type=int, metavar="ROUNDS", help="only time epochs, interleaved, ROUNDS rounds")
     args = parser.parse_args()
+    if args.cost:
+        epoch_cost(args)
+        return
 
     train = load_dataset("mnist-sample:train", limit=args.limit)
     evaluation = load_dataset("mnist-sample:eval", limit=args.eval_limit)
@@ -108,6 +118,37 @@ def main() -> None:
         aa_text = f"{aa:.4f}" if aa is not None else "-"
         print(f"{label:<14}{epochs:>7}{seconds:>9.0f}{per_epoch:>9.1f}{ratio:>7}{clean:>8.4f}{robust:>10.4f}{aa_text:>8}")
     print("* training time per epoch, without the per-epoch held-out PGD check; 'time s' includes it")
+
+
+def epoch_cost(args) -> None:
+    """Median wall time of one training epoch per method, the methods interleaved round by round."""
+    train = load_dataset("mnist-sample:train", limit=args.limit)
+    threat = ThreatModel("linf", 0.3)
+    runs = [r for r in RUNS if not args.methods or r[0] in args.methods or r[1] in args.methods]
+    runs = [r for r in runs if r[1] != "distill"] + [r for r in runs if r[1] == "distill"]
+    times: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+    teacher = None
+    warm_up = FitConfig(epochs=1, batch_size=100, check_size=0)
+    fit(MnistCNN(), TRAINERS.create("standard"), load_dataset("mnist-sample:train", limit=200), config=warm_up)
+    for round_ in range(args.cost):
+        for label, name, options in runs if round_ % 2 == 0 else runs[::-1]:
+            options = dict(options)
+            if name == "distill":
+                teacher = teacher or MnistCNN().eval()  # the teacher's weights do not change the cost
+                options["teacher"] = teacher
+            trainer = TRAINERS.create(name, **options)
+            config = FitConfig(epochs=1, batch_size=100, lr=args.lr, schedule="constant", seed=args.seed + round_,
+                               check_size=0)
+            start = time.perf_counter()
+            fit(MnistCNN(), trainer, train, threat=threat, config=config)
+            times[label].append(time.perf_counter() - start)
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+    base = statistics.median(times["standard"]) if times.get("standard") else None
+    print(f"\nseconds per epoch on {len(train)} images (median of {args.cost} interleaved rounds)")
+    print(f"{'method':<14}{'s/epoch':>9}{'x std':>7}")
+    for label, values in times.items():
+        median = statistics.median(values)
+        print(f"{label:<14}{median:>9.1f}{median / base if base else float('nan'):>7.2f}")
 
 
 def _teacher(train, args, temperature):

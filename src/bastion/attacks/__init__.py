@@ -10,6 +10,7 @@ from bastion.attacks.fgsm import FGSM
 from bastion.attacks.pgd import PGD
 from bastion.attacks.smoothadv import SmoothAdv
 from bastion.attacks.square import Square
+from bastion.attacks.transfer import Transfer
 
 __all__ = [
     "ATTACKS",
@@ -28,4 +29,5 @@ __all__ = [
     "AutoAttack",
     "SmoothAdv",
     "Square",
+    "Transfer",
 ]

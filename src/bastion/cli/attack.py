@@ -70,6 +70,10 @@ def run_attack_command(argv: list[str]) -> int:
     add_threat_options(parser)
     parser.add_argument("--target", help="targeted attack: random, least-likely, or a class index")
     parser.add_argument("--out", help="write adversarial examples and per-point results to this .npz file")
+    parser.add_argument("--defense", action="append", help="a defense before (or after) the model, repeatable, "
+                        "in order: name:key=value,... e.g. jpeg:quality=75")
+    parser.add_argument("--adaptive", action="store_true", help="attack the defenses as they declare: BPDA through "
+                        "non-differentiable ones, EOT over random ones")
     add_run_options(parser)
     option_names = _attack_options(parser, factory)
     args = parser.parse_args(argv[1:])
@@ -99,6 +103,7 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     mean = parse_floats(args.mean, "mean") if args.mean else None
     std = parse_floats(args.std, "std") if args.std else None
     model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    model = _defended(model, args.defense or [], args.adaptive)
     data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
     if args.eps in ("max", "inf"):
         threat = ThreatModel.unbounded(args.norm or "linf", data.shape)
@@ -135,6 +140,14 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
         grid = [float(v) for v in np.linspace(0.0, threat.eps, 11)]
         summary["norm_profile"] = norm_profile(torch.from_numpy(arrays["norm"]), fooled, correct, grid)
     return summary, {"y": labels, **{k: v for k, v in arrays.items() if not k.startswith("passes_")}}
+
+
+def _defended(model: Any, specs: list[str], adaptive: bool) -> Any:
+    """The model behind --defense specs; with --adaptive, its BPDA/EOT view (same predictions, adaptive gradients)."""
+    from bastion.defenses import adaptive_model, apply_defenses
+
+    model = apply_defenses(model, specs)
+    return adaptive_model(model).module if adaptive else model
 
 
 def _attack_batch(

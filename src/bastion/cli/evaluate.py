@@ -41,6 +41,17 @@ def register(commands: Any) -> None:
     attack.add_argument("--min-norm", help="also run a minimal-norm attack (fab or cw) without a radius bound and "
                         "report the norms it finds")
     attack.add_argument("--aa-version", choices=["standard", "plus", "rand"], help="AutoAttack version (standard)")
+    defense = parser.add_argument_group("defenses and adaptive attacks")
+    defense.add_argument("--defense", action="append", help="a defense before (or after) the model, repeatable, in "
+                         "order: name:key=value,... e.g. jpeg:quality=75 (jpeg, bit-depth, round, median, "
+                         "gaussian, resize-pad, saturate, quantize-output)")
+    defense.add_argument("--ensemble", nargs="+", metavar="MODEL", help="evaluate an ensemble of these model specs "
+                         "(instead of --model); each member is reported next to it")
+    defense.add_argument("--ensemble-mode", choices=["logits", "probs", "vote"], help="how members combine (logits)")
+    defense.add_argument("--adaptive", action="store_true", default=None, help="run the adaptive attacks (BPDA, EOT, "
+                         "transfer, Square) even if no gradient-masking check fires")
+    defense.add_argument("--surrogate", metavar="MODEL", help="surrogate model spec for transfer attacks")
+    defense.add_argument("--eot-samples", type=int, help="draws per EOT gradient for randomized models (10)")
     smoothing = parser.add_argument_group("certification (randomized smoothing)")
     smoothing.add_argument("--certify", action="store_true", default=None,
                            help="also certify each point by randomized smoothing and attack the smoothed "

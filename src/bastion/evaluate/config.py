@@ -69,6 +69,19 @@ class EvalConfig:
         n0: Selection samples per point of CERTIFY.
         n: Estimation samples per point of CERTIFY.
         alpha: CERTIFY's error probability: each certificate holds with probability >= 1 - alpha.
+        defense: Defense specs (`jpeg:quality=75`, `median:size=3`, ...) applied to the model's input
+            (or output) in the order given; see `bastion.defenses.DEFENSES`.
+        ensemble: Model specs combined into one ensemble model (instead of `model`); each member's
+            accuracy is reported next to the ensemble's.
+        ensemble_mode: How the members combine: "logits" (mean), "probs" (mean probabilities,
+            returned as log-probabilities) or "vote" (majority).
+        adaptive: Run the adaptive attacks (BPDA, EOT, transfer, Square) even when no
+            gradient-masking check fires; they always run when one does.
+        surrogate: Model spec of a surrogate for transfer attacks (MI-FGSM with input diversity);
+            without one, a defended model's undefended network is the surrogate.
+        eot_samples: Draws per EOT gradient estimate for randomized models.
+        blackbox_queries: Query budget of the Square attack of the black-box check (escalation: 5 times it).
+        probe_points: Most correctly classified points used by the gradient and large-eps checks.
     """
 
     model: str = ""
@@ -106,6 +119,14 @@ class EvalConfig:
     n0: int = 100
     n: int = 10_000
     alpha: float = 0.001
+    defense: tuple[str, ...] = ()
+    ensemble: tuple[str, ...] = ()
+    ensemble_mode: str = "logits"
+    adaptive: bool = False
+    surrogate: str | None = None
+    eot_samples: int = 10
+    blackbox_queries: int = 200
+    probe_points: int = 256
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,6 +165,28 @@ class EvalConfig:
             raise InputError(f"alpha must lie in (0, 1), got {self.alpha!r}")
         if self.rel_step is not None and not (math.isfinite(self.rel_step) and self.rel_step > 0):
             raise InputError(f"rel_step must be > 0, got {self.rel_step}")
+        self._check_defenses()
+
+    def _check_defenses(self) -> None:
+        from bastion.defenses import build_defense
+        from bastion.defenses.ensemble import MODES
+
+        for name in ("defense", "ensemble"):
+            value = getattr(self, name)
+            value = (value,) if isinstance(value, str) else tuple(value or ())
+            if not all(isinstance(v, str) and v for v in value):
+                raise InputError(f"{name} takes a list of specs, got {value!r}")
+            object.__setattr__(self, name, value)
+        for spec in self.defense:
+            build_defense(spec)
+        if self.ensemble_mode not in MODES:
+            raise InputError(f"unknown ensemble mode {self.ensemble_mode!r}; choose one of: {', '.join(MODES)}")
+        if self.ensemble and self.model:
+            raise InputError("give either --model or --ensemble (the ensemble's members), not both")
+        if self.ensemble and self.weights:
+            raise InputError("--weights loads one model; give ensemble members as specs that carry their weights")
+        for name in ("eot_samples", "blackbox_queries", "probe_points"):
+            _check_int(name, getattr(self, name), 1)
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -158,6 +201,8 @@ class EvalConfig:
         if unknown:
             raise InputError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(cls.option_names())}")
         for required in ("model", "data"):
+            if required == "model" and normalized.get("ensemble"):
+                continue
             if normalized.get(required) in (None, ""):
                 raise InputError(f"no {required} given: pass --{required} or set {required} in the config file")
         try:
@@ -165,10 +210,16 @@ class EvalConfig:
         except TypeError as error:
             raise InputError(f"bad option value: {error}") from None
 
+    def model_id(self, fallback: str) -> str:
+        """The model's name in reports: its spec (or the ensemble's members), then its defenses."""
+        base = self.model or (f"ensemble[{self.ensemble_mode}]({', '.join(self.ensemble)})" if self.ensemble
+                              else fallback)
+        return base + (f" + {' + '.join(self.defense)}" if self.defense else "")
+
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values."""
         data = dataclasses.asdict(self)
-        for key in ("mean", "std"):
+        for key in ("mean", "std", "defense", "ensemble"):
             if data[key] is not None:
                 data[key] = list(data[key])
         return data

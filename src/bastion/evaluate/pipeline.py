@@ -19,15 +19,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from bastion.attacks import ATTACKS, FGSM, PGD, Attack
 from bastion.attacks.autoattack import build_members
 from bastion.certify.stage import certify_stage
 from bastion.data import ImageSet, load_dataset
+from bastion.defenses import Ensemble, apply_defenses
+from bastion.evaluate import masking
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
-from bastion.evaluate.result import AttackRecord, CleanRecord, CurvePoint, EvalResult, GalleryItem, Summary
+from bastion.evaluate.escalation import Audit, build_verdict, curve_settings, run_checks, run_escalation
+from bastion.evaluate.members import ensemble_section, find_ensemble, members_stage
+from bastion.evaluate.result import (
+    AttackRecord,
+    CleanRecord,
+    CurvePoint,
+    EvalResult,
+    GalleryItem,
+    Summary,
+)
 from bastion.evaluate.stages import attack_stage, clean_stage, curve_stage, min_norm_stage, per_class_stage
 from bastion.evaluate.state import StageState, state_key
 from bastion.evaluate.verdicts import protocol_warnings
@@ -59,10 +70,16 @@ def main_attacks(config: EvalConfig) -> list[tuple[Attack, str]]:
 
 
 def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None = None) -> EvalResult:
-    """Load the model and data a config names, and evaluate them; progress is kept in `config.out`."""
-    loaded = load_model(config.model, weights=config.weights, mean=config.mean, std=config.std, device=config.device)
+    """Load the model (or ensemble) and data a config names, and evaluate them; progress is kept in `config.out`."""
+    options: dict[str, Any] = {"weights": config.weights, "mean": config.mean, "std": config.std,
+                               "device": config.device}
+    if config.ensemble:
+        members = [load_model(spec, **options).module for spec in config.ensemble]
+        model: nn.Module = Ensemble(members, mode=config.ensemble_mode, names=list(config.ensemble))
+    else:
+        model = load_model(config.model, **options).module
     data = load_dataset(config.data, root=config.data_root, limit=config.limit, seed=config.subset_seed)
-    return evaluate_model(loaded.module, data, config, progress=progress, command=command, state_dir=config.out)
+    return evaluate_model(model, data, config, progress=progress, command=command, state_dir=config.out)
 
 
 def evaluate_model(
@@ -74,10 +91,11 @@ def evaluate_model(
     command: str | None = None,
     state_dir: str | Path | None = None,
 ) -> EvalResult:
-    """Run the protocol on an in-memory model and data set.
+    """Run the protocol on an in-memory model and data set, with the gradient-masking audit.
 
     Args:
         model: Maps images in [0, 1], shape (N, C, H, W), to logits; its device and dtype are used.
+            `config.defense` is applied to it here.
         data: The evaluation points.
         config: Threat model and attack settings (its `model` and `data` strings are only recorded).
         progress: Show progress bars.
@@ -89,6 +107,7 @@ def evaluate_model(
         >>> result = evaluate_model(model, load_dataset("mnist-sample", limit=500), EvalConfig(eps=0.3))
         >>> result.summary.robust_accuracy
     """
+    model = apply_defenses(model, config.defense)
     device, dtype = model_device_dtype(model)
     threat = ThreatModel(config.norm, config.eps)
     ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
@@ -100,20 +119,29 @@ def evaluate_model(
     else:
         clean = clean_stage(ctx)
         state.save("clean", asdict(clean), ctx)
-    records = []
+    records: list[AttackRecord] = []
+    fgsm_broken = None
     for stream, (attack, role) in enumerate(main_attacks(config)):
         name = f"attack {stream} {attack.name}"
         if name not in state.done:
             state.save(name, asdict(attack_stage(ctx, attack, role, stream)), ctx)
+            if stream == 0 and config.fgsm:
+                state.save("fgsm broken", (ctx.correct & ~ctx.robust).clone(), ctx)
         records.append(AttackRecord(**state.done[name]))
     if config.fgsm and records:
         records[0] = _with_standalone(records[0])
+        fgsm_broken = state.done.get("fgsm broken")
+    if "flattering" not in state.done:  # the standard attacks' number, before any check or escalation
+        state.save("flattering", float(ctx.robust.float().mean()) if len(data) else 0.0, ctx)
+    flattering = float(state.done["flattering"])
     grid = _curve_grid(config)
     curve_attack = PGD(steps=config.steps, n_restarts=config.curve_restarts, rel_step=config.rel_step,
                        loss=config.loss)
-    if "curve" not in state.done:
-        state.save("curve", [asdict(p) for p in curve_stage(ctx, curve_attack, grid, stream=100)] if grid else [], ctx)
-    curve = [CurvePoint(**p) for p in state.done["curve"]]
+    audit, curve = _audit(ctx, config, state, records, fgsm_broken, curve_attack, grid)
+    records += audit.records
+    ensemble = find_ensemble(model)
+    if ensemble is not None and "members" not in state.done:
+        state.save("members", members_stage(ctx, config, ensemble, stream=500), ctx)
     if config.min_norm and "min_norm" not in state.done:
         attack = ATTACKS.create(config.min_norm)
         state.save("min_norm", min_norm_stage(ctx, attack, grid or [0.0, threat.eps], stream=200), ctx)
@@ -123,7 +151,8 @@ def evaluate_model(
     certified = state.done.get("certify")
     per_class, floor = per_class_stage(ctx, config.class_floor)
     robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
-    model_id, data_id = config.model or type(model).__name__, config.data or data.name
+    verdict = build_verdict(audit, robust_accuracy, flattering, model)
+    model_id, data_id = config.model_id(type(model).__name__), config.data or data.name
     summary = Summary(clean.top1, robust_accuracy, threat.norm.name, threat.eps, len(data), model_id, data_id)
     warnings = ctx.warnings + protocol_warnings(clean.top1, records, curve, threat.eps)
     warnings += certified["warnings"] if certified else []
@@ -143,10 +172,46 @@ def evaluate_model(
         warnings=warnings,
         provenance=provenance,
         config=config.to_dict(),
-        curve_settings={"attack": curve_attack.name, **curve_attack.settings()} if grid else {},
+        curve_settings=curve_settings(curve_attack, audit) if grid else {},
         min_norm=state.done.get("min_norm"),
         certify=certified,
+        verdict=verdict,
+        ensemble=ensemble_section(state.done.get("members"), robust_accuracy, clean.top1),
     )
+
+
+def _audit(
+    ctx: EvalContext,
+    config: EvalConfig,
+    state: StageState,
+    records: list[AttackRecord],
+    fgsm_broken: Tensor | None,
+    curve_attack: Attack,
+    grid: list[float],
+) -> tuple[Audit, list[CurvePoint]]:
+    """The gradient-masking checks, the escalation where one fires, and the curve (escalated if it was)."""
+    audit = run_checks(ctx, config, state, records, fgsm_broken)
+    ran_square = any(r.name == "square" for r in records)
+    if config.adaptive or audit.fired:
+        run_escalation(ctx, config, state, audit, ran_square=ran_square)
+    curve = _curve(ctx, state, curve_attack, grid, audit)
+    plateau = masking.plateau_finding(curve, ctx.threat.eps)
+    audit.findings.append(plateau)
+    if plateau.fired and not audit.escalated:
+        run_escalation(ctx, config, state, audit, ran_square=ran_square)
+        curve = _curve(ctx, state, curve_attack, grid, audit)
+    return audit, curve
+
+
+def _curve(ctx: EvalContext, state: StageState, attack: Attack, grid: list[float], audit: Audit) -> list[CurvePoint]:
+    """The accuracy-vs-eps curve; after an escalation, attacked through the adaptive view of the model."""
+    adaptive = audit.adaptive
+    name = "curve" if adaptive is None else "curve (escalated)"
+    model = None if adaptive is None else adaptive.module
+    if name not in state.done:
+        state.save(name, [asdict(p) for p in curve_stage(ctx, attack, grid, stream=100, model=model)] if grid else [],
+                   ctx)
+    return [CurvePoint(**p) for p in state.done[name]]
 
 
 def _with_standalone(record: AttackRecord) -> AttackRecord:

@@ -1,8 +1,10 @@
 """Typed results of an evaluation and their JSON form (`report.json`, versioned by `schema_version`).
 
 The stable top-level keys, for scripts and CI: `schema_version`, `summary`, `attacks`, `curve`,
-`per_class`, `warnings`, `provenance`. The JSON is the source of truth; the HTML and the terminal
-table are rendered from it.
+`per_class`, `warnings`, `provenance`; `verdict` (the gradient-masking verdict, its findings and the
+robust accuracy before and after escalation) and `ensemble` (each member next to the ensemble) were
+added without changing the others, so older reports still load. The JSON is the source of truth;
+the HTML and the terminal table are rendered from it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ __all__ = [
     "CleanRecord",
     "CurvePoint",
     "EvalResult",
+    "Finding",
     "GalleryItem",
     "Summary",
+    "Verdict",
     "write_atomic",
 ]
 
@@ -109,6 +113,56 @@ class GalleryItem:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One gradient-masking check: what it measured, whether it fired, and what was run about it.
+
+    Attributes:
+        check: Identifier, e.g. "zero-gradients", "black-box-stronger".
+        title: The tell-tale sign in words.
+        fired: Whether the sign was seen.
+        severity: "suspicious" or "broken", the weight of the sign when it fires.
+        detail: The measured numbers.
+        action: What bastion ran about it (empty when it did not fire).
+    """
+
+    check: str
+    title: str
+    fired: bool
+    severity: str
+    detail: str
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the evaluation can be trusted (Athalye et al. 2018; Carlini et al. 2019; Pintor et al. 2022).
+
+    Attributes:
+        verdict: "reliable" (no sign of gradient masking), "suspicious" (signs, but escalation did
+            not change the number much) or "broken" (the first attacks were fooled by the model).
+        findings: Every check, fired or not.
+        escalated: Whether adaptive attacks ran.
+        robust_accuracy: THE robust accuracy: the worst case over every attack, escalation included.
+        flattering_accuracy: The robust accuracy of the standard attacks alone, before escalation.
+        adaptive: What the adaptive attacks were given: BPDA approximations, EOT samples, surrogate.
+        defenses: The defenses found in the model and what each declares.
+    """
+
+    verdict: str
+    findings: list[Finding]
+    escalated: bool
+    robust_accuracy: float
+    flattering_accuracy: float
+    adaptive: dict[str, Any] = field(default_factory=dict)
+    defenses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fired(self) -> list[Finding]:
+        """The findings that fired."""
+        return [f for f in self.findings if f.fired]
+
+
+@dataclass(frozen=True)
 class EvalResult:
     """The whole evaluation: what `bastion evaluate` writes as report.json."""
 
@@ -127,6 +181,8 @@ class EvalResult:
     curve_settings: dict[str, Any] = field(default_factory=dict)
     min_norm: dict[str, Any] | None = None
     certify: dict[str, Any] | None = None
+    verdict: Verdict | None = None
+    ensemble: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +209,10 @@ class EvalResult:
         fields["curve"] = [CurvePoint(**p) for p in data["curve"]]
         fields["per_class"] = [ClassRecord(**c) for c in data["per_class"]]
         fields["gallery"] = [GalleryItem(**g) for g in data["gallery"]]
+        if isinstance(data.get("verdict"), dict):
+            verdict = dict(data["verdict"])
+            verdict["findings"] = [Finding(**f) for f in verdict.get("findings", [])]
+            fields["verdict"] = Verdict(**verdict)
         return cls(**fields)
 
     @classmethod

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from bastion.attacks.base import Attack
 from bastion.errors import InputError
@@ -57,13 +57,19 @@ def _check_outputs(ctx: EvalContext, x: Tensor, logits: Tensor) -> None:
         )
 
 
-def attack_stage(ctx: EvalContext, attack: Attack, role: str, stream: int) -> AttackRecord:
-    """Run `attack` on the points still robust, and mark those it breaks (the cascade)."""
+def attack_stage(
+    ctx: EvalContext, attack: Attack, role: str, stream: int, *, model: nn.Module | None = None
+) -> AttackRecord:
+    """Run `attack` on the points still robust, and mark those it breaks (the cascade).
+
+    `model` replaces `ctx.model` as what the attack sees (a BPDA or EOT view of it, whose
+    predictions are the model's own); None attacks `ctx.model`.
+    """
     targets = ctx.robust.nonzero().squeeze(1)
     generator = ctx.generator(stream)
     passes, fooled_total, start = PassCount(), 0, time.perf_counter()
-    for indices, x, y in ctx.batches(targets, attack.name):
-        result = attack(ctx.model, x, y, ctx.threat, generator=generator)
+    for indices, x, y in ctx.batches(targets, f"{attack.name} ({role})"):
+        result = attack(ctx.model if model is None else model, x, y, ctx.threat, generator=generator)
         fooled = result.success.cpu()
         ctx.robust[indices[fooled]] = False
         ctx.keep_examples(indices, x, result.x_adv, y, result.predictions, fooled, attack.name)
@@ -82,8 +88,10 @@ def attack_stage(ctx: EvalContext, attack: Attack, role: str, stream: int) -> At
     )
 
 
-def curve_stage(ctx: EvalContext, attack: Attack, grid: list[float], stream: int) -> list[CurvePoint]:
-    """Robust accuracy at each eps of `grid`, attacked in increasing order.
+def curve_stage(
+    ctx: EvalContext, attack: Attack, grid: list[float], stream: int, *, model: nn.Module | None = None
+) -> list[CurvePoint]:
+    """Robust accuracy at each eps of `grid`, attacked in increasing order (`model`: as in `attack_stage`).
 
     A point broken within a small ball stays broken in every larger one, so each radius attacks only
     the points that survived the previous radius, and at the threat model's eps the cascade's
@@ -99,7 +107,7 @@ def curve_stage(ctx: EvalContext, attack: Attack, grid: list[float], stream: int
         if eps > 0 and not at_threat:
             threat = ThreatModel(ctx.threat.norm, eps, ctx.threat.bounds)
             for indices, x, y in ctx.batches(robust.nonzero().squeeze(1), f"curve eps={eps:.4g}"):
-                result = attack(ctx.model, x, y, threat, generator=generator)
+                result = attack(ctx.model if model is None else model, x, y, threat, generator=generator)
                 robust[indices[result.success.cpu()]] = False
         points.append(CurvePoint(eps=eps, accuracy=_mean(robust)))
     return points

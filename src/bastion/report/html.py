@@ -261,6 +261,13 @@ def _certified(report: dict[str, Any]) -> list[str]:
     return [certify_section(_dict(report["certify"]))] if _dict(report.get("certify")) else []
 
 
+def _masking(report: dict[str, Any]) -> list[str]:
+    """The gradient-masking verdict and the ensemble's members, when the report has them."""
+    from bastion.report.verdict_html import masking_sections  # imports this module: import at call time
+
+    return masking_sections(report)
+
+
 def render_html(report: dict[str, Any]) -> str:
     """Render a report dictionary (the content of report.json) as one self-contained HTML5 page.
 
@@ -276,8 +283,8 @@ def render_html(report: dict[str, Any]) -> str:
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     version = _dict(_dict(report.get("provenance")).get("versions")).get("bastion", "")
-    body = [_header(report, summary), _summary(report, summary), _attacks(report), _curve(report, summary),
-            _per_class(report), *_certified(report), _gallery(report), _provenance(report),
+    body = [_header(report, summary), _summary(report, summary), *_masking(report), _attacks(report),
+            _curve(report, summary), _per_class(report), *_certified(report), _gallery(report), _provenance(report),
             f"<footer>bastion {_e(version)} · report schema {_e(report.get('schema_version', '?'))}</footer>"]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{policy}">'

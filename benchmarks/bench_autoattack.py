@@ -13,6 +13,7 @@ Convention: images 8000-9999 of mnist-sample are the evaluation split.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 import torch
@@ -52,7 +53,8 @@ def cascades(implementations, x, y, block):
                 after[label][step, part] = robust[label][part]
         done = int(part[-1]) + 1
         print(f"  {done} points: " + "; ".join(
-            f"{label} robust {float(robust[label][:done].float().mean()):.2%} in {sum(seconds[label]):.0f} s"
+            f"{label} robust {float(robust[label][:done].float().mean()):.2%} in {sum(seconds[label]):.0f} s ("
+            + ", ".join(f"{seconds[label][step]:.0f}" for step in range(n_members)) + ")"
             for label in labels), flush=True)
     return {label: [(name, float(after[label][step].float().mean()), seconds[label][step])
                     for step, (name, _) in enumerate(implementations[label])] for label in labels}
@@ -101,6 +103,9 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--block", type=int, default=200, help="points per block (and per batch)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the implementations at the same time, one process (and core) each, so both see "
+                        "the same machine load (needs 2 free cores); default: interleaved in one process")
     parser.add_argument("--members", default="apgd-ce,apgd-t,fab-t,square",
                         help="comma-separated subset of the standard members, e.g. fab-t to time one alone")
     args = parser.parse_args()
@@ -124,7 +129,10 @@ def main() -> None:
         print("torchattacks is not installed here: pip install --no-deps torchattacks scipy (in a throwaway venv)")
     wanted = args.members.split(",")
     implementations = {k: [m for m in v if m[0] in wanted] for k, v in implementations.items()}
-    tables = cascades(implementations, x, y, args.block)
+    if args.parallel:
+        tables = parallel_cascades(implementations, x, y, args.block)
+    else:
+        tables = cascades(implementations, x, y, args.block)
 
     print(f"\n{'implementation':<14}" + "".join(f"{name + ' acc':>14}{'s':>8}" for name, _, _ in tables["bastion"])
           + f"{'total s':>10}")
@@ -138,7 +146,23 @@ def main() -> None:
               f"wall-time ratio bastion / reference: {ratio:.2f} (bar <= 1.0)")
 
 
+def parallel_cascades(implementations, x, y, block):
+    """`cascades` for each implementation in its own forked process, all started together."""
+    global _JOBS
+    _JOBS = (implementations, x, y, block)
+    with multiprocessing.get_context("fork").Pool(len(implementations)) as pool:
+        tables = pool.map(_one_cascade, list(implementations))
+    return {label: table for label, table in zip(implementations, tables, strict=True)}
+
+
+def _one_cascade(label):
+    implementations, x, y, block = _JOBS
+    torch.set_num_threads(1)
+    return cascades({label: implementations[label]}, x, y, block)[label]
+
+
 MODEL: torch.nn.Module
+_JOBS: tuple
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     from bastion import __version__
     from bastion.cli import attack, certify, evaluate, history, listing, train
+    from bastion.cli import detect as detect_cli
 
     parser = argparse.ArgumentParser(
         prog="bastion", description="Attack, defend, certify and evaluate the adversarial robustness of PyTorch models."
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     train.register(commands)
     certify.register(commands)
     history.register(commands)
+    detect_cli.register(commands)
     return parser
 
 

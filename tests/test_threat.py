@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bastion.errors import InputError
-from bastion.threat import L2, Linf, ThreatModel, get_norm, parse_eps
+from bastion.threat import L0, L2, Linf, ThreatModel, get_norm, parse_eps
 
 
 @pytest.mark.parametrize(("text", "value"), [("8/255", 8 / 255), ("0.3", 0.3), (0.5, 0.5), (2, 2.0), ("0", 0.0)])
@@ -86,3 +86,40 @@ def test_unbounded_ball_contains_the_whole_box(norm):
     corner = torch.ones(1, 1, 4, 4)
     assert torch.equal(threat.clip(x, corner), corner)
     assert threat.eps == pytest.approx(1.0 if norm == "linf" else 4.0)
+
+
+def test_l0_counts_changed_pixels_across_channels():
+    delta = torch.zeros(2, 3, 4, 4)
+    delta[0, 0, 1, 1] = 0.5
+    delta[0, 2, 1, 1] = -0.1  # same pixel, another channel: still one pixel
+    delta[0, 1, 3, 0] = 1e-3
+    assert torch.equal(L0().measure(delta), torch.tensor([2.0, 0.0]))
+    assert get_norm("L0").name == "l0" and get_norm("0").name == "l0"
+
+
+def test_l0_projection_keeps_the_k_largest_pixels():
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(8, 3, 5, 5, generator=g)
+    projected = L0().project(delta, 3.7)  # a pixel count: rounded down to 3
+    assert (L0().measure(projected) == 3).all()
+    energy = delta.pow(2).sum(1).flatten(1)
+    kept = projected.pow(2).sum(1).flatten(1) > 0
+    assert torch.equal(kept, energy >= energy.topk(3, dim=1).values[:, -1:])
+    mask = kept.reshape(8, 1, 5, 5).expand_as(delta)
+    assert torch.equal(projected[mask], delta[mask]) and not projected[~mask].any()
+    assert torch.equal(L0().project(delta, 25), delta) and not L0().project(delta, 0).any()
+
+
+def test_l0_threat_model_clip_random_init_and_ascent():
+    threat = ThreatModel("l0", 2)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(16, 3, 4, 4, generator=g)
+    clipped = threat.clip(x, x + torch.randn(16, 3, 4, 4, generator=g))
+    assert threat.contains(x, clipped).all() and (L0().measure(clipped - x) <= 2).all()
+    start = L0().random_init(x, 2, torch.Generator().manual_seed(2))
+    assert (L0().measure(start) == 2).all() and start.abs().max() <= 1
+    assert torch.equal(start, L0().random_init(x, 2, torch.Generator().manual_seed(2)))
+    grad = torch.randn(4, 3, 4, 4, generator=g)
+    step = L0().ascent(grad)
+    assert (L0().measure(step) == 1).all() and set(step.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert ThreatModel.unbounded("l0", (3, 4, 4)).eps == 16

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from bastion.errors import InputError
 
-__all__ = ["L2", "Linf", "Norm", "ThreatModel", "get_norm", "parse_eps"]
+__all__ = ["L0", "L2", "Linf", "Norm", "ThreatModel", "get_norm", "parse_eps"]
 
 _TINY = 1e-12
 
@@ -123,15 +123,74 @@ class L2:
         return "L2()"
 
 
-NORMS: dict[str, Norm] = {"linf": Linf(), "l2": L2()}
+def _pixels(delta: Tensor) -> Tensor:
+    """(B, P) per-pixel squared change: channels (dim 1) summed for images (B, C, H, W), else per coordinate."""
+    if delta.dim() >= 4:
+        return delta.pow(2).sum(dim=1).reshape(delta.shape[0], math.prod(delta.shape[2:]))
+    return _flat(delta).pow(2)
+
+
+def _pixel_mask(per_pixel: Tensor, like: Tensor) -> Tensor:
+    """Reshape a (B, P) per-pixel tensor so that it broadcasts against `like` (over channels for images)."""
+    return per_pixel.reshape(like.shape[0], 1, *like.shape[2:]) if like.dim() >= 4 else per_pixel.reshape(like.shape)
+
+
+class L0:
+    """The L0 "norm" of sparse attacks (one-pixel, Su et al. 2019): how many pixels changed.
+
+    A pixel is a spatial location of an image (B, C, H, W), changed when any of its channels is;
+    inputs of another rank count every coordinate as a pixel. `eps` is a pixel count (rounded down).
+    """
+
+    name = "l0"
+
+    def measure(self, delta: Tensor) -> Tensor:
+        """Per-sample number of changed pixels, as a float tensor."""
+        return (_pixels(delta) > 0).sum(dim=1).to(delta.dtype if delta.is_floating_point() else torch.float32)
+
+    def project(self, delta: Tensor, eps: float) -> Tensor:
+        """Keep the floor(eps) pixels with the largest change (the Euclidean projection), zero the rest."""
+        energy = _pixels(delta)
+        k = int(math.floor(eps + 1e-9))
+        if k >= energy.shape[1]:
+            return delta
+        keep = torch.zeros_like(energy, dtype=torch.bool)
+        if k > 0:
+            keep.scatter_(1, energy.topk(k, dim=1).indices, True)
+        return delta * _pixel_mask(keep, delta).to(delta.dtype)
+
+    def ascent(self, grad: Tensor) -> Tensor:
+        """sign(grad) on the one pixel of largest gradient, zero elsewhere.
+
+        The steepest ascent over perturbations that change one pixel by at most 1 per channel (the
+        L0 unit ball intersected with the [-1, 1] box, since pixels live in [0, 1]).
+        """
+        return torch.sign(self.project(grad, 1.0))
+
+    def random_init(self, like: Tensor, eps: float, generator: torch.Generator | None = None) -> Tensor:
+        """floor(eps) distinct pixels chosen uniformly, each channel changed by U[-1, 1]."""
+        pixels = _pixels(like).shape[1]
+        keys = _uniform(like, generator, shape=(like.shape[0], pixels))
+        noise = 2.0 * _uniform(like, generator) - 1.0
+        chosen = torch.zeros_like(keys)
+        k = min(int(math.floor(eps + 1e-9)), pixels)
+        if k > 0:
+            chosen.scatter_(1, keys.topk(k, dim=1).indices, 1.0)
+        return noise * _pixel_mask(chosen, like)
+
+    def __repr__(self) -> str:
+        return "L0()"
+
+
+NORMS: dict[str, Norm] = {"linf": Linf(), "l2": L2(), "l0": L0()}
 
 
 def get_norm(name: str | Norm) -> Norm:
-    """Look a norm up by name ("linf", "l2"); a `Norm` object passes through."""
+    """Look a norm up by name ("linf", "l2", "l0"); a `Norm` object passes through."""
     if not isinstance(name, str):
         return name
     key = name.strip().lower().replace("-", "").replace("_", "")
-    key = {"inf": "linf", "linfinity": "linf", "2": "l2"}.get(key, key)
+    key = {"inf": "linf", "linfinity": "linf", "2": "l2", "0": "l0"}.get(key, key)
     if key not in NORMS:
         raise InputError(f"unknown norm {name!r}; choose one of: {', '.join(NORMS)}")
     return NORMS[key]
@@ -219,6 +278,8 @@ class ThreatModel:
         norm = get_norm(norm)
         side = float(bounds[1]) - float(bounds[0])
         radius = side if norm.name == "linf" else side * math.sqrt(math.prod(shape))
+        if norm.name == "l0":  # every pixel may change: H * W for (C, H, W), else every coordinate
+            radius = float(math.prod(shape[1:]) if len(shape) >= 3 else math.prod(shape))
         return cls(norm, radius, bounds)
 
     def describe(self) -> str:

@@ -7,8 +7,14 @@ from bastion.attacks import ATTACKS
 from bastion.errors import InputError
 from bastion.threat import ThreatModel
 
-EPS = {"linf": 0.1, "l2": 0.5}
-CASES = [(name, norm) for name in ATTACKS.names() for norm in ("linf", "l2")]
+EPS = {"linf": 0.1, "l2": 0.5, "l0": 2}
+CASES = [(name, norm) for name in ATTACKS.names() for norm in getattr(ATTACKS.get(name), "norms", ("linf", "l2"))]
+
+
+def _first_norm(name):
+    """The norm the single-norm checks use: linf where the attack supports it, else its first one."""
+    norms = getattr(ATTACKS.get(name), "norms", ("linf", "l2"))
+    return "linf" if "linf" in norms else norms[0]
 
 
 # Smaller budgets keep the contract fast; the properties do not depend on the budget.
@@ -21,6 +27,8 @@ FAST = {
     "square": {"n_queries": 300},
     "cw": {"steps": 100, "binary_search_steps": 4, "initial_const": 0.1},
     "autoattack": {"steps": 10, "n_queries": 100},
+    "onepixel": {"population": 20, "steps": 10},
+    "hopskipjump": {"n_queries": 300, "steps": 10},
 }
 
 
@@ -94,9 +102,10 @@ def test_zero_eps_changes_nothing(name, norm, tiny_cnn, toy_batch):
 def test_float64_model_and_empty_batch(name, tiny_cnn, toy_batch):
     x, y = toy_batch
     model = tiny_cnn.double()
-    result = _attack(name)(model, x.double(), y, ThreatModel("linf", 0.1), generator=torch.Generator().manual_seed(0))
+    threat = ThreatModel(_first_norm(name), EPS[_first_norm(name)])
+    result = _attack(name)(model, x.double(), y, threat, generator=torch.Generator().manual_seed(0))
     assert result.x_adv.dtype == torch.float64
-    empty = _attack(name)(model, x[:0].double(), y[:0], ThreatModel("linf", 0.1))
+    empty = _attack(name)(model, x[:0].double(), y[:0], threat)
     assert empty.x_adv.shape[0] == 0 and empty.success.shape == (0,)
 
 
@@ -104,13 +113,14 @@ def test_float64_model_and_empty_batch(name, tiny_cnn, toy_batch):
 def test_inputs_outside_the_box_are_refused(name, tiny_cnn, toy_batch):
     x, y = toy_batch
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        _attack(name)(tiny_cnn, x * 2 - 0.5, y, ThreatModel("linf", 0.1))
+        _attack(name)(tiny_cnn, x * 2 - 0.5, y, ThreatModel(_first_norm(name), EPS[_first_norm(name)]))
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_passes_are_counted(name, tiny_cnn, toy_batch):
     x, y = toy_batch
-    result = _attack(name)(tiny_cnn, x, y, ThreatModel("linf", 0.1), generator=torch.Generator().manual_seed(0))
+    threat = ThreatModel(_first_norm(name), EPS[_first_norm(name)])
+    result = _attack(name)(tiny_cnn, x, y, threat, generator=torch.Generator().manual_seed(0))
     # At least the attack's own query and the final check; score-based attacks need no backward pass,
     # Jacobian-based ones (FAB) several per forward.
     assert result.passes.forward >= 2 and result.passes.forward_samples >= 2 * len(x)

@@ -7,6 +7,8 @@ from bastion.attacks.base import ATTACKS, Attack, AttackResult
 from bastion.attacks.cw import CW
 from bastion.attacks.fab import FAB, FABT
 from bastion.attacks.fgsm import FGSM
+from bastion.attacks.hopskipjump import HopSkipJump
+from bastion.attacks.onepixel import OnePixel
 from bastion.attacks.pgd import PGD
 from bastion.attacks.smoothadv import SmoothAdv
 from bastion.attacks.square import Square
@@ -21,6 +23,8 @@ __all__ = [
     "FAB",
     "FABT",
     "FGSM",
+    "HopSkipJump",
+    "OnePixel",
     "PGD",
     "SmoothAdv",
     "VERSIONS",

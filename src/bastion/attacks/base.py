@@ -91,6 +91,8 @@ class Attack(ABC):
     #: Whether the attack searches for the smallest adversarial perturbation (FAB, C&W): its norms
     #: then describe the model's robustness at every radius, not just at eps.
     minimizes_norm: ClassVar[bool] = False
+    #: The threat-model norms the attack works in (the contract test runs it in each).
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
 
     @abstractmethod
     def perturb(

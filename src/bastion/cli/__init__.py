@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     from bastion import __version__
     from bastion.cli import attack, certify, evaluate, history, listing, train
     from bastion.cli import detect as detect_cli
+    from bastion.cli import universal as universal_cli
 
     parser = argparse.ArgumentParser(
         prog="bastion", description="Attack, defend, certify and evaluate the adversarial robustness of PyTorch models."
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     certify.register(commands)
     history.register(commands)
     detect_cli.register(commands)
+    universal_cli.register(commands)
     return parser
 
 

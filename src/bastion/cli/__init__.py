@@ -16,7 +16,10 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     from bastion import __version__
     from bastion.cli import attack, certify, evaluate, history, listing, train
+    from bastion.cli import corruptions as corruptions_cli
     from bastion.cli import detect as detect_cli
+    from bastion.cli import patch as patch_cli
+    from bastion.cli import spatial as spatial_cli
     from bastion.cli import universal as universal_cli
 
     parser = argparse.ArgumentParser(
@@ -30,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     train.register(commands)
     certify.register(commands)
     history.register(commands)
+    patch_cli.register(commands)
+    corruptions_cli.register(commands)
+    spatial_cli.register(commands)
     detect_cli.register(commands)
     universal_cli.register(commands)
     return parser

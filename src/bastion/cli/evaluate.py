@@ -34,8 +34,11 @@ def register(commands: Any) -> None:
     attack.add_argument("--rel-step", type=float, help="PGD step size as a fraction of eps (default 2.5/steps)")
     attack.add_argument("--loss", help="attack loss: ce (default) or cw")
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
-    attack.add_argument("--suite", choices=["autoattack", "pgd"], help="attacks after PGD: the AutoAttack ensemble "
-                        "(the standard protocol) or none (quick)")
+    attack.add_argument("--suite", choices=["autoattack", "pgd", "extended"], help="attacks after PGD: the AutoAttack "
+                        "ensemble (the standard protocol), none (quick), or AutoAttack plus the threat models beyond "
+                        "the Lp ball (patch, spatial, corruptions, one-pixel, universal, HopSkipJump)")
+    attack.add_argument("--extended-train-data", help="data spec the extended suite trains its patch and universal "
+                        "perturbation on (default: the first half of the evaluated points; the second half measures)")
     attack.add_argument("--aa-steps", type=int, help="iterations of AutoAttack's gradient attacks (default 100)")
     attack.add_argument("--aa-queries", type=int, help="Square's query budget in AutoAttack (default 5000)")
     attack.add_argument("--min-norm", help="also run a minimal-norm attack (fab or cw) without a radius bound and "

@@ -39,8 +39,9 @@ class EvalConfig:
         limit: Evaluate this many points (the first ones, or a seeded random subset with `subset_seed`).
         subset_seed: Seed of the random subset; None takes the first `limit` points.
         fgsm: Run the FGSM sanity check.
-        suite: "autoattack" (FGSM, PGD, then the AutoAttack members: the standard protocol) or "pgd"
-            (FGSM and PGD only: quick, and not enough for a robustness claim).
+        suite: "autoattack" (FGSM, PGD, then the AutoAttack members: the standard protocol), "pgd"
+            (FGSM and PGD only: quick, and not enough for a robustness claim) or "extended" (the
+            standard protocol plus threat models beyond the Lp ball: `bastion.evaluate.extended`).
         aa_version: AutoAttack version: "standard", "plus" or "rand".
         aa_steps: Iterations of AutoAttack's gradient attacks; None keeps the version's (100).
         aa_queries: Square's query budget; None keeps the version's (5,000). Smaller budgets are
@@ -82,6 +83,9 @@ class EvalConfig:
         eot_samples: Draws per EOT gradient estimate for randomized models.
         blackbox_queries: Query budget of the Square attack of the black-box check (escalation: 5 times it).
         probe_points: Most correctly classified points used by the gradient and large-eps checks.
+        extended_train_data: Data spec the extended suite trains its patch and universal perturbation
+            on; None trains on the first half of the evaluated points and measures on the second.
+        extended_budget: The extended suite's budgets by name (`bastion.evaluate.extended.DEFAULTS`).
     """
 
     model: str = ""
@@ -127,6 +131,8 @@ class EvalConfig:
     eot_samples: int = 10
     blackbox_queries: int = 200
     probe_points: int = 256
+    extended_train_data: str | None = None
+    extended_budget: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -149,8 +155,8 @@ class EvalConfig:
                 _check_int(name, getattr(self, name), 1)
         if self.limit is not None:
             _check_int("limit", self.limit, 1)
-        if self.suite not in ("autoattack", "pgd"):
-            raise InputError(f"unknown suite {self.suite!r}; choose autoattack or pgd")
+        if self.suite not in ("autoattack", "pgd", "extended"):
+            raise InputError(f"unknown suite {self.suite!r}; choose autoattack, pgd or extended")
         if self.aa_version not in ("standard", "plus", "rand"):
             raise InputError(f"unknown AutoAttack version {self.aa_version!r}; choose standard, plus or rand")
         if not math.isfinite(self.eps):

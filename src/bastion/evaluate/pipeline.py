@@ -30,6 +30,7 @@ from bastion.evaluate import masking
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
 from bastion.evaluate.escalation import Audit, build_verdict, curve_settings, run_checks, run_escalation
+from bastion.evaluate.extended import extended_stage
 from bastion.evaluate.members import ensemble_section, find_ensemble, members_stage
 from bastion.evaluate.result import (
     AttackRecord,
@@ -63,7 +64,7 @@ def main_attacks(config: EvalConfig) -> list[tuple[Attack, str]]:
         attacks.append((FGSM(loss=config.loss), "sanity check"))
     pgd = PGD(steps=config.steps, n_restarts=config.restarts, rel_step=config.rel_step, loss=config.loss)
     attacks.append((pgd, "main attack"))
-    if config.suite == "autoattack":
+    if config.suite in ("autoattack", "extended"):
         attacks += [(member, f"autoattack {config.aa_version}") for member in build_members(
             config.aa_version, steps=config.aa_steps, n_queries=config.aa_queries)]
     return attacks
@@ -149,6 +150,8 @@ def evaluate_model(
         state.save("certify", certify_stage(ctx, sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha),
                    ctx)
     certified = state.done.get("certify")
+    if config.suite == "extended" and "extended" not in state.done:
+        state.save("extended", extended_stage(ctx, config), ctx)
     per_class, floor = per_class_stage(ctx, config.class_floor)
     robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
     verdict = build_verdict(audit, robust_accuracy, flattering, model)
@@ -177,6 +180,7 @@ def evaluate_model(
         certify=certified,
         verdict=verdict,
         ensemble=ensemble_section(state.done.get("members"), robust_accuracy, clean.top1),
+        extended=state.done.get("extended"),
     )
 
 

@@ -183,6 +183,7 @@ class EvalResult:
     certify: dict[str, Any] | None = None
     verdict: Verdict | None = None
     ensemble: dict[str, Any] | None = None
+    extended: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

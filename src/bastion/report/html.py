@@ -268,6 +268,13 @@ def _masking(report: dict[str, Any]) -> list[str]:
     return masking_sections(report)
 
 
+def _extended(report: dict[str, Any]) -> list[str]:
+    """The sections of the extended suite (patch, spatial, corruptions, ...), when it ran."""
+    from bastion.report.extended_html import extended_sections  # imports this module: import at call time
+
+    return extended_sections(_dict(report["extended"])) if _dict(report.get("extended")) else []
+
+
 def render_html(report: dict[str, Any]) -> str:
     """Render a report dictionary (the content of report.json) as one self-contained HTML5 page.
 
@@ -284,7 +291,8 @@ def render_html(report: dict[str, Any]) -> str:
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     version = _dict(_dict(report.get("provenance")).get("versions")).get("bastion", "")
     body = [_header(report, summary), _summary(report, summary), *_masking(report), _attacks(report),
-            _curve(report, summary), _per_class(report), *_certified(report), _gallery(report), _provenance(report),
+            _curve(report, summary), _per_class(report), *_certified(report), *_extended(report), _gallery(report),
+            _provenance(report),
             f"<footer>bastion {_e(version)} · report schema {_e(report.get('schema_version', '?'))}</footer>"]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{policy}">'

@@ -1,0 +1,99 @@
+"""`bastion corruptions`: accuracy under common corruptions per severity, and the mCE against a baseline model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bastion.cli.common import add_data_options, add_model_options
+from bastion.errors import InputError
+
+__all__ = ["format_table", "register", "run"]
+
+
+def register(commands: Any) -> None:
+    """Add the `corruptions` subcommand."""
+    parser = commands.add_parser(
+        "corruptions",
+        help="accuracy under common corruptions (noise, blur, JPEG, ...) and the mCE",
+        description="Hendrycks & Dietterich's common corruptions (ICLR 2019) at severities 1-5: accuracy per "
+        "corruption and severity, and with --baseline-model the mean corruption error normalized by the "
+        "baseline's errors. Prints a table and writes corruptions.json to --out.",
+    )
+    add_model_options(parser)
+    add_data_options(parser)
+    group = parser.add_argument_group("corruptions")
+    group.add_argument("--corruptions", help="comma-separated names (default: all); see the table's rows")
+    group.add_argument("--severities", default="1,2,3,4,5", help="comma-separated severities 0-5 (default 1-5)")
+    group.add_argument("--baseline-model", help="model whose errors normalize the corruption errors (mCE)")
+    group.add_argument("--baseline-weights", help="state dict for a factory-built baseline model")
+    parser.add_argument("--out", default="runs/corruptions", help="output directory (default runs/corruptions)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the corruptions' randomness (default 0)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, print the table, write corruptions.json."""
+    from bastion._io import write_atomic
+    from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruption_error
+    from bastion.data import load_dataset
+    from bastion.evaluate.config import parse_floats
+    from bastion.models import load_model, model_device_dtype
+
+    for required in ("model", "data"):
+        if getattr(args, required) is None:
+            raise InputError(f"--{required} is required")
+    names = [n.strip() for n in args.corruptions.split(",") if n.strip()] if args.corruptions else list(CORRUPTIONS)
+    try:
+        severities = [int(s) for s in args.severities.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--severities takes integers such as 1,3,5, got {args.severities!r}") from None
+    mean = parse_floats(args.mean, "mean") if args.mean else None
+    std = parse_floats(args.std, "std") if args.std else None
+    data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    options = {"corruptions": names, "severities": severities, "batch_size": args.batch_size or 256, "seed": args.seed}
+    model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    device, dtype = model_device_dtype(model)
+    table = corruption_accuracy(model, data, device=device, dtype=dtype, **options)
+    report: dict[str, Any] = {"kind": "corruptions", "model": args.model, "data": data.name,
+                              "data_fingerprint": data.fingerprint, **table.to_dict(), "baseline": None}
+    if args.baseline_model:
+        base = load_model(args.baseline_model, weights=args.baseline_weights, device=args.device).module
+        base_device, base_dtype = model_device_dtype(base)
+        baseline = corruption_accuracy(base, data, device=base_device, dtype=base_dtype, **options)
+        report["baseline"] = {"model": args.baseline_model, **baseline.to_dict(),
+                              **mean_corruption_error(table, baseline).to_dict()}
+    path = write_atomic(Path(args.out) / "corruptions.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    print(format_table(report))
+    print(f"\nwrote: {path}")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return "—" if not isinstance(value, (int, float)) else f"{value:.3f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Accuracy per corruption (rows) and severity (columns); CE per row and the mCE with a baseline."""
+    severities, baseline = report["severities"], report.get("baseline")
+    head = f"{'corruption':<16}" + "".join(f"{'s' + str(s):>8}" for s in severities) + f"{'mean':>8}"
+    head += f"{'CE':>8}{'rel. CE':>9}" if baseline else ""
+    lines = [f"{report['model']} on {report['data']} ({report['n']} points), clean accuracy "
+             f"{report['clean_accuracy']:.1%}", head]
+    for name, row in report["accuracy"].items():
+        line = f"{name:<16}" + "".join(f"{a:>8.1%}" for a in row) + f"{sum(row) / len(row):>8.1%}"
+        if baseline:
+            line += f"{_fmt(baseline['ce'][name]):>8}{_fmt(baseline['relative_ce'][name]):>9}"
+        lines.append(line)
+    lines.append(f"mean accuracy over corruptions and severities {report['mean_accuracy']:.1%}")
+    if baseline:
+        lines.append(f"mCE {_fmt(baseline['mce'])}, relative mCE {_fmt(baseline['relative_mce'])} against "
+                     f"{baseline['model']} (clean {baseline['clean_accuracy']:.1%}, mean corrupted "
+                     f"{baseline['mean_accuracy']:.1%}); CE < 1 means fewer errors than the baseline")
+        undefined = [n for n, v in baseline["relative_ce"].items() if v is None]
+        if undefined:
+            lines.append(f"relative CE undefined where the baseline makes no errors beyond its clean ones: "
+                         f"{', '.join(undefined)}")
+    return "\n".join(lines)

@@ -55,6 +55,13 @@ def register(commands: Any) -> None:
                          "transfer, Square) even if no gradient-masking check fires")
     defense.add_argument("--surrogate", metavar="MODEL", help="surrogate model spec for transfer attacks")
     defense.add_argument("--eot-samples", type=int, help="draws per EOT gradient for randomized models (10)")
+    detection = parser.add_argument_group("run-time detection")
+    detection.add_argument("--detect", action="store_true", default=None, help="calibrate the detectors (feature "
+                           "squeezing, confidence, entropy, margin) on clean data and report their detection rates "
+                           "of FGSM, PGD and an adaptive attack")
+    detection.add_argument("--detect-fpr", type=float, help="detectors' false-positive rate on clean data (0.05)")
+    detection.add_argument("--detect-calibration", metavar="DATA", help="clean data the thresholds are calibrated on "
+                           "(default: half of the evaluated points)")
     smoothing = parser.add_argument_group("certification (randomized smoothing)")
     smoothing.add_argument("--certify", action="store_true", default=None,
                            help="also certify each point by randomized smoothing and attack the smoothed "

@@ -86,6 +86,13 @@ class EvalConfig:
         extended_train_data: Data spec the extended suite trains its patch and universal perturbation
             on; None trains on the first half of the evaluated points and measures on the second.
         extended_budget: The extended suite's budgets by name (`bastion.evaluate.extended.DEFAULTS`).
+        detect: Also calibrate the run-time detectors (feature squeezing, confidence, entropy,
+            margin) to `detect_fpr` false positives on clean data and report each one's detection rate
+            of FGSM and PGD examples, and of an adaptive attack that must also evade it.
+        detect_fpr: Target false-positive rate of the detectors on clean inputs.
+        detect_calibration: Clean data spec the thresholds are calibrated on; None calibrates on a
+            seeded half of the evaluated points and measures on the other half.
+        detect_adaptive_limit: Most points the adaptive attack on each detector runs on.
     """
 
     model: str = ""
@@ -133,6 +140,10 @@ class EvalConfig:
     probe_points: int = 256
     extended_train_data: str | None = None
     extended_budget: dict[str, Any] = field(default_factory=dict)
+    detect: bool = False
+    detect_fpr: float = 0.05
+    detect_calibration: str | None = None
+    detect_adaptive_limit: int = 500
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -171,6 +182,9 @@ class EvalConfig:
             raise InputError(f"alpha must lie in (0, 1), got {self.alpha!r}")
         if self.rel_step is not None and not (math.isfinite(self.rel_step) and self.rel_step > 0):
             raise InputError(f"rel_step must be > 0, got {self.rel_step}")
+        if not (isinstance(self.detect_fpr, (int, float)) and 0 < self.detect_fpr < 1):
+            raise InputError(f"detect_fpr must lie in (0, 1), got {self.detect_fpr!r}")
+        _check_int("detect_adaptive_limit", self.detect_adaptive_limit, 0)
         self._check_defenses()
 
     def _check_defenses(self) -> None:

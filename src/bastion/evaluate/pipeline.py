@@ -152,6 +152,8 @@ def evaluate_model(
     certified = state.done.get("certify")
     if config.suite == "extended" and "extended" not in state.done:
         state.save("extended", extended_stage(ctx, config), ctx)
+    if config.detect and "detection" not in state.done:
+        state.save("detection", _detection(ctx, config), ctx)
     per_class, floor = per_class_stage(ctx, config.class_floor)
     robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
     verdict = build_verdict(audit, robust_accuracy, flattering, model)
@@ -181,6 +183,7 @@ def evaluate_model(
         verdict=verdict,
         ensemble=ensemble_section(state.done.get("members"), robust_accuracy, clean.top1),
         extended=state.done.get("extended"),
+        detection=state.done.get("detection"),
     )
 
 
@@ -216,6 +219,18 @@ def _curve(ctx: EvalContext, state: StageState, attack: Attack, grid: list[float
         state.save(name, [asdict(p) for p in curve_stage(ctx, attack, grid, stream=100, model=model)] if grid else [],
                    ctx)
     return [CurvePoint(**p) for p in state.done[name]]
+
+
+def _detection(ctx: EvalContext, config: EvalConfig) -> dict[str, Any]:
+    """Detectors calibrated at `config.detect_fpr`, rated on FGSM and PGD examples, then attacked adaptively."""
+    from bastion.detect import detection_stage
+
+    calibration = None
+    if config.detect_calibration:
+        calibration = load_dataset(config.detect_calibration, root=config.data_root)
+    attacks = [FGSM(loss=config.loss), PGD(steps=config.steps, rel_step=config.rel_step, loss=config.loss)]
+    return detection_stage(ctx, fpr=config.detect_fpr, calibration=calibration, attacks=attacks,
+                           adaptive_limit=config.detect_adaptive_limit, stream=400)
 
 
 def _with_standalone(record: AttackRecord) -> AttackRecord:

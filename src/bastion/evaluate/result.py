@@ -184,6 +184,7 @@ class EvalResult:
     verdict: Verdict | None = None
     ensemble: dict[str, Any] | None = None
     extended: dict[str, Any] | None = None
+    detection: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -275,6 +275,13 @@ def _extended(report: dict[str, Any]) -> list[str]:
     return extended_sections(_dict(report["extended"])) if _dict(report.get("extended")) else []
 
 
+def _detection(report: dict[str, Any]) -> list[str]:
+    """The run-time detectors' section, when the evaluation ran them."""
+    from bastion.detect.report_html import detection_section_html  # imports this module: import at call time
+
+    return [detection_section_html(_dict(report["detection"]))] if _dict(report.get("detection")) else []
+
+
 def render_html(report: dict[str, Any]) -> str:
     """Render a report dictionary (the content of report.json) as one self-contained HTML5 page.
 
@@ -291,7 +298,8 @@ def render_html(report: dict[str, Any]) -> str:
     policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
     version = _dict(_dict(report.get("provenance")).get("versions")).get("bastion", "")
     body = [_header(report, summary), _summary(report, summary), *_masking(report), _attacks(report),
-            _curve(report, summary), _per_class(report), *_certified(report), *_extended(report), _gallery(report),
+            _curve(report, summary), _per_class(report), *_certified(report), *_extended(report), *_detection(report),
+            _gallery(report),
             _provenance(report),
             f"<footer>bastion {_e(version)} · report schema {_e(report.get('schema_version', '?'))}</footer>"]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -42,6 +42,8 @@ def format_result(report: dict[str, Any]) -> str:
         names = ", ".join(f"{c['name']} ({c['robust_accuracy']:.1%})" for c in flagged)
         lines.append(f"classes under the floor {report['class_floor']:.1%}: {names}")
     lines += _ensemble_lines(report.get("ensemble"))
+    lines += _extended_lines(report.get("extended"))
+    lines += _detection_lines(report.get("detection"))
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
 
@@ -67,3 +69,38 @@ def _ensemble_lines(ensemble: Any) -> list[str]:
     rows += [[m["name"], f"{m['clean_accuracy']:.2%}", f"{m['robust_accuracy']:.2%}"] for m in ensemble["members"]]
     return ["", f"ensemble ({ensemble['mode']}) and its members:",
             *_table(["model", "clean acc", "robust acc"], rows)]
+
+
+def _extended_lines(extended: Any) -> list[str]:
+    """One row per section of the extended suite: its threat model and how often the attack succeeded."""
+    if not isinstance(extended, dict):
+        return []
+    rows = []
+    for name, section in extended.items():
+        if not isinstance(section, dict):
+            continue
+        rate = section.get("success_rate")
+        rows.append([name, str(section.get("threat", section.get("status", "")))[:60],
+                     f"{rate:.2%}" if isinstance(rate, (int, float)) else str(section.get("status", "-"))])
+    return ["", "beyond the Lp ball (--suite extended):", *_table(["attack", "threat model", "success"], rows)] \
+        if rows else []
+
+
+def _detection_lines(detection: Any) -> list[str]:
+    """Each detector's clean false-positive rate and its detection rate of each attack, plain and adaptive."""
+    if not isinstance(detection, dict) or not isinstance(detection.get("detectors"), dict):
+        return []
+    settings = detection.get("settings", {})
+    attacks = list(settings.get("attacks", []))
+    rows = []
+    for name, entry in detection["detectors"].items():
+        rates = entry.get("attacks", {})
+        cells = [_rate(rates.get(a, {}).get("rate")) for a in attacks]
+        adaptive = entry.get("adaptive", {})
+        rows.append([name, _rate(entry.get("clean_fpr")), *cells, _rate(adaptive.get("rate"))])
+    header = ["detector", "clean FPR", *(f"{a} detected" for a in attacks), "adaptive detected"]
+    return ["", f"detection at {settings.get('fpr', 0.05):.0%} false positives on clean data:", *_table(header, rows)]
+
+
+def _rate(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, (int, float)) else "-"

@@ -19,7 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from bastion._io import write_atomic_with
-from bastion.cli.common import add_data_options, add_model_options, add_run_options, add_threat_options
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_run_options,
+    add_threat_options,
+    load_model_from_args,
+    require,
+)
 from bastion.errors import InputError
 
 __all__ = ["register", "run_attack_command"]
@@ -77,9 +84,7 @@ def run_attack_command(argv: list[str]) -> int:
     add_run_options(parser)
     option_names = _attack_options(parser, factory)
     args = parser.parse_args(argv[1:])
-    for required in ("model", "data"):
-        if getattr(args, required) is None:
-            raise InputError(f"--{required} is required")
+    require(args, "model", "data")
     attack = ATTACKS.create(name, **{k: getattr(args, f"opt_{k}") for k in option_names})
     summary, arrays = _run(args, attack)
     print(json.dumps(summary, indent=2))
@@ -95,14 +100,11 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     error counts as broken at no cost and keeps x_adv = x.
     """
     from bastion.data import load_dataset
-    from bastion.evaluate.config import parse_floats
     from bastion.evaluate.minnorm import norm_profile
-    from bastion.models import load_model, model_device_dtype
+    from bastion.models import model_device_dtype
     from bastion.threat import ThreatModel
 
-    mean = parse_floats(args.mean, "mean") if args.mean else None
-    std = parse_floats(args.std, "std") if args.std else None
-    model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    model = load_model_from_args(args).module
     model = _defended(model, args.defense or [], args.adaptive)
     data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
     if args.eps in ("max", "inf"):

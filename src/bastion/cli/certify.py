@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_model_options
+from bastion.cli.common import add_model_options, load_model_from_args, require
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
@@ -54,21 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from bastion.certify.smoothing import Smooth
     from bastion.certify.summary import parse_radii, summarize
     from bastion.data import load_dataset
-    from bastion.evaluate.config import parse_floats
-    from bastion.models import load_model
 
-    for required in ("model", "data"):
-        if getattr(args, required) is None:
-            raise InputError(f"--{required} is required")
+    require(args, "model", "data")
     sigma = 0.25 if args.sigma is None else args.sigma
     if not sigma > 0:
         raise InputError(f"--sigma must be > 0, got {sigma}")
     Smooth.check_settings(n=args.n, n0=args.n0, alpha=args.alpha, batch_size=args.batch_size)
     grid = parse_radii(args.radii)
     history = prepare_history(args, out=args.out)
-    mean = parse_floats(args.mean, "mean") if args.mean else None
-    std = parse_floats(args.std, "std") if args.std else None
-    loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
+    loaded = load_model_from_args(args)
     full = load_dataset(args.data, root=args.data_root)
     indices = _selection(len(full), args.limit, args.subset_seed)
     data = full.subset(indices)

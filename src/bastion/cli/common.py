@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options"]
+from bastion.errors import InputError
+
+__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options", "load_model_from_args",
+           "require"]
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -41,3 +45,20 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     """--seed, --quiet."""
     parser.add_argument("--seed", type=int, help="seed of the attacks' randomness (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def require(args: argparse.Namespace, *names: str) -> None:
+    """Refuse a missing required option with a one-line error naming its flag."""
+    for name in names:
+        if getattr(args, name) is None:
+            raise InputError(f"--{name.replace('_', '-')} is required")
+
+
+def load_model_from_args(args: argparse.Namespace) -> Any:
+    """The `LoadedModel` that the model options (`add_model_options`) name, normalization inside it."""
+    from bastion.evaluate.config import parse_floats
+    from bastion.models import load_model
+
+    mean = parse_floats(args.mean, "mean") if args.mean else None
+    std = parse_floats(args.std, "std") if args.std else None
+    return load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options
+from bastion.cli.common import add_data_options, add_model_options, load_model_from_args, require
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -39,22 +39,17 @@ def run(args: argparse.Namespace) -> int:
     from bastion._io import write_atomic
     from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruption_error
     from bastion.data import load_dataset
-    from bastion.evaluate.config import parse_floats
     from bastion.models import load_model, model_device_dtype
 
-    for required in ("model", "data"):
-        if getattr(args, required) is None:
-            raise InputError(f"--{required} is required")
+    require(args, "model", "data")
     names = [n.strip() for n in args.corruptions.split(",") if n.strip()] if args.corruptions else list(CORRUPTIONS)
     try:
         severities = [int(s) for s in args.severities.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--severities takes integers such as 1,3,5, got {args.severities!r}") from None
-    mean = parse_floats(args.mean, "mean") if args.mean else None
-    std = parse_floats(args.std, "std") if args.std else None
     data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
     options = {"corruptions": names, "severities": severities, "batch_size": args.batch_size or 256, "seed": args.seed}
-    model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)
     table = corruption_accuracy(model, data, device=device, dtype=dtype, **options)
     report: dict[str, Any] = {"kind": "corruptions", "model": args.model, "data": data.name,

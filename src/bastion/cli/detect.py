@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, add_threat_options
+from bastion.cli.common import add_data_options, add_model_options, add_threat_options, load_model_from_args, require
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -50,9 +50,7 @@ def register(commands: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    for required in ("model", "data"):
-        if getattr(args, required) is None:
-            raise InputError(f"--{required} is required")
+    require(args, "model", "data")
     if not 0.0 < args.fpr < 1.0:
         raise InputError(f"--fpr must lie strictly between 0 and 1, got {args.fpr:g}")
     if args.adaptive_steps < 0 or args.adaptive_limit < 1:
@@ -69,9 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from bastion.attacks import ATTACKS
     from bastion.data import load_dataset
     from bastion.detect import detection_stage, make_detector, render_detection_html
-    from bastion.evaluate.config import parse_floats
     from bastion.evaluate.context import EvalContext
-    from bastion.models import load_model, model_device_dtype
+    from bastion.models import model_device_dtype
     from bastion.threat import ThreatModel
 
     _check(args)
@@ -80,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if not detectors:
         raise InputError("--detectors names no detector")
     attacks = [ATTACKS.create(name, **_steps(ATTACKS.get(name), args.steps)) for name in (args.attack or ["pgd"])]
-    mean = parse_floats(args.mean, "mean") if args.mean else None
-    std = parse_floats(args.std, "std") if args.std else None
-    loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
+    loaded = load_model_from_args(args)
     data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
     calibration = (load_dataset(args.calibration, root=args.data_root, limit=args.calibration_limit, seed=args.seed)
                    if args.calibration else None)

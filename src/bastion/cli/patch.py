@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options
+from bastion.cli.common import add_data_options, add_model_options, load_model_from_args, require
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -54,17 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from bastion._io import save_torch_atomic, write_atomic
     from bastion.attacks.patch import AdversarialPatch, evaluate_patch
     from bastion.data import load_dataset
-    from bastion.evaluate.config import parse_floats
-    from bastion.models import load_model, model_device_dtype
+    from bastion.models import model_device_dtype
 
-    for required in ("model", "data"):
-        if getattr(args, required) is None:
-            raise InputError(f"--{required} is required")
+    require(args, "model", "data")
     if args.png_size < 1:
         raise InputError(f"--png-size must be a positive number of pixels, got {args.png_size}")
-    mean = parse_floats(args.mean, "mean") if args.mean else None
-    std = parse_floats(args.std, "std") if args.std else None
-    model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)
     train = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
     if args.eval_data:

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options
-from bastion.errors import InputError
+from bastion.cli.common import add_data_options, add_model_options, load_model_from_args, require
 
 __all__ = ["register", "run"]
 
@@ -43,15 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from bastion._io import write_atomic
     from bastion.attacks.spatial import SpatialBounds, SpatialGrid, SpatialPGD
     from bastion.data import load_dataset
-    from bastion.evaluate.config import parse_floats
-    from bastion.models import load_model, model_device_dtype
+    from bastion.models import model_device_dtype
 
-    for required in ("model", "data"):
-        if getattr(args, required) is None:
-            raise InputError(f"--{required} is required")
-    mean = parse_floats(args.mean, "mean") if args.mean else None
-    std = parse_floats(args.std, "std") if args.std else None
-    model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    require(args, "model", "data")
+    model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)
     data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
     bounds = SpatialBounds(args.max_angle, args.max_translation)

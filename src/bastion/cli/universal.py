@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_model_options
+from bastion.cli.common import add_model_options, load_model_from_args
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion._io import write_atomic
     from bastion.attacks.universal import UniversalPerturbation, evaluate_universal
     from bastion.data import load_dataset
-    from bastion.evaluate.config import parse_floats
-    from bastion.models import load_model, model_device_dtype
+    from bastion.models import model_device_dtype
     from bastion.threat import ThreatModel
 
     if args.model is None:
@@ -64,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if eval_spec == args.data:
         raise InputError("--eval-data must differ from --data: the fooling rate is measured on unseen images")
     threat = ThreatModel(args.norm, args.eps)
-    mean = parse_floats(args.mean, "mean") if args.mean else None
-    std = parse_floats(args.std, "std") if args.std else None
-    model = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device).module
+    model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)
     train = load_dataset(args.data, root=args.data_root, limit=args.limit)
     held_out = load_dataset(eval_spec, root=args.data_root, limit=args.eval_limit)

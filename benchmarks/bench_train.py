@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--ramp-epochs", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cost", type=int, metavar="ROUNDS", help="only time epochs, interleaved, ROUNDS rounds")
+    parser.add_argument("--aa-limit", type=int, help="AutoAttack (APGD-CE + APGD-T) on only the first N eval images "
+                        "(it is the slow part); 0 skips it")
     args = parser.parse_args()
     if args.cost:
         epoch_cost(args)
@@ -105,7 +107,8 @@ def main() -> None:
         model.load_state_dict(result.state_dict)
         model.eval()
         clean, robust = heldout_accuracy(model, evaluation, threat, steps=40, restarts=5, seed=args.seed)
-        aa = autoattack_accuracy(model, evaluation, threat, args.seed)
+        aa_data = evaluation if args.aa_limit is None else load_dataset("mnist-sample:eval", limit=args.aa_limit)
+        aa = autoattack_accuracy(model, aa_data, threat, args.seed) if args.aa_limit != 0 else None
         per_epoch = sum(row["epoch_seconds"] for row in result.history) / epochs  # without the held-out check
         rows.append((label, epochs, seconds, per_epoch, clean, robust, aa))
         print(f"done {label}: {seconds:.0f} s, clean {clean:.4f}, PGD-40x5 {robust:.4f}", flush=True)

@@ -100,3 +100,14 @@ def test_evaluate_command_runs_the_extended_suite(tmp_path):
     assert sections["patch"]["details"]["split"].startswith("trained on 16 points of mnist-sample:train")
     assert sections["patch"]["attacked"] <= 6
     assert 'id="extended-patch"' in (out / "report.html").read_text()
+
+
+def test_terminal_table_lists_each_section(tiny_cnn):
+    from bastion.report.terminal import _extended_lines
+
+    _, result = run_stage(tiny_cnn, TINY)
+    lines = _extended_lines(result)
+    body = lines[4:]  # blank line, title, header, rule
+    assert [line.split()[0] for line in body] == NAMES
+    patch = next(s for s in result["sections"] if s["name"] == "patch")
+    assert f"{patch['success_rate']:.2%}" in body[0]

@@ -76,14 +76,15 @@ def _extended_lines(extended: Any) -> list[str]:
     if not isinstance(extended, dict):
         return []
     rows = []
-    for name, section in extended.items():
+    for section in extended.get("sections", []):
         if not isinstance(section, dict):
             continue
         rate = section.get("success_rate")
-        rows.append([name, str(section.get("threat", section.get("status", "")))[:60],
-                     f"{rate:.2%}" if isinstance(rate, (int, float)) else str(section.get("status", "-"))])
-    return ["", "beyond the Lp ball (--suite extended):", *_table(["attack", "threat model", "success"], rows)] \
-        if rows else []
+        outcome = "skipped" if section.get("skipped") else (f"{rate:.2%}" if isinstance(rate, (int, float)) else "-")
+        rows.append([str(section.get("name", "?")), str(section.get("threat_model") or "")[:70], outcome])
+    if not rows:
+        return []
+    return ["", "beyond the Lp ball (--suite extended):", *_table(["attack", "threat model", "success"], rows)]
 
 
 def _detection_lines(detection: Any) -> list[str]:

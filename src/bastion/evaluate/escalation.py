@@ -25,7 +25,8 @@ from bastion.evaluate.result import AttackRecord, Finding, Verdict
 from bastion.evaluate.stages import attack_stage
 from bastion.evaluate.state import StageState
 
-__all__ = ["Audit", "build_verdict", "curve_settings", "run_checks", "run_escalation", "surrogate_of"]
+__all__ = ["Audit", "build_verdict", "count_check_hits", "curve_settings", "run_checks", "run_escalation",
+           "surrogate_of"]
 
 _STREAM = 300  # random streams of the checks; the escalation uses _STREAM + 100 and up
 
@@ -38,6 +39,7 @@ class Audit:
 
     findings: list[Finding] = field(default_factory=list)
     records: list[AttackRecord] = field(default_factory=list)
+    hits: dict[str, list[int]] = field(default_factory=dict)
     adaptive: AdaptiveModel | None = None
     surrogate: str | None = None
 
@@ -88,15 +90,46 @@ def run_checks(
     large = PGD(steps=config.steps, rel_step=config.rel_step, loss=config.loss)
     finding("large-eps", lambda: [masking.large_eps_finding(ctx, large, limit, _STREAM + 1)])
     square = Square(n_queries=config.blackbox_queries)
-    finding("black-box", lambda: [masking.blackbox_finding(ctx, square, limit, _STREAM + 2)])
+    hits: list[int] = []
+    finding("black-box", lambda: [masking.blackbox_finding(ctx, square, limit, _STREAM + 2, hits=hits)])
+    audit.hits[square.name] = _saved(state, ctx, "check black-box hits", lambda: hits)
     cascade_square = next((r for r in records if r.name == "square"), None)
     if cascade_square is not None:
         audit.findings.append(masking.cascade_finding(cascade_square, int(ctx.correct.sum())))
     surrogate, audit.surrogate = surrogate_of(ctx.model, config, ctx.device)
     if config.surrogate and surrogate is not None:
         transfer = Transfer(surrogate=surrogate, steps=config.steps, diversity=0.5, loss=config.loss)
-        finding("transfer", lambda: [masking.blackbox_finding(ctx, transfer, limit, _STREAM + 3, kind="transfer")])
+        transfer_hits: list[int] = []
+        finding("transfer", lambda: [masking.blackbox_finding(ctx, transfer, limit, _STREAM + 3, kind="transfer",
+                                                              hits=transfer_hits)])
+        audit.hits[transfer.name] = _saved(state, ctx, "check transfer hits", lambda: transfer_hits)
     return audit
+
+
+def count_check_hits(ctx: EvalContext, state: StageState, audit: Audit) -> None:
+    """Mark the points a black-box or transfer check broke, and the cascade missed, as broken.
+
+    A check runs on a probe of the points, beside the cascade; what it finds is an adversarial
+    example all the same, so it is counted (one record per check, after the attacks) even when the
+    check does not fire: the robust accuracy never ignores a point known to be broken.
+    """
+
+    def count() -> list[dict[str, Any]]:
+        records = []
+        for name, hits in audit.hits.items():
+            broken = torch.tensor(hits, dtype=torch.long)
+            broken = broken[ctx.robust[broken]] if broken.numel() else broken
+            if broken.numel() == 0:
+                continue
+            ctx.robust[broken] = False
+            role = "masking check: points it broke that the attacks above missed"
+            records.append(asdict(AttackRecord(
+                name=name, role=role, settings={}, norm=ctx.threat.norm.name, eps=ctx.threat.eps,
+                attacked=len(hits), fooled=int(broken.numel()), robust_accuracy=float(ctx.robust.float().mean()),
+                passes={"forward": 0, "backward": 0, "forward_samples": 0, "backward_samples": 0}, seconds=0.0)))
+        return records
+
+    audit.records += [AttackRecord(**r) for r in _saved(state, ctx, "check hits counted", count)]
 
 
 def escalation_attacks(config: EvalConfig, adaptive: AdaptiveModel, ran_square: bool) -> list[tuple[Attack, str]]:

@@ -125,12 +125,17 @@ def large_eps_finding(ctx: EvalContext, attack: Attack, limit: int, stream: int)
                    f"{indices.numel()} correct points robust")
 
 
-def blackbox_finding(ctx: EvalContext, attack: Attack, limit: int, stream: int, kind: str = "black-box") -> Finding:
+def blackbox_finding(
+    ctx: EvalContext, attack: Attack, limit: int, stream: int, kind: str = "black-box", hits: list[int] | None = None
+) -> Finding:
     """A black-box (Square) or transfer attack, run alone, beating the white-box cascade on the same points.
 
     The comparison is of standalone success (Carlini et al. 2019, section 5.2): it fires when the
     attack leaves fewer points robust than every white-box attack together did, by at least three
     points and 5% of them (a weak, few-query Square should never beat the whole white-box cascade).
+    The indices of the points it broke that the cascade missed are appended to `hits`: they are
+    adversarial examples whether or not the check fires, and the pipeline counts them
+    (`count_check_hits`).
     """
     check = "black-box-stronger" if kind == "black-box" else "transfer-stronger"
     title = f"a {kind} attack is stronger than the white-box attacks"
@@ -145,6 +150,8 @@ def blackbox_finding(ctx: EvalContext, attack: Attack, limit: int, stream: int, 
     white = ctx.robust[indices]
     n, alone, cascade = len(indices), int(survived.sum()), int(white.sum())
     missed = int((white & ~survived).sum())
+    if hits is not None:
+        hits += indices[white & ~survived].tolist()
     fired = cascade - alone >= max(3, 0.05 * n)
     return Finding(check, title, fired, "suspicious",
                    f"{attack.name} alone leaves {alone / n:.1%} of {n} correct points robust, the white-box attacks "

@@ -29,7 +29,14 @@ from bastion.defenses import Ensemble, apply_defenses
 from bastion.evaluate import masking
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
-from bastion.evaluate.escalation import Audit, build_verdict, curve_settings, run_checks, run_escalation
+from bastion.evaluate.escalation import (
+    Audit,
+    build_verdict,
+    count_check_hits,
+    curve_settings,
+    run_checks,
+    run_escalation,
+)
 from bastion.evaluate.extended import extended_stage
 from bastion.evaluate.members import ensemble_section, find_ensemble, members_stage
 from bastion.evaluate.result import (
@@ -201,6 +208,7 @@ def _audit(
     ran_square = any(r.name == "square" for r in records)
     if config.adaptive or audit.fired:
         run_escalation(ctx, config, state, audit, ran_square=ran_square)
+    count_check_hits(ctx, state, audit)
     curve = _curve(ctx, state, curve_attack, grid, audit)
     plateau = masking.plateau_finding(curve, ctx.threat.eps)
     audit.findings.append(plateau)

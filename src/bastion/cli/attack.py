@@ -24,6 +24,7 @@ from bastion.cli.common import (
     add_model_options,
     add_run_options,
     add_threat_options,
+    load_data_from_args,
     load_model_from_args,
     require,
 )
@@ -99,14 +100,13 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     Untargeted, only correctly classified points are attacked (as in `bastion evaluate`): a clean
     error counts as broken at no cost and keeps x_adv = x.
     """
-    from bastion.data import load_dataset
     from bastion.evaluate.minnorm import norm_profile
     from bastion.models import model_device_dtype
     from bastion.threat import ThreatModel
 
     model = load_model_from_args(args).module
     model = _defended(model, args.defense or [], args.adaptive)
-    data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    data = load_data_from_args(args)
     if args.eps in ("max", "inf"):
         threat = ThreatModel.unbounded(args.norm or "linf", data.shape)
     else:

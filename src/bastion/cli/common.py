@@ -7,8 +7,8 @@ from typing import Any
 
 from bastion.errors import InputError
 
-__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options", "load_model_from_args",
-           "require"]
+__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options", "load_data_from_args",
+           "load_model_from_args", "require"]
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -62,3 +62,10 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
     mean = parse_floats(args.mean, "mean") if args.mean else None
     std = parse_floats(args.std, "std") if args.std else None
     return load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
+
+
+def load_data_from_args(args: argparse.Namespace) -> Any:
+    """The `ImageSet` that the data options (`add_data_options`) name."""
+    from bastion.data import load_dataset
+
+    return load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, load_model_from_args, require
+from bastion.cli.common import add_data_options, add_model_options, load_data_from_args, load_model_from_args, require
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -38,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     """Measure, print the table, write corruptions.json."""
     from bastion._io import write_atomic
     from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruption_error
-    from bastion.data import load_dataset
     from bastion.models import load_model, model_device_dtype
 
     require(args, "model", "data")
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         severities = [int(s) for s in args.severities.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--severities takes integers such as 1,3,5, got {args.severities!r}") from None
-    data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    data = load_data_from_args(args)
     options = {"corruptions": names, "severities": severities, "batch_size": args.batch_size or 256, "seed": args.seed}
     model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)

@@ -11,7 +11,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, add_threat_options, load_model_from_args, require
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_threat_options,
+    load_data_from_args,
+    load_model_from_args,
+    require,
+)
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--detectors names no detector")
     attacks = [ATTACKS.create(name, **_steps(ATTACKS.get(name), args.steps)) for name in (args.attack or ["pgd"])]
     loaded = load_model_from_args(args)
-    data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    data = load_data_from_args(args)
     calibration = (load_dataset(args.calibration, root=args.data_root, limit=args.calibration_limit, seed=args.seed)
                    if args.calibration else None)
     threat = ThreatModel(args.norm or "linf", args.eps if args.eps is not None else 0.3)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, load_model_from_args, require
+from bastion.cli.common import add_data_options, add_model_options, load_data_from_args, load_model_from_args, require
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--png-size must be a positive number of pixels, got {args.png_size}")
     model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)
-    train = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    train = load_data_from_args(args)
     if args.eval_data:
         held_out = load_dataset(args.eval_data, root=args.data_root, limit=args.eval_limit)
     else:

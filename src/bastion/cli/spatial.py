@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, load_model_from_args, require
+from bastion.cli.common import add_data_options, add_model_options, load_data_from_args, load_model_from_args, require
 
 __all__ = ["register", "run"]
 
@@ -41,13 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     from bastion._io import write_atomic
     from bastion.attacks.spatial import SpatialBounds, SpatialGrid, SpatialPGD
-    from bastion.data import load_dataset
     from bastion.models import model_device_dtype
 
     require(args, "model", "data")
     model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)
-    data = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    data = load_data_from_args(args)
     bounds = SpatialBounds(args.max_angle, args.max_translation)
     attacks = {"grid": SpatialGrid(angles=args.angles, translations=args.translations),
                "first-order": SpatialPGD(steps=args.steps, restarts=args.restarts)}

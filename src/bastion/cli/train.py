@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, add_threat_options
+from bastion.cli.common import add_data_options, add_model_options, add_threat_options, load_data_from_args
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
@@ -151,7 +151,7 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any]:
 
     from bastion.data import load_dataset
 
-    train = load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+    train = load_data_from_args(args)
     if args.val_data:
         return train, load_dataset(args.val_data, root=args.data_root)
     if train.name.startswith("mnist-sample:") and train.name != "mnist-sample:all":

@@ -8,12 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bastion.errors import InputError
 from bastion.threat import ThreatModel
 from bastion.train._inner import perturb
-from bastion.train.base import TRAINERS, StepOutput, Trainer
+from bastion.train.base import TRAINERS, StepOutput
 from bastion.train.pgd_at import check_steps
-from bastion.train.trades import kl_rows
+from bastion.train.trades import KLRegularized, kl_rows
 
 __all__ = ["MART", "boosted_ce"]
 
@@ -26,7 +25,7 @@ def boosted_ce(logits: Tensor, y: Tensor) -> Tensor:
 
 
 @TRAINERS.register("mart")
-class MART(Trainer):
+class MART(KLRegularized):
     """Misclassification-aware adversarial training (Wang et al., ICLR 2020, openreview rklOg6EFwS, eq. 10).
 
     loss = BCE(f(x_adv), y) + beta * mean(KL(f(x) || f(x_adv)) * (1 - p_y(x))), with BCE the boosted
@@ -43,14 +42,6 @@ class MART(Trainer):
     """
 
     name: ClassVar[str] = "mart"
-
-    def __init__(self, beta: float = 6.0, steps: int = 10, rel_step: float | None = None) -> None:
-        if not beta >= 0:
-            raise InputError(f"beta must be >= 0, got {beta}")
-        check_steps(steps, rel_step)
-        self.beta = float(beta)
-        self.steps = int(steps)
-        self.rel_step = rel_step
 
     def loss(
         self, model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, generator: torch.Generator | None = None

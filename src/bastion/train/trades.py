@@ -14,7 +14,7 @@ from bastion.train._inner import perturb
 from bastion.train.base import TRAINERS, StepOutput, Trainer
 from bastion.train.pgd_at import check_steps
 
-__all__ = ["TRADES", "kl_rows"]
+__all__ = ["TRADES", "KLRegularized", "kl_rows"]
 
 
 def kl_rows(logits_p: Tensor, logits_q: Tensor) -> Tensor:
@@ -23,8 +23,20 @@ def kl_rows(logits_p: Tensor, logits_q: Tensor) -> Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
+class KLRegularized(Trainer):
+    """The constructor TRADES and MART share: the weight `beta` of their KL term and their PGD budget."""
+
+    def __init__(self, beta: float = 6.0, steps: int = 10, rel_step: float | None = None) -> None:
+        if not beta >= 0:
+            raise InputError(f"beta must be >= 0, got {beta}")
+        check_steps(steps, rel_step)
+        self.beta = float(beta)
+        self.steps = int(steps)
+        self.rel_step = rel_step
+
+
 @TRAINERS.register("trades")
-class TRADES(Trainer):
+class TRADES(KLRegularized):
     """TRADES (Zhang et al., ICML 2019, arXiv:1901.08573, eq. 5 and alg. 1).
 
     loss = CE(f(x), y) + beta * KL(f(x) || f(x_adv)), where x_adv maximizes that KL term by PGD
@@ -42,14 +54,6 @@ class TRADES(Trainer):
     """
 
     name: ClassVar[str] = "trades"
-
-    def __init__(self, beta: float = 6.0, steps: int = 10, rel_step: float | None = None) -> None:
-        if not beta >= 0:
-            raise InputError(f"beta must be >= 0, got {beta}")
-        check_steps(steps, rel_step)
-        self.beta = float(beta)
-        self.steps = int(steps)
-        self.rel_step = rel_step
 
     def loss(
         self, model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, generator: torch.Generator | None = None

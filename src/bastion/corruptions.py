@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from bastion.data import ImageSet
 from bastion.errors import InputError
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 from bastion.transforms import rotate_translate
 
 __all__ = ["CORRUPTIONS", "Corruption", "CorruptionErrors", "CorruptionTable", "corrupt", "corruption_accuracy",

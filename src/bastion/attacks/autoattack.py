@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from bastion.attacks.base import ATTACKS, Attack, AttackResult, check_inputs
 from bastion.errors import InputError
-from bastion.models._modes import PassCount
+from bastion.passes import PassCount
 from bastion.threat import ThreatModel
 
 __all__ = ["VERSIONS", "AutoAttack", "EnsembleResult"]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.errors import InputError
-from bastion.models._modes import PassCount, PassCounter, attack_mode
+from bastion.passes import PassCount, PassCounter, attack_mode
 from bastion.registry import Registry
 from bastion.threat import ThreatModel
 

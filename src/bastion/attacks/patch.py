@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from bastion.errors import InputError
 from bastion.losses import cw_margin
-from bastion.models._modes import PassCount, PassCounter, attack_mode
+from bastion.passes import PassCount, PassCounter, attack_mode
 from bastion.transforms import affine_theta, warp
 
 __all__ = ["EOT", "AdversarialPatch", "Patch", "PatchEvaluation", "PatchFit", "evaluate_patch", "patch_gallery",

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from bastion.attacks.base import ATTACKS, Attack
 from bastion.certify.classifier import SmoothedClassifier
 from bastion.errors import InputError
-from bastion.models._modes import PassCounter
+from bastion.passes import PassCounter
 from bastion.threat import ThreatModel
 
 __all__ = ["SmoothAdv"]

@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from bastion.errors import InputError
-from bastion.models._modes import PassCount, PassCounter, attack_mode
+from bastion.passes import PassCount, PassCounter, attack_mode
 from bastion.registry import Registry
 from bastion.transforms import rotate_translate
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from bastion.attacks.base import ATTACKS, Attack
 from bastion.errors import InputError
 from bastion.losses import get_loss
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 from bastion.threat import ThreatModel
 
 __all__ = ["Transfer", "diverse_input"]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.errors import InputError
-from bastion.models._modes import attack_mode, model_device_dtype
+from bastion.passes import attack_mode, model_device_dtype
 from bastion.models.checks import checked_logits
 
 __all__ = ["count_votes", "image_generator", "input_generator"]

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from bastion.certify._votes import count_votes, input_generator
 from bastion.certify.smoothing import Smooth
-from bastion.models._modes import model_device_dtype
+from bastion.passes import model_device_dtype
 
 __all__ = ["SmoothedClassifier"]
 

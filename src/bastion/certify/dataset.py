@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from bastion.certify.smoothing import Smooth
 from bastion.data import ImageSet
-from bastion.models._modes import model_device_dtype
+from bastion.passes import model_device_dtype
 
 __all__ = ["certify_dataset"]
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from bastion.certify._votes import count_votes, image_generator
 from bastion.errors import InputError
-from bastion.models._modes import model_device_dtype
+from bastion.passes import model_device_dtype
 
 __all__ = ["Certificate", "Smooth", "clopper_pearson_lower", "max_certifiable_radius"]
 

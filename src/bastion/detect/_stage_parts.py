@@ -12,7 +12,7 @@ from bastion.detect.adaptive import DetectorAwarePGD
 from bastion.detect.calibrate import CalibratedDetector
 from bastion.detect.rates import guard_outcome
 from bastion.errors import InputError
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 
 if TYPE_CHECKING:
     from bastion.evaluate.context import EvalContext

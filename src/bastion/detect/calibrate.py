@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from bastion.detect.detectors import Detector
 from bastion.errors import InputError
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 
 __all__ = ["CalibratedDetector", "calibrate", "conformal_threshold", "score_batches"]
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from bastion.detect.calibrate import CalibratedDetector, score_batches
 from bastion.errors import InputError
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 
 __all__ = ["AdversarialBatch", "AttackDetection", "DetectionRates", "DetectorRates", "GuardOutcome",
            "detection_rates", "guard_outcome"]

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from bastion.detect.calibrate import CalibratedDetector
 from bastion.errors import InputError
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 
 __all__ = ["ABSTAIN", "DetectedModel", "Decision"]
 

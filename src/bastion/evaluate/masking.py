@@ -15,7 +15,7 @@ from bastion.attacks.base import Attack
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord, CurvePoint, Finding
 from bastion.losses import cross_entropy, cw_margin
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 from bastion.threat import ThreatModel
 
 __all__ = [

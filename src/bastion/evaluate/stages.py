@@ -15,7 +15,7 @@ from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.minnorm import norm_profile
 from bastion.evaluate.result import AttackRecord, ClassRecord, CleanRecord, CurvePoint
-from bastion.models._modes import PassCount, attack_mode
+from bastion.passes import PassCount, attack_mode
 from bastion.models.checks import checked_logits
 from bastion.threat import ThreatModel
 

@@ -1,6 +1,6 @@
 """Models: loading from specs, the normalization wrapper, the bundled zoo."""
 
-from bastion.models._modes import PassCount, PassCounter, attack_mode, model_device_dtype
+from bastion.passes import PassCount, PassCounter, attack_mode, model_device_dtype
 from bastion.models.loading import LoadedModel, load_model, load_weights, resolve_device
 from bastion.models.normalize import Normalized
 from bastion.models.zoo import ZOO, load_zoo_model

@@ -7,7 +7,7 @@ from torch import nn
 
 from bastion.attacks.pgd import PGD
 from bastion.data import ImageSet
-from bastion.models._modes import attack_mode, model_device_dtype
+from bastion.passes import attack_mode, model_device_dtype
 from bastion.threat import ThreatModel
 
 __all__ = ["heldout_accuracy"]

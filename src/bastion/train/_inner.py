@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from bastion.models._modes import attack_mode
+from bastion.passes import attack_mode
 from bastion.threat import ThreatModel
 
 __all__ = ["perturb"]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from bastion.data import ImageSet
 from bastion.errors import InputError
-from bastion.models._modes import model_device_dtype
+from bastion.passes import model_device_dtype
 from bastion.threat import ThreatModel
 from bastion.train._check import heldout_accuracy
 from bastion.train.augment import augment, resolve_augment

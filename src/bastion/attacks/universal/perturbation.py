@@ -16,7 +16,7 @@ from bastion._io import save_torch_atomic, write_atomic_with
 from bastion.attacks.base import check_inputs
 from bastion.attacks.universal.algorithms import apply, fit_sgd, fit_uap, predict
 from bastion.errors import InputError
-from bastion.models._modes import PassCount, PassCounter, attack_mode
+from bastion.passes import PassCount, PassCounter, attack_mode
 from bastion.report.png import encode_png
 from bastion.threat import ThreatModel
 

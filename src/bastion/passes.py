@@ -1,4 +1,4 @@
-"""Context managers that prepare a model for an attack and count its passes."""
+"""Run a model the way an attack needs it (eval mode, frozen parameters), and count its passes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PassCount", "PassCounter", "attack_mode"]
+__all__ = ["PassCount", "PassCounter", "attack_mode", "model_device_dtype"]
 
 
 @contextmanager

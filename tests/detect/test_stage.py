@@ -6,8 +6,9 @@ import torch
 
 from bastion.attacks import FGSM, PGD
 from bastion.data import ImageSet
-from bastion.detect import AdversarialSet, collect_adversarial, detection_section_html, detection_stage
+from bastion.detect import AdversarialSet, collect_adversarial, detection_stage
 from bastion.evaluate.context import EvalContext
+from bastion.report.detection_html import detection_section_html
 from bastion.threat import ThreatModel
 
 

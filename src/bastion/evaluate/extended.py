@@ -136,7 +136,7 @@ def _patch(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedS
     fit = trainer.fit(ctx.model, x_train, y_train, target=target, generator=ctx.generator(400))
     result = evaluate_patch(ctx.model, fit.patch, x_test, y_test, placements=s["patch_placements"],
                             batch_size=ctx.batch_size, generator=ctx.generator(401))
-    from bastion.report.png import image_to_data_uri
+    from bastion.render.png import image_to_data_uri
 
     goal = "untargeted" if target is None else f"targeted at class {target}"
     area = float(fit.patch.mask.sum()) / (x_test.shape[-1] * x_test.shape[-2])
@@ -192,7 +192,7 @@ def _spatial(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> Extende
 
 
 def _spatial_examples(x: Tensor, y: Tensor, result: Any, room: int) -> list[dict[str, Any]]:
-    from bastion.report.png import image_to_data_uri
+    from bastion.render.png import image_to_data_uri
 
     rows = result.success.nonzero().squeeze(1).tolist()[:max(room, 0)]
     scale = max(1, 112 // max(int(x.shape[-1]), int(x.shape[-2])))
@@ -262,7 +262,7 @@ def _hopskipjump(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> Ext
 
 
 def _universal(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedSection:
-    from bastion.report.png import perturbation_to_data_uri
+    from bastion.render.png import perturbation_to_data_uri
 
     module = importlib.import_module("bastion.attacks.universal")
     title = "Universal adversarial perturbation (Moosavi-Dezfooli et al., 2017)"

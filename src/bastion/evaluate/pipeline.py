@@ -52,7 +52,7 @@ from bastion.evaluate.state import StageState, state_key
 from bastion.evaluate.verdicts import protocol_warnings
 from bastion.models import load_model, model_device_dtype
 from bastion.models.loading import fingerprint_model
-from bastion.report.png import image_to_data_uri, perturbation_to_data_uri
+from bastion.render.png import image_to_data_uri, perturbation_to_data_uri
 from bastion.threat import ThreatModel
 
 __all__ = ["evaluate", "evaluate_model", "main_attacks"]

@@ -15,8 +15,8 @@ from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.minnorm import norm_profile
 from bastion.evaluate.result import AttackRecord, ClassRecord, CleanRecord, CurvePoint
-from bastion.passes import PassCount, attack_mode
 from bastion.models.checks import checked_logits
+from bastion.passes import PassCount, attack_mode
 from bastion.threat import ThreatModel
 
 __all__ = ["attack_stage", "clean_stage", "curve_stage", "min_norm_stage", "per_class_stage"]

@@ -16,13 +16,10 @@ from bastion.detect.rates import (
 )
 from bastion.detect.runtime import ABSTAIN, Decision, DetectedModel
 from bastion.detect.squeezers import BitDepth, MedianSmoothing, Squeezer, parse_squeezer
-from bastion.detect.stage import DEFAULT_DETECTORS, AdversarialSet, collect_adversarial, detection_stage
 
 __all__ = [
     "ABSTAIN",
-    "DEFAULT_DETECTORS",
     "DETECTORS",
-    "AdversarialSet",
     "AttackDetection",
     "BitDepth",
     "CalibratedDetector",
@@ -40,10 +37,8 @@ __all__ = [
     "MedianSmoothing",
     "Squeezer",
     "calibrate",
-    "collect_adversarial",
     "conformal_threshold",
     "detection_rates",
-    "detection_stage",
     "guard_outcome",
     "make_detector",
     "parse_squeezer",

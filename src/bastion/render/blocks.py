@@ -7,6 +7,8 @@ renders the same way and stays safe: report strings are escaped, image sources m
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 from html import escape
@@ -173,4 +175,29 @@ def provenance_sections(report: dict[str, Any]) -> str:
     config = json.dumps(report.get("config", {}), indent=2, sort_keys=True, default=str, ensure_ascii=False)
     return section_html("provenance", "Provenance", listing) + section_html(
         "config", "Configuration", f"<pre>{esc(config)}</pre>"
+    )
+
+
+def page_html(title: str, heading: str, meta: list[tuple[str, object]], sections: list[str], footer: str = "") -> str:
+    """A whole self-contained HTML5 page: inline CSS and script, a CSP that forbids any network access.
+
+    Args:
+        title: The browser tab's title (escaped here).
+        heading: The page's h1 (escaped here).
+        meta: (label, value) pairs shown under the heading (escaped here).
+        sections: The page's sections, already rendered.
+        footer: The footer's text (escaped here); empty for none.
+    """
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
+    items = "".join(f"<span>{esc(label)} <b>{esc(value)}</b></span>" for label, value in meta)
+    header = f'<header><h1>{esc(heading)}</h1><p class="meta">{items}</p></header>'
+    closing = f"<footer>{esc(footer)}</footer>" if footer else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body><main>\n"
+        + "\n".join([header, *sections, *([closing] if closing else [])])
+        + f"\n</main><script>{SCRIPT}</script></body></html>\n"
     )

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bastion._io import write_atomic
+from bastion.errors import InputError
+from bastion.evaluate.result import legacy_stages
+from bastion.evaluate.stage import STAGES
 from bastion.render.blocks import (
     CSS,
     SCRIPT,
@@ -33,12 +36,9 @@ from bastion.render.blocks import (
     threat_text,
 )
 from bastion.render.svg import bar_chart, line_chart
-from bastion.report.certify_html import certify_section
-from bastion.report.detection_html import detection_section_html
-from bastion.report.extended_html import extended_sections
-from bastion.report.verdict_html import masking_sections
+from bastion.report.verdict_html import verdict_section
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["render_html", "stage_records", "stage_result", "write_html"]
 
 
 def _header(report: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -71,6 +71,8 @@ def _summary(report: dict[str, Any], summary: dict[str, Any]) -> str:
     notes = (
         f'<ul class="warnings" role="alert" aria-label="warnings">{items}</ul>'
         if items
+        else '<p class="ok">No warnings.</p>'
+        if str(as_dict(report.get("verdict")).get("verdict", "reliable")) != "reliable"
         else '<p class="ok">No warnings: the evaluation passed its sanity checks.</p>'
     )
     return section_html("summary", "Summary", f'<div class="cards">{html}</div>{notes}')
@@ -133,7 +135,7 @@ def _curve(report: dict[str, Any], summary: dict[str, Any]) -> str:
     if not points:
         return section_html("robustness-curve", "Robustness curve", note_html("No curve was computed."))
     eps, series = num(summary.get("eps")), {"robust accuracy": [num_or_nan(p.get("accuracy")) for p in points]}
-    profile = as_dict(report.get("min_norm"))
+    profile = as_dict(stage_result(report, "min-norm").get("section"))
     read_off = {num(p.get("eps")): num_or_nan(p.get("accuracy")) for p in map(as_dict, as_list(profile.get("curve")))}
     if read_off and all(num(p["eps"]) in read_off for p in points):
         series[f"read off {profile.get('attack', 'minimal')} norms"] = [read_off[num(p["eps"])] for p in points]
@@ -147,7 +149,7 @@ def _curve(report: dict[str, Any], summary: dict[str, Any]) -> str:
         x_marker=eps,
         x_marker_label=f"threat model ε = {eps_text(eps)}",
     )
-    settings = as_dict(report.get("curve_settings"))
+    settings = as_dict(stage_result(report, "curve").get("settings"))
     note = f"The dashed line marks the threat model’s ε = {esc(eps_text(eps))}."
     note += f" Curve attack: {settings_html(settings)}" if settings else ""
     if profile.get("median") is not None:
@@ -218,24 +220,54 @@ def _gallery(report: dict[str, Any]) -> str:
     )
 
 
-def _certified(report: dict[str, Any]) -> list[str]:
-    """The randomized-smoothing section, when the evaluation ran with --certify."""
-    return [certify_section(as_dict(report["certify"]))] if as_dict(report.get("certify")) else []
+def stage_records(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's stages in run order (schema 2), or those a schema-1 report's per-feature keys describe."""
+    stages = [as_dict(s) for s in as_list(report.get("stages"))]
+    return stages or legacy_stages(report)
 
 
-def _masking(report: dict[str, Any]) -> list[str]:
-    """The gradient-masking verdict and the ensemble's members, when the report has them."""
-    return masking_sections(report)
+def stage_result(report: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The result of the report's first stage of `kind` (empty when none ran)."""
+    return next((as_dict(s.get("result")) for s in stage_records(report) if s.get("kind") == kind), {})
 
 
-def _extended(report: dict[str, Any]) -> list[str]:
-    """The sections of the extended suite (patch, spatial, corruptions, ...), when it ran."""
-    return extended_sections(as_dict(report["extended"])) if as_dict(report.get("extended")) else []
+def _stages(report: dict[str, Any]) -> str:
+    """Where the time and the passes went: every stage with its headline, seconds and passes per point."""
+    rows = []
+    for stage in stage_records(report):
+        per_point = as_dict(stage.get("passes_per_point"))
+        passes = (f"{num(per_point.get('forward')) or 0:,.1f} / {num(per_point.get('backward')) or 0:,.1f}"
+                  if per_point else "—")
+        seconds = num(stage.get("seconds"))
+        rows.append(f"<tr><td><b>{esc(stage.get('name', '?'))}</b></td><td>{esc(stage.get('headline', ''))}</td>"
+                    f'<td class="num">{"—" if seconds is None else f"{seconds:.1f}"}</td>'
+                    f'<td class="num">{passes}</td></tr>')
+    if not rows:
+        return ""
+    head = ('<tr><th>stage</th><th>what it found</th><th class="num">seconds</th>'
+            '<th class="num">passes per point fwd / bwd</th></tr>')
+    intro = note_html("Every stage in run order. Passes are forward and backward passes through the classifier "
+                      "per evaluated point, comparable with published attack costs.")
+    table = f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    return section_html("stages", "Stages", intro + table)
 
 
-def _detection(report: dict[str, Any]) -> list[str]:
-    """The run-time detectors' section, when the evaluation ran them."""
-    return [detection_section_html(as_dict(report["detection"]))] if as_dict(report.get("detection")) else []
+def _stage_sections(report: dict[str, Any]) -> list[str]:
+    """Each stage's own section (certification, minimal norms, ensemble, extended suite, detection)."""
+    sections = []
+    for stage in stage_records(report):
+        kind = str(stage.get("kind", ""))
+        if kind not in STAGES:
+            continue
+        cls = STAGES.get(kind)
+        try:
+            result = cls.Result.from_dict(as_dict(stage.get("result")))  # type: ignore[attr-defined]
+        except (TypeError, KeyError, ValueError, InputError):
+            continue  # a stage result this version cannot read: the common sections still render
+        html = str(cls.html_section(result))  # type: ignore[attr-defined]
+        if html:
+            sections.append(html)
+    return sections
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -244,7 +276,7 @@ def render_html(report: dict[str, Any]) -> str:
     Missing optional keys render as "—" or a short note, so partial reports still produce a page.
 
     Args:
-        report: The report, as written by the evaluation pipeline (schema_version 1).
+        report: The report, as written by the evaluation pipeline (schema_version 1 or 2).
 
     Returns:
         The HTML text.
@@ -256,13 +288,12 @@ def render_html(report: dict[str, Any]) -> str:
     body = [
         _header(report, summary),
         _summary(report, summary),
-        *_masking(report),
+        *([verdict_section(as_dict(report["verdict"]))] if as_dict(report.get("verdict")) else []),
         _attacks(report),
         _curve(report, summary),
         _per_class(report),
-        *_certified(report),
-        *_extended(report),
-        *_detection(report),
+        *_stage_sections(report),
+        _stages(report),
         _gallery(report),
         provenance_sections(report),
         f"<footer>bastion {esc(version)} · report schema {esc(report.get('schema_version', '?'))}</footer>",

@@ -1,8 +1,4 @@
-"""The gradient-masking verdict and the ensemble comparison as sections of the HTML report.
-
-Rendered from the report's `verdict` and `ensemble` keys; same look and escaping as
-`bastion.report.html`.
-"""
+"""The gradient-masking verdict as a section of the HTML report, rendered from the report's `verdict` key."""
 
 from __future__ import annotations
 
@@ -10,7 +6,7 @@ from typing import Any
 
 from bastion.render.blocks import as_dict, as_list, esc, note_html, pct, section_html
 
-__all__ = ["ensemble_section", "masking_sections", "verdict_section"]
+__all__ = ["verdict_section"]
 
 _COLOURS = {"reliable": "#2e7d32", "suspicious": "#e67e22", "broken": "#c0392b"}
 
@@ -56,34 +52,3 @@ def verdict_section(verdict: dict[str, Any]) -> str:
     notes += note_html(f"Defenses: {esc(defenses)}.") if defenses else ""
     notes += note_html(f"Adaptive attacks were given: {esc(adaptive)}.") if adaptive else ""
     return section_html("verdict", "Gradient-masking verdict", headline + notes + table)
-
-
-def ensemble_section(ensemble: dict[str, Any]) -> str:
-    """The ensemble's clean and robust accuracy next to each member's."""
-    rows: list[tuple[object, object, object]] = [
-        ("ensemble", ensemble.get("clean_accuracy"), ensemble.get("robust_accuracy"))
-    ]
-    rows += [
-        (m.get("name"), m.get("clean_accuracy"), m.get("robust_accuracy"))
-        for m in map(as_dict, as_list(ensemble.get("members")))
-    ]
-    body = "".join(
-        f'<tr><td>{"<b>" + esc(n) + "</b>" if i == 0 else esc(n)}</td><td class="num">{pct(c)}</td>'
-        f'<td class="num">{pct(r)}</td></tr>'
-        for i, (n, c, r) in enumerate(rows)
-    )
-    table = (
-        '<table><thead><tr><th>model</th><th class="num">clean accuracy</th><th class="num">robust accuracy'
-        f"</th></tr></thead><tbody>{body}</tbody></table>"
-    )
-    intro = note_html(
-        f"Combined by {esc(ensemble.get('mode', '?'))}; the ensemble is attacked as one model, each member "
-        "alone with the standard attacks (FGSM, PGD)."
-    )
-    return section_html("ensemble", "Ensemble and its members", intro + table)
-
-
-def masking_sections(report: dict[str, Any]) -> list[str]:
-    """The verdict and ensemble sections a report has (none for reports written before them)."""
-    verdict, ensemble = as_dict(report.get("verdict")), as_dict(report.get("ensemble"))
-    return ([verdict_section(verdict)] if verdict else []) + ([ensemble_section(ensemble)] if ensemble else [])

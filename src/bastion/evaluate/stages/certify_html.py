@@ -6,29 +6,21 @@ stage; same look, offline guarantees and escaping as `bastion.report.html`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-from pathlib import Path
 from typing import Any
 
-from bastion._io import write_atomic
 from bastion.render.blocks import (
-    CSS,
-    SCRIPT,
     as_dict,
     as_list,
     esc,
     note_html,
     num,
     pct,
-    provenance_sections,
     section_html,
     settings_html,
 )
 from bastion.render.svg import line_chart
 
-__all__ = ["certify_section", "render_certify_html", "write_certify_html"]
+__all__ = ["certify_section"]
 
 _CURVE_POINTS = 41
 
@@ -109,35 +101,3 @@ def certify_section(certify: dict[str, Any]) -> str:
     )
     body = f'<div class="cards">{html}</div>{chart}{note}{table}' + note_html(f"Settings: {settings_html(settings)}")
     return section_html("certified", "Certified robustness (randomized smoothing)", body)
-
-
-def render_certify_html(report: dict[str, Any]) -> str:
-    """Render certify.json as one self-contained HTML page (inline CSS and SVG, no network access)."""
-    provenance = as_dict(report.get("provenance"))
-    model = as_dict(provenance.get("model")).get("spec", "model")
-    data = as_dict(provenance.get("data")).get("spec", "data")
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
-    policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
-    header = (
-        f'<header><h1>bastion certification report</h1><p class="meta"><span>model <b>{esc(model)}</b></span>'
-        f"<span>data <b>{esc(data)}</b></span><span>date <b>{esc(report.get('created_at', '—'))}</b></span>"
-        "</p></header>"
-    )
-    body = [
-        header,
-        certify_section(report),
-        provenance_sections({"provenance": provenance, "config": report.get("settings")}),
-    ]
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>bastion certification report — {esc(model)}</title><style>{CSS}</style></head>\n<body><main>\n"
-        + "\n".join(body)
-        + f"\n</main><script>{SCRIPT}</script></body></html>\n"
-    )
-
-
-def write_certify_html(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Render certify.json's content and write it to `path` atomically."""
-    return write_atomic(path, render_certify_html(report))

@@ -6,13 +6,11 @@ evaluation report's look and escaping; a standalone page with inline CSS and no 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from typing import Any
 
-from bastion.render.blocks import CSS, SCRIPT, as_dict, esc, note_html, num, pct, section_html, settings_html
+from bastion.render.blocks import as_dict, esc, note_html, num, pct, section_html, settings_html
 
-__all__ = ["detection_section_html", "render_detection_html"]
+__all__ = ["detection_section_html"]
 
 
 def _threshold(value: object) -> str:
@@ -85,25 +83,4 @@ def detection_section_html(section: dict[str, Any]) -> str:
     body = table + note + (f'<ul class="warnings" role="alert">{warnings}</ul>' if warnings else "")
     return section_html(
         "detection", "Detection of adversarial examples", body + note_html(f"Settings: {settings_html(settings)}")
-    )
-
-
-def render_detection_html(report: dict[str, Any]) -> str:
-    """Render detection.json (`bastion detect`) as one self-contained HTML page."""
-    provenance = as_dict(report.get("provenance"))
-    model, data = provenance.get("model", "model"), provenance.get("data", "data")
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
-    policy = f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'"
-    header = (
-        f'<header><h1>bastion detection report</h1><p class="meta"><span>model <b>{esc(model)}</b></span>'
-        f"<span>data <b>{esc(data)}</b></span><span>date <b>{esc(report.get('created_at', '—'))}</b></span>"
-        "</p></header>"
-    )
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>bastion detection report — {esc(model)}</title><style>{CSS}</style></head>\n<body><main>\n"
-        f"{header}\n{detection_section_html(as_dict(report.get('detection')))}\n</main>"
-        f"<script>{SCRIPT}</script></body></html>\n"
     )

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from bastion.train import TRAINERS, FitConfig, fit
     from bastion.train._check import heldout_accuracy
     from bastion.train.card import write_card, write_training_html
-    from bastion.train.checkpoint import CARD_NAME, WEIGHTS_NAME, save_atomic
+    from bastion.models.tensorfile import save_safetensors
+    from bastion.train.checkpoint import CARD_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, save_atomic
 
     if args.model is None:
         raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
@@ -111,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
                  progress=not args.quiet and sys.stderr.isatty())
     model.load_state_dict(result.state_dict)
     raw = model.model if isinstance(model, Normalized) else model
-    save_atomic({k: v.detach().cpu() for k, v in raw.state_dict().items()}, out / WEIGHTS_NAME)
+    weights = {k: v.detach().cpu() for k, v in raw.state_dict().items()}
+    save_atomic(weights, out / WEIGHTS_NAME)
+    save_safetensors(weights, out / SAFETENSORS_NAME)
     start = time.perf_counter()
     held_out = val.select(min(args.val_limit, len(val))) if args.val_limit else val
     clean, robust = heldout_accuracy(model, held_out, threat, steps=args.eval_steps, restarts=args.eval_restarts,
@@ -140,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
     robust_text = "" if robust is None or threat is None else (
         f", PGD-{args.eval_steps} accuracy {robust:.4f} at {threat.describe()}")
     print(f"{args.method}: held-out clean accuracy {clean:.4f}{robust_text} on {len(held_out)} images "
-          f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, {out / CARD_NAME}, "
-          f"{out / 'training.html'}")
+          f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, "
+          f"{out / SAFETENSORS_NAME}, {out / CARD_NAME}, {out / 'training.html'}")
     return history.record("train", card, out=out, report=out / "training.html", artifacts=[out / CARD_NAME])
 
 

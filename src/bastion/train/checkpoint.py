@@ -14,9 +14,12 @@ from torch import nn
 from bastion._io import save_torch_atomic
 from bastion.errors import InputError
 
-__all__ = ["CARD_NAME", "CHECKPOINT_NAME", "WEIGHTS_NAME", "load_checkpoint", "load_trained", "save_atomic"]
+__all__ = ["CARD_NAME", "CHECKPOINT_NAME", "SAFETENSORS_NAME", "WEIGHTS_NAME", "load_checkpoint", "load_trained",
+           "save_atomic"]
 
 CHECKPOINT_NAME, WEIGHTS_NAME, CARD_NAME = "checkpoint.pt", "model.pt", "model_card.json"
+#: The same weights as model.pt, for tools outside PyTorch's pickle format (it cannot carry code).
+SAFETENSORS_NAME = "model.safetensors"
 
 
 def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:

@@ -32,7 +32,20 @@ from bastion.models.traits import class_names, is_gradient_free
 from bastion.models.zoo import load_zoo_model
 from bastion.outputs import returning_logits
 
-__all__ = ["LoadedModel", "fingerprint_model", "load_model", "load_weights", "resolve_device"]
+__all__ = ["MODELS_HELP", "LoadedModel", "fingerprint_model", "load_model", "load_weights", "resolve_device"]
+
+MODELS_HELP: list[str] = [
+    "hf:NAME_OR_PATH[@REVISION]  a transformers image classifier (pip install 'bastion[hf]'): a hub repo "
+    "(cached in $HF_HOME; @REVISION pins a branch, tag or commit) or a save_pretrained folder; its image "
+    "processor runs inside the model on pixels in [0, 1]; class names from config.id2label",
+    "package.module:factory | path/file.py:factory  a callable returning an nn.Module; --weights FILE gives "
+    "its state dict (.safetensors, or a torch checkpoint read with weights_only=True)",
+    "FILE.pt2  a torch.export program (torch.export.save; export with a dynamic batch dimension)",
+    "FILE.onnx  an ONNX model run by onnxruntime (pip install 'bastion[onnx]'), without gradients: "
+    "query-based and transfer attacks only",
+    "FILE.pt  a TorchScript module (deprecated upstream; prefer .pt2)",
+    "DIR  the output folder of bastion train (model_card.json + model.pt / model.safetensors)",
+]
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
@@ -211,8 +224,8 @@ def load_model(
     elif Path(spec).is_file():
         if not _is_torchscript(Path(spec)):
             raise InputError(
-                f"{spec} is not a TorchScript, torch.export (.pt2) or ONNX file; for a state dict give the "
-                "architecture as --model module:factory and the file as --weights"
+                f"{spec} is not a TorchScript file, a torch.export program (.pt2) or an ONNX model; for a state dict "
+                "give the architecture as --model module:factory and the file as --weights"
             )
         with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what many users ship
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -198,6 +198,10 @@ def test_cli_square_on_onnx_and_certify(onnx_file, tmp_path, capsys):
                  "--eps", "0.3", "--n-queries", "20", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 16 and summary["clean_accuracy"] > 0.9
+    assert main(["attack", "transfer", "--model", str(onnx_file), "--surrogate", "zoo:mnist-cnn", "--data",
+                 "mnist-sample", "--limit", "16", "--eps", "0.2", "--quiet"]) == 0
+    transfer = json.loads(capsys.readouterr().out)
+    assert transfer["robust_accuracy"] < transfer["clean_accuracy"] and transfer["passes"]["backward"] == 0
     assert main(["attack", "pgd", "--model", str(onnx_file), "--data", "mnist-sample", "--limit", "4",
                  "--eps", "0.3", "--quiet"]) == 2
     assert "without gradients" in capsys.readouterr().err
@@ -237,3 +241,13 @@ def _numbers(node: object, key: str) -> list[float]:
     if isinstance(node, list):
         return [n for v in node for n in _numbers(v, key)]
     return []
+
+
+def test_train_and_certify_take_a_tuple_model(nets, tmp_path):
+    out = tmp_path / "trained"
+    assert main(["train", "--model", f"{nets}:as_tuple", "--method", "standard", "--epochs", "1", "--data",
+                 "mnist-sample:train", "--limit", "64", "--val-limit", "16", "--check-size", "16", "--batch-size",
+                 "32", "--out", str(out), "--quiet"]) == 0
+    assert (out / "model.safetensors").is_file()
+    assert main(["certify", "--model", str(out), "--data", "mnist-sample", "--limit", "2", "--sigma", "0.25",
+                 "--n0", "10", "--n", "50", "--out", str(tmp_path / "cert"), "--quiet"]) == 0

@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
     from bastion.evaluate.config import parse_floats
     from bastion.models import Normalized, load_model
     from bastion.models.loading import fingerprint_model
+    from bastion.models.tensorfile import save_safetensors
     from bastion.threat import ThreatModel
     from bastion.train import TRAINERS, FitConfig, fit
     from bastion.train._check import heldout_accuracy
     from bastion.train.card import write_card, write_training_html
-    from bastion.models.tensorfile import save_safetensors
     from bastion.train.checkpoint import CARD_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, save_atomic
 
     if args.model is None:

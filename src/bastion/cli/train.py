@@ -78,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.models.loading import fingerprint_model
     from bastion.models.tensorfile import save_safetensors
     from bastion.threat import ThreatModel
-    from bastion.train import TRAINERS, FitConfig, fit
-    from bastion.train._check import heldout_accuracy
+    from bastion.train import TRAINERS, FitConfig, fit, heldout_accuracy
     from bastion.train.card import write_card, write_training_html
     from bastion.train.checkpoint import CARD_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, save_atomic
 

@@ -28,6 +28,7 @@ from bastion.models.hf import load_hf_model
 from bastion.models.normalize import Normalized
 from bastion.models.onnx_model import load_onnx
 from bastion.models.tensorfile import is_safetensors, read_safetensors
+from bastion.models.trained import read_card, trained_weights
 from bastion.models.traits import class_names, is_gradient_free
 from bastion.models.zoo import load_zoo_model
 from bastion.outputs import returning_logits
@@ -204,11 +205,9 @@ def load_model(
         raise InputError("give --mean and --std together")
     target = resolve_device(device if not isinstance(device, torch.device) else str(device))
     if Path(spec).is_dir():  # a `bastion train` output directory: model_card.json + model.pt
-        from bastion.train.checkpoint import load_trained
-
         if weights is not None:
             raise InputError("a training output directory carries its own weights (model.pt); drop --weights")
-        model = load_trained(spec)
+        model = _load_trained(spec)
     elif spec.startswith("zoo:"):
         if weights is not None:
             raise InputError("zoo models carry their own weights; drop --weights")
@@ -250,3 +249,20 @@ def load_model(
     model = model.to(target).eval()
     return LoadedModel(module=model, spec=spec, fingerprint=fingerprint_model(model), device=target,
                        classes=class_names(model), gradient_free=is_gradient_free(model))
+
+
+def _load_trained(directory: str) -> nn.Module:
+    """Rebuild the model a `bastion train` run wrote: architecture from the card, weights from model.pt.
+
+    The card's `model.spec` rebuilds the architecture and `model.pt` (a state dict) gives the
+    weights; the normalization used in training (`model.mean`, `model.std`) is put back in front.
+    """
+    card = read_card(directory)
+    spec = card["model"]["spec"]
+    if Path(spec).is_dir():
+        raise InputError(f"{directory}: its model spec {spec!r} is itself a directory")
+    weights = trained_weights(directory)
+    model = load_model(spec, device="cpu").module
+    load_weights(model, weights)
+    mean, std = card["model"].get("mean"), card["model"].get("std")
+    return Normalized(model, mean, std).eval() if mean is not None and std is not None else model.eval()

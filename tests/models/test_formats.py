@@ -254,3 +254,9 @@ def test_train_and_certify_take_a_tuple_model(nets, tmp_path):
     assert (out / "model.safetensors").is_file()
     assert main(["certify", "--model", str(out), "--data", "mnist-sample", "--limit", "2", "--sigma", "0.25",
                  "--n0", "10", "--n", "50", "--out", str(tmp_path / "cert"), "--quiet"]) == 0
+
+
+def test_an_onnx_model_cannot_be_trained(onnx_file, tmp_path, capsys):
+    assert main(["train", "--model", str(onnx_file), "--data", "mnist-sample:train", "--limit", "64",
+                 "--out", str(tmp_path), "--quiet"]) == 2
+    assert "cannot be trained" in capsys.readouterr().err

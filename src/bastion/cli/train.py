@@ -98,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)  # the initial weights, reproducibly, without touching the caller's RNG
         loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
+    if loaded.gradient_free:
+        raise InputError(f"{args.model} runs without gradients (onnxruntime) and cannot be trained; train the "
+                         "PyTorch model it was exported from")
     model = loaded.module
     options = {k: getattr(args, k) for k in _METHOD_OPTIONS}
     if args.teacher is not None:

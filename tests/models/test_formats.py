@@ -257,6 +257,6 @@ def test_train_and_certify_take_a_tuple_model(nets, tmp_path):
 
 
 def test_an_onnx_model_cannot_be_trained(onnx_file, tmp_path, capsys):
-    assert main(["train", "--model", str(onnx_file), "--data", "mnist-sample:train", "--limit", "64",
-                 "--out", str(tmp_path), "--quiet"]) == 2
+    assert main(["train", "--model", str(onnx_file), "--method", "standard", "--data", "mnist-sample:train",
+                 "--limit", "64", "--out", str(tmp_path), "--quiet"]) == 2
     assert "cannot be trained" in capsys.readouterr().err

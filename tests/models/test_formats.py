@@ -260,3 +260,12 @@ def test_an_onnx_model_cannot_be_trained(onnx_file, tmp_path, capsys):
     assert main(["train", "--model", str(onnx_file), "--method", "standard", "--data", "mnist-sample:train",
                  "--limit", "64", "--out", str(tmp_path), "--quiet"]) == 2
     assert "cannot be trained" in capsys.readouterr().err
+
+
+def test_a_quantized_deployment_shows_in_the_logit_difference(onnx_file, zoo, data, tmp_path):
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    quantized = tmp_path / "int8.onnx"
+    quantization.quantize_dynamic(str(onnx_file), str(quantized), weight_type=quantization.QuantType.QInt8)
+    exact = prediction_agreement(load_model(str(onnx_file), device="cpu").module, zoo, data)
+    int8 = prediction_agreement(load_model(str(quantized), device="cpu").module, zoo, data)
+    assert exact.max_logit_diff < 1e-4 < 1e-2 < int8.max_logit_diff

@@ -74,6 +74,14 @@ def _get(data: Any, *path: str) -> Any:
     return data
 
 
+def _stage_section(report: dict[str, Any], kind: str) -> Any:
+    """A stage's section: from the `stages` list of a schema-2 report, or the schema-1 key of that name."""
+    for stage in report.get("stages") or []:
+        if isinstance(stage, dict) and stage.get("kind") == kind:
+            return _get(stage, "result", "section")
+    return report.get(kind)
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
@@ -114,7 +122,7 @@ def _evaluate_fields(result: dict[str, Any]) -> dict[str, Any]:
     classes = per_class_robust(result)
     if classes:
         metrics["min_class_robust_accuracy"] = min(classes.values())
-    _certified(metrics, _get(result, "certify", "summary", "certified_accuracy"))
+    _certified(metrics, _get(_stage_section(result, "certify"), "summary", "certified_accuracy"))
     norm, eps = _get(result, "summary", "norm"), _number(_get(result, "summary", "eps"))
     return {"metrics": metrics, "norm": norm, "eps": eps,
             "threat": f"{norm} eps={eps:.6g}" if norm and eps is not None else "unknown",

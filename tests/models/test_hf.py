@@ -126,3 +126,25 @@ def test_attack_cli_on_the_vit(vit_dir, labelled, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 16 and summary["clean_accuracy"] == 1.0
     assert summary["robust_accuracy"] < 1.0 and summary["passes"]["backward"] > 0
+
+
+def test_hub_names_resolve_through_the_cache_with_revision_pinning(vit_dir, tmp_path):
+    """The hub code path, offline: a repo laid out as huggingface_hub caches it, by name and by pinned commit."""
+    from bastion.models.hf import load_hf_model
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--bastion--tiny-vit"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in vit_dir.iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    x = torch.rand(2, 3, 14, 14)
+    local = load_model(f"hf:{vit_dir}", device="cpu").module
+    for name in ("bastion/tiny-vit", f"bastion/tiny-vit@{commit}"):
+        model = load_hf_model(name, cache_dir=str(tmp_path))
+        with torch.no_grad():
+            assert torch.equal(model(x), local(x)) and model.class_names == NAMES
+    with pytest.raises(InputError, match="cannot load hf:bastion/tiny-vit@v2"):
+        load_hf_model("bastion/tiny-vit@v2", cache_dir=str(tmp_path))

@@ -162,7 +162,8 @@ def load_hf_model(rest: str, *, cache_dir: str | None = None) -> HFImageClassifi
     try:
         model = transformers.AutoModelForImageClassification.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
-        raise InputError(f"cannot load hf:{rest} as an image classifier: {_first_line(error)}") from None
+        hint = " (offline? files already in the cache load with HF_HUB_OFFLINE=1)" if "connect" in str(error) else ""
+        raise InputError(f"cannot load hf:{rest} as an image classifier: {_first_line(error)}{hint}") from None
     try:
         processor = transformers.AutoImageProcessor.from_pretrained(source, **options)  # type: ignore[no-untyped-call]
     except (OSError, ValueError, KeyError) as error:

@@ -29,6 +29,12 @@ class TinyCNN(nn.Module):
         return self.net(x)
 
 
+def seeded_tiny_cnn() -> nn.Module:
+    """A factory for model specs in tests (`tests.conftest:seeded_tiny_cnn`): the same weights every time."""
+    torch.manual_seed(0)
+    return TinyCNN().eval()
+
+
 @pytest.fixture
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)

@@ -1,10 +1,9 @@
 """bastion: attack, defend, certify and evaluate the adversarial robustness of PyTorch models.
 
-Everything a user needs from Python is a top-level name: the attacks, `ThreatModel`, `evaluate`,
-`Smooth`, `load_model` and `load_dataset`.
+Everything a user needs from Python is a top-level name: the attacks, `ThreatModel`, `evaluate`
+(callable: `bastion.evaluate(model, data, eps=0.3)`), `Smooth`, `load_model` and `load_dataset`.
 """
-
-from bastion.api import evaluate  # noqa: I001 - last: the function, not the subpackage, is `bastion.evaluate`
+from bastion import evaluate
 from bastion.attacks import (
     APGD,
     APGDDLR,
@@ -27,7 +26,7 @@ from bastion.attacks import (
 from bastion.certify import Smooth
 from bastion.data import ImageSet, load_dataset
 from bastion.errors import InputError
-from bastion.evaluate import EvalConfig, EvalResult
+from bastion.evaluate import EvalConfig, EvalResult, evaluate_robustness
 from bastion.models import load_model
 from bastion.threat import L2, Linf, ThreatModel, parse_eps
 from bastion.version import __version__
@@ -60,6 +59,7 @@ __all__ = [
     "Transfer",
     "__version__",
     "evaluate",
+    "evaluate_robustness",
     "load_dataset",
     "load_model",
     "parse_eps",

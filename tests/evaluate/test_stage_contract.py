@@ -43,6 +43,7 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
     "min-norm": [("clean", "clean", {}), ("min-norm", "min-norm", {"attack": "fab", "grid": [0.0, 0.05]})],
     "certify": [("clean", "clean", {}), ("certify", "certify", {"sigma": 0.25, "n0": 10, "n": 64})],
     "extended": [("clean", "clean", {}), ("extended", "extended", {"budget": EXTENDED})],
+    "agreement": [("clean", "clean", {}), ("agreement", "agreement", {"surrogate": "tests.conftest:seeded_tiny_cnn"})],
     "detection": [("clean", "clean", {}), ("detection", "detection", {"fpr": 0.2, "adaptive_limit": 3, "steps": 2})],
 }
 

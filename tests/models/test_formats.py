@@ -269,3 +269,21 @@ def test_a_quantized_deployment_shows_in_the_logit_difference(onnx_file, zoo, da
     exact = prediction_agreement(load_model(str(onnx_file), device="cpu").module, zoo, data)
     int8 = prediction_agreement(load_model(str(quantized), device="cpu").module, zoo, data)
     assert exact.max_logit_diff < 1e-4 < 1e-2 < int8.max_logit_diff
+
+
+def test_evaluate_a_deployed_onnx_model_without_gradients(onnx_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["evaluate", "--model", str(onnx_file), "--surrogate", "zoo:mnist-cnn", "--data", "mnist-sample",
+                 "--limit", "6", "--eps", "0.3", "--aa-queries", "40", "--out", str(out), "--no-db"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    names = [s["name"] for s in report["stages"]]
+    assert names == ["clean", "agreement", "transfer", "square", "hopskipjump", "per-class"]
+    agreement = next(s for s in report["stages"] if s["kind"] == "agreement")["result"]["section"]
+    assert agreement["rate"] == 1.0 and agreement["max_logit_diff"] < 1e-4  # a faithful float32 export
+    assert any("without gradients" in w for w in report["warnings"])
+    assert report["summary"]["robust_accuracy"] < report["summary"]["clean_accuracy"]  # transfer breaks points
+    assert 'id="agreement"' in (out / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(onnx_file), "--weights", "w.pt", "--data", "mnist-sample",
+                 "--limit", "2", "--out", str(tmp_path / "r2"), "--no-db"]) == 2
+    assert "needs a --surrogate" in capsys.readouterr().err

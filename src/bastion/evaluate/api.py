@@ -1,4 +1,8 @@
-"""The Python API in one call: `bastion.evaluate(model, data, eps=...)` returns the typed report."""
+"""The Python API in one call: `bastion.evaluate(model, data, eps=...)` returns the typed report.
+
+`bastion.evaluate` is this package, made callable (its submodules stay importable as usual);
+`evaluate_robustness` is the same function by name, for code that type-checks the call.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,16 @@ from torch import Tensor, nn
 
 from bastion.data import ImageSet, load_dataset
 from bastion.errors import InputError
-from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
+from bastion.evaluate.config import EvalConfig
+from bastion.evaluate.pipeline import evaluate_model
+from bastion.evaluate.result import EvalResult
 from bastion.models import load_model
 from bastion.threat import parse_eps
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate_robustness"]
 
 
-def evaluate(
+def evaluate_robustness(
     model: nn.Module | str,
     data: ImageSet | str | tuple[Tensor, Tensor],
     *,

@@ -13,6 +13,7 @@ most q (up to the Monte Carlo error), so the expected run length to a false alar
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from dataclasses import dataclass
@@ -87,11 +88,20 @@ class DriftMonitor:
                 idx = torch.randint(len(pool), (size, window), generator=generator)
                 null[start:start + size] = ks_on_grid(self._cdf[name], grid, pool[idx])
             self.thresholds[name] = float(torch.quantile(null, 1.0 - q))
+        self._reset()
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._buffer: dict[str, list[float]] = {name: [] for name in self.names}
         self._stats: dict[str, float] = {name: 0.0 for name in self.names}
         self._windows = self._alarms = 0
         self._alarm = False
+
+    def fresh(self) -> DriftMonitor:
+        """A monitor with the same reference and thresholds and no traffic yet (e.g. after an alarm was handled)."""
+        other = copy.copy(self)
+        other._reset()
+        return other
 
     def update(self, values: dict[str, float]) -> bool:
         """Add one request's signals; returns True when this completes a window that alarms."""

@@ -1,0 +1,69 @@
+"""One calibrated guard for the serve tests (zoo:mnist-cnn-at, 1,000 calibration images), servers built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from bastion.data import load_dataset  # noqa: E402
+from bastion.models import load_model  # noqa: E402
+from bastion.serve import DriftMonitor, Guard, GuardedServer, ServeConfig, build_server, load_config  # noqa: E402
+from bastion.serve.metrics import ServeMetrics  # noqa: E402
+
+CALIBRATION = {"guard": {"calibration": "mnist-sample:train", "calibration_limit": 1000, "fpr": 0.05},
+               "model": {"spec": "zoo:mnist-cnn-at", "device": "cpu"}}
+
+
+@pytest.fixture(scope="session")
+def base_server() -> GuardedServer:
+    return build_server(load_config(None, CALIBRATION))
+
+
+@pytest.fixture(scope="session")
+def eval_images() -> tuple[torch.Tensor, torch.Tensor]:
+    data = load_dataset("mnist-sample:eval")
+    return data.images.float() / 255.0, data.labels
+
+
+@pytest.fixture
+def make_server(base_server: GuardedServer) -> Callable[..., GuardedServer]:
+    """A fresh server sharing the calibrated guard; overrides as in `ServeConfig.with_overrides`."""
+
+    def make(**overrides: Any) -> GuardedServer:
+        config: ServeConfig = base_server.config.with_overrides(overrides) if overrides else base_server.config
+        g = base_server.guard
+        guard = Guard(g.model, g.detectors, g.conformal, config.guard, g.num_classes, g.reference)
+        return build_parts(config, guard, base_server)
+
+    return make
+
+
+def build_parts(config: ServeConfig, guard: Guard, base: GuardedServer) -> GuardedServer:
+    from bastion.serve.requestlog import RequestLog
+    from bastion.serve.security import ApiKey, RateLimiter, read_key_file
+
+    mon, sec = config.monitor, config.security
+    same = (mon.drift_window, mon.drift_run_length) == (base.drift.window, base.drift.run_length)
+    drift = base.drift.fresh() if same else DriftMonitor(guard.reference, mon.drift_window, mon.drift_run_length)
+    log = RequestLog(mon.request_log, sample=mon.log_sample) if mon.request_log else None
+    if log is not None:
+        log.create()
+    return GuardedServer(config, guard, base.input_shape, base.fingerprint,
+                         ServeMetrics(config.model.served_name, base.fingerprint, [d.name for d in guard.detectors]),
+                         drift, log, ApiKey(read_key_file(sec.api_key_file)) if sec.api_key_file else None,
+                         RateLimiter(sec.rate_per_second, sec.burst) if sec.rate_per_second else None)
+
+
+def infer_body(x: torch.Tensor, datatype: str = "FP32") -> dict[str, Any]:
+    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": datatype,
+                        "data": x.flatten().tolist()}]}
+
+
+def load_model_module() -> torch.nn.Module:
+    return load_model("zoo:mnist-cnn-at", device="cpu").module

@@ -43,7 +43,9 @@ def decode_image(data: bytes, shape: tuple[int, int, int], *, max_side: int, res
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise RequestError(413, f"the image is too large: {str(error).splitlines()[0]}") from None
+    except UnidentifiedImageError:
         raise RequestError(400, "the upload is not an image bastion can read (PNG or JPEG expected)") from None
     except OSError as error:
         raise RequestError(400, f"the image cannot be read: {error}") from None

@@ -16,19 +16,29 @@ from bastion.models import load_model  # noqa: E402
 from bastion.serve import DriftMonitor, Guard, GuardedServer, ServeConfig, build_server, load_config  # noqa: E402
 from bastion.serve.metrics import ServeMetrics  # noqa: E402
 
-CALIBRATION = {"guard": {"calibration": "mnist-sample:train", "calibration_limit": 1000, "fpr": 0.05},
-               "model": {"spec": "zoo:mnist-cnn-at", "device": "cpu"}}
+CALIBRATION = {"guard": {"calibration": "mnist-sample:eval (seeded half)", "fpr": 0.05},
+               "model": {"spec": "zoo:mnist-cnn-at", "device": "cpu"},
+               "monitor": {"drift_window": 200, "drift_run_length": 50_000}}
 
 
 @pytest.fixture(scope="session")
-def base_server() -> GuardedServer:
-    return build_server(load_config(None, CALIBRATION))
-
-
-@pytest.fixture(scope="session")
-def eval_images() -> tuple[torch.Tensor, torch.Tensor]:
+def split() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """mnist-sample:eval (2,000 images the model never trained on) split at random: calibration, held out."""
     data = load_dataset("mnist-sample:eval")
-    return data.images.float() / 255.0, data.labels
+    order = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))
+    x, y = data.images.float()[order] / 255.0, data.labels[order]
+    return {"calibration": (x[:1000], y[:1000]), "held_out": (x[1000:], y[1000:])}
+
+
+@pytest.fixture(scope="session")
+def base_server(split) -> GuardedServer:
+    return build_server(load_config(None, CALIBRATION), calibration=split["calibration"][0])
+
+
+@pytest.fixture(scope="session")
+def eval_images(split) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1,000 held-out images and labels."""
+    return split["held_out"]
 
 
 @pytest.fixture

@@ -2,13 +2,19 @@
 
 Traffic is cut into consecutive windows of `window` requests. For each monitored signal (the top
 softmax probability and the logit margin) a window is compared with clean reference values by a
-Kolmogorov-Smirnov statistic (Massey, JASA 1951; the windowed scheme of Rabanser, Guennemann &
-Lipton, "Failing Loudly", NeurIPS 2019, arXiv:1810.11953), taken on a fixed grid of reference
-quantiles. The alarm threshold is calibrated by Monte Carlo on held-out clean values: windows
-drawn from them (with replacement) give the statistic's null distribution, and the threshold is its (1 - q) quantile
-with q = window / run_length / signals. A window then alarms on clean traffic with probability at
-most q (up to the Monte Carlo error), so the expected run length to a false alarm is at least
-`run_length` requests (a geometric number of windows with mean 1/(q * signals)).
+one-sided, variance-weighted Kolmogorov-Smirnov statistic on a grid of the reference's lower-half
+quantiles (`ks_on_grid`; the windowed two-sample scheme of Rabanser, Guennemann & Lipton, "Failing
+Loudly", NeurIPS 2019, arXiv:1810.11953, with the tail weighting of Anderson & Darling 1952). It
+looks for more low-confidence, low-margin inputs than clean traffic has: a share of attacked or
+out-of-distribution inputs lands there, while more confident traffic is no cause for alarm.
+
+The alarm threshold is calibrated by Monte Carlo on held-out clean values (half the calibration
+values; the other half is the reference): windows drawn from them with replacement give the
+statistic's null distribution, and the threshold is its (1 - q) quantile with
+q = window / run_length / signals. A clean window then alarms with probability at most q per signal
+(up to the Monte Carlo error), so the expected run length to a false alarm is at least
+`run_length` requests. The guarantee needs clean traffic exchangeable with the calibration set:
+calibrate on held-out data, not the training set.
 """
 
 from __future__ import annotations
@@ -25,14 +31,21 @@ from bastion.errors import InputError
 
 __all__ = ["DriftMonitor", "DriftState", "ks_on_grid"]
 
-_GRID = 256
+_GRID = 128
+_LOW = 0.02  # lowest reference quantile tested: below it the weighting divides by almost nothing
 
 
 def ks_on_grid(reference_cdf: Tensor, grid: Tensor, windows: Tensor) -> Tensor:
-    """max_g |F_ref(g) - F_window(g)| for each window; windows (S, W), grid and reference_cdf (G,); (S,)."""
+    """max_g (F_window(g) - F_ref(g)) / sqrt(F_ref(g) (1 - F_ref(g))) per window; windows (S, W); (S,).
+
+    The one-sided, variance-weighted Kolmogorov-Smirnov statistic (the weighting of Anderson &
+    Darling, Ann. Math. Stat. 1952): large when the window holds more low values than the
+    reference, with equal sensitivity in the lower tail, where a minority of suspicious inputs lands.
+    """
     ordered = windows.double().sort(dim=1).values
     counts = torch.searchsorted(ordered.contiguous(), grid.expand(len(ordered), -1).contiguous(), right=True)
-    return (counts.double() / windows.shape[1] - reference_cdf).abs().amax(dim=1)
+    scale = (reference_cdf * (1 - reference_cdf)).sqrt()
+    return ((counts.double() / windows.shape[1] - reference_cdf) / scale).amax(dim=1)
 
 
 @dataclass(frozen=True)
@@ -78,10 +91,12 @@ class DriftMonitor:
                 raise InputError(f"the drift monitor needs at least {2 * window} calibration values, got {len(values)}")
             perm = torch.randperm(len(values), generator=generator)
             ref, pool = values[perm[::2]].sort().values, values[perm[1::2]]
-            probs = torch.linspace(0, 1, _GRID, dtype=torch.float64)
+            probs = torch.linspace(_LOW, 0.5, _GRID, dtype=torch.float64)
             grid: Tensor = torch.unique(torch.quantile(ref, probs))
-            self._grid[name] = grid
-            self._cdf[name] = torch.searchsorted(ref, grid, right=True).double() / len(ref)
+            cdf = torch.searchsorted(ref, grid, right=True).double() / len(ref)
+            keep = (cdf > 0) & (cdf < 1)
+            self._grid[name], self._cdf[name] = grid[keep], cdf[keep]
+            grid = self._grid[name]
             null = torch.empty(sims, dtype=torch.float64)
             for start in range(0, sims, 2_000):
                 size = min(2_000, sims - start)

@@ -128,25 +128,30 @@ class GuardedServer:
                 "check": self.check_report}
 
 
-def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerprint: str | None = None
-                 ) -> GuardedServer:
+def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerprint: str | None = None,
+                 calibration: Tensor | None = None) -> GuardedServer:
     """Load the model and the calibration images, calibrate the guard and the drift monitor.
+
+    The guarantees hold for traffic exchangeable with the calibration images: calibrate on
+    held-out images of the deployment distribution, not on the model's training set (on which the
+    model is more confident than on new inputs, which the drift monitor then reports as drift).
 
     Args:
         config: The settings.
         model: A model already loaded (tests); None loads `config.model.spec`.
         fingerprint: Its fingerprint when `model` is given.
+        calibration: Calibration images (N, C, H, W) in [0, 1]; None loads `config.guard.calibration`.
     """
     m, g = config.model, config.guard
     if model is None:
         loaded = load_model(m.spec, weights=m.weights, mean=m.mean, std=m.std, device=m.device)
         model, fingerprint = loaded.module, loaded.fingerprint
-    data = load_dataset(g.calibration, limit=g.calibration_limit, seed=g.seed if g.calibration_limit else None)
-    x = data.images.float() / 255.0 if data.images.dtype == torch.uint8 else data.images.float()
+    if calibration is None:
+        data = load_dataset(g.calibration, limit=g.calibration_limit, seed=g.seed if g.calibration_limit else None)
+        calibration = data.images.float() / 255.0 if data.images.dtype == torch.uint8 else data.images.float()
+    x = calibration
     detectors = [make_detector(name, list(g.squeezers) if g.squeezers else None) for name in g.detectors]
     guard = Guard.calibrate(model, detectors, x, g)
-    if guard.num_classes != data.num_classes:
-        raise InputError(f"the model has {guard.num_classes} outputs, the calibration set {data.num_classes} classes")
     mon = config.monitor
     drift = DriftMonitor(guard.reference, mon.drift_window, mon.drift_run_length, seed=g.seed)
     metrics = ServeMetrics(m.served_name, fingerprint or "unknown", [d.name for d in detectors])

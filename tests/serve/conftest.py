@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -77,3 +81,28 @@ def infer_body(x: torch.Tensor, datatype: str = "FP32") -> dict[str, Any]:
 
 def load_model_module() -> torch.nn.Module:
     return load_model("zoo:mnist-cnn-at", device="cpu").module
+
+
+@contextmanager
+def live_server(server: GuardedServer) -> Iterator[str]:
+    """Serve `server` with a real uvicorn on a free loopback port in a thread; yields its base URL."""
+    import uvicorn
+
+    from bastion.serve import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)

@@ -88,7 +88,7 @@ f', rejected at {reject:.4g}'}. Flagged inputs: {escape(guard['on_flag'])}
 <p>{state}: <span id="drift-windows">{drift['windows']}</span> windows of {drift['window']} requests,
 <span id="drift-alarms">{drift['alarms']}</span> alarm(s); threshold set for no false alarm within
 {drift['run_length']} clean requests on average.</p>
-<table><tr><th>signal</th><th>KS statistic</th><th>threshold</th></tr>{stats}</table></section>
+<table><tr><th>signal</th><th>statistic (weighted KS)</th><th>threshold</th></tr>{stats}</table></section>
 <section id="benign-shifts"><h2>Flag rates on benign shifts and attacks</h2>{_check_section(status.get('check'))}
 </section>
 <script>{_SCRIPT}</script>

@@ -126,23 +126,24 @@ def create_app(server: GuardedServer) -> FastAPI:
         return JSONResponse({"name": server.name, "ready": server.ready}, status_code=200 if server.ready else 503)
 
     @app.post("/v2/models/{name}/infer")
-    async def infer(name: str, request: Request) -> dict[str, Any]:
+    async def infer(name: str, request: Request) -> JSONResponse:
         _model(name)
         who = _authorize(request)
         body = await request.body()
         parsed, x = decode_infer(body, server.input_shape, server.config.limits.max_items)
         _limit(who, len(x))
         verdicts = await _guard("infer", x)
-        return infer_response(server.name, server.fingerprint[:12], parsed.id, verdicts)
+        # A JSONResponse skips FastAPI's generic encoder: the payload is plain JSON types already.
+        return JSONResponse(infer_response(server.name, server.fingerprint[:12], parsed.id, verdicts))
 
     @app.post("/predict")
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> JSONResponse:
         _limit(_authorize(request), 1)
         data = await _upload(request)
         limits = server.config.limits
         x = decode_image(data, server.input_shape, max_side=limits.max_image_side, resize=limits.resize)
         (verdict,) = await _guard("predict", x[None])
-        return {"model": server.name, **verdict}
+        return JSONResponse({"model": server.name, **verdict})
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -115,3 +115,19 @@ def test_probes_report_gradient_norm_and_boundary_distance(make_server, eval_ima
         text = client.get("/metrics").text
     assert all(v["gradient_norm"] > 0 and v["boundary_distance"] > 0 for v in g)
     assert 'stage="gradient"' in text and 'stage="boundary"' in text
+
+
+def test_reject_level_overrides_a_flag(make_server) -> None:
+    from bastion.serve import Policy
+
+    server = make_server(guard={"on_flag": "flag", "reject_fpr": 0.01})
+    policy = server.guard.policy
+    assert isinstance(policy, Policy) and policy.reject_level == 0.01 and policy.flag_level == 0.05
+    assert policy.decide(7, {"d": 0.03}, None).outcome == "flag"
+    assert policy.decide(7, {"d": 0.005}, None).outcome == "reject"
+    assert policy.decide(7, {"d": 0.5}, None).label == 7
+    with TestClient(create_app(server)) as client:
+        body = client.post(f"/v2/models/{server.name}/infer", json=infer_body(torch.full((1, 1, 28, 28), 0.5))).json()
+    verdict = body["parameters"]["guard"][0]
+    assert verdict["outcome"] == "reject" and body["outputs"][0]["data"] == [-1]
+    assert verdict["label"] is None and "reject level" in verdict["reason"]

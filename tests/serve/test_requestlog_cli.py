@@ -66,5 +66,7 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path, capsys) -> None:
     assert "not valid TOML" in capsys.readouterr().err
     assert main(["serve", "--fallback", "maybe"]) == 2
     assert "abstain, smooth or label:K" in capsys.readouterr().err
+    assert main(["serve", "--fpr", "0.01", "--reject-fpr", "0.05"]) == 2
+    assert "must be smaller than fpr" in capsys.readouterr().err
     assert main(["requests", str(tmp_path / "none.db")]) == 2
     assert load_config(None, {"guard": {"fpr": 0.1}}).guard.fpr == 0.1

@@ -28,7 +28,7 @@ def free_port() -> int:
 def test_sigterm_under_load_loses_no_accepted_request(eval_images, tmp_path: Path) -> None:
     port, db = free_port(), tmp_path / "serve.db"
     command = [sys.executable, "-m", "bastion", "serve", "--model", "zoo:mnist-cnn-at", "--device", "cpu",
-               "--calibration", "mnist-sample:eval", "--calibration-limit", "500", "--fpr", "0.05",
+               "--calibration", "mnist-sample:eval", "--calibration-limit", "300", "--fpr", "0.05",
                "--drift-window", "100", "--port", str(port), "--request-log", str(db), "--max-wait-ms", "5"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

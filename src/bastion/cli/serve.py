@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args))
     server = build_server(config)
     if args.check:
+        # Shifted and attacked traffic is meant to trip the drift monitor here: no alarm per window.
+        logging.getLogger("bastion.serve.server").setLevel(logging.ERROR)
         report = run_check(server, create_app, data=args.check_data, limit=args.check_limit, eps=args.eps)
         print(format_check(report))
         if args.check_out:

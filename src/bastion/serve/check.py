@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from starlette.testclient import TestClient
 from torch import Tensor
 
 from bastion.attacks import PGD
@@ -27,6 +27,10 @@ from bastion.data import load_dataset
 from bastion.detect import CalibratedDetector, DetectorAwarePGD, conformal_threshold
 from bastion.serve.server import GuardedServer
 from bastion.threat import ThreatModel
+
+with warnings.catch_warnings():  # Starlette's test client warns that it wants httpx2; httpx serves it fine
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
 
 __all__ = ["format_check", "run_check"]
 

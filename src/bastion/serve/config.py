@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bastion.errors import InputError
 
@@ -82,6 +82,12 @@ class GuardSettings(BaseModel):
         if value not in ("abstain", "smooth") and not re.fullmatch(r"label:\d+", value):
             raise ValueError("fallback must be abstain, smooth or label:K")
         return value
+
+    @model_validator(mode="after")
+    def _levels(self) -> GuardSettings:
+        if self.reject_fpr is not None and self.reject_fpr >= self.fpr:
+            raise ValueError(f"reject_fpr ({self.reject_fpr:g}) must be smaller than fpr ({self.fpr:g})")
+        return self
 
     @property
     def uses_smoothing(self) -> bool:

@@ -112,8 +112,9 @@ class GuardedServer:
             _log.exception("could not write %d rows to the request log", len(rows))
 
     def close(self) -> None:
-        """Flush the request log (called after the batcher has stopped)."""
+        """Flush the request log (called after the batcher has stopped); the server can be started again."""
         self.log_writer.shutdown(wait=True)
+        self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-log")
 
     def status(self) -> dict[str, Any]:
         """The status page's data."""

@@ -25,6 +25,7 @@ from bastion.attacks import PGD
 from bastion.corruptions import CORRUPTIONS, corrupt
 from bastion.data import load_dataset
 from bastion.detect import CalibratedDetector, DetectorAwarePGD, conformal_threshold
+from bastion.serve.security import read_key_file
 from bastion.serve.server import GuardedServer
 from bastion.threat import ThreatModel
 
@@ -39,8 +40,6 @@ def _headers(server: GuardedServer) -> dict[str, str]:
     path = server.config.security.api_key_file
     if path is None:
         return {}
-    from bastion.serve.security import read_key_file
-
     return {"X-API-Key": read_key_file(path)}
 
 

@@ -8,6 +8,7 @@ import torch
 from bastion.data import load_dataset
 from bastion.evaluate import EvalConfig, evaluate_model
 from bastion.models import load_zoo_model
+from tests.evaluate.comparable import comparable
 
 
 def _config(**options):
@@ -63,22 +64,6 @@ def test_checks_on_a_model_returning_probabilities_in_memory():
     assert "probabilities" in {f.check for f in result.verdict.fired}
 
 
-def _comparable(result):
-    data = result.to_dict()
-    for key in ("run_id", "created_at", "provenance", "config"):
-        data.pop(key)
-    return _without_seconds(data)
-
-
-def _without_seconds(value):
-    """Everything but wall-clock times, which differ between runs."""
-    if isinstance(value, dict):
-        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
-    if isinstance(value, list):
-        return [_without_seconds(v) for v in value]
-    return value
-
-
 def test_an_interrupted_escalated_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     import bastion.evaluate.stages.curve as curve_module
 
@@ -99,7 +84,7 @@ def test_an_interrupted_escalated_run_resumes_to_the_same_result(tmp_path, monke
     monkeypatch.setattr(curve_module, "curve_points", real_curve)
     resumed = evaluate_model(load_zoo_model("mnist-cnn"), small, EvalConfig(**{**config.to_dict(), "resume": True}),
                              state_dir=tmp_path)
-    assert _comparable(resumed) == _comparable(uninterrupted)
+    assert comparable(resumed) == comparable(uninterrupted)
     assert resumed.verdict.escalated and not (tmp_path / "state.pt").exists()
 
 

@@ -9,6 +9,7 @@ from bastion._io import write_atomic
 from bastion.data import ImageSet
 from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
 from tests.conftest import TinyCNN
+from tests.evaluate.comparable import comparable
 
 
 @pytest.fixture
@@ -124,22 +125,6 @@ def test_write_atomic_leaves_no_temporary_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
-def _comparable(result):
-    data = result.to_dict()
-    for key in ("run_id", "created_at", "provenance", "config"):
-        data.pop(key)
-    return _without_seconds(data)
-
-
-def _without_seconds(value):
-    """Everything but wall-clock times, which differ between runs."""
-    if isinstance(value, dict):
-        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
-    if isinstance(value, list):
-        return [_without_seconds(v) for v in value]
-    return value
-
-
 def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkeypatch):
     from bastion.evaluate.stages import AttackStage, CleanStage, CurveStage
 
@@ -162,7 +147,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkey
     monkeypatch.setattr(AttackStage, "run", must_not_run)
     monkeypatch.setattr(CleanStage, "run", must_not_run)
     resumed = evaluate_model(_model(), toy_set, EvalConfig(**{**config.to_dict(), "resume": True}), state_dir=tmp_path)
-    assert _comparable(resumed) == _comparable(uninterrupted)
+    assert comparable(resumed) == comparable(uninterrupted)
     assert not (tmp_path / "state.pt").exists()
 
 

@@ -21,6 +21,7 @@ from bastion.report import render_html
 from bastion.report.terminal import format_result
 from bastion.threat import ThreatModel
 from tests.conftest import TinyCNN
+from tests.evaluate.comparable import without_clocks
 
 ATTACK = {"attack": "pgd", "params": {"steps": 3, "n_restarts": 1}, "role": "main attack"}
 CHECKS = {"probe_points": 12, "blackbox_queries": 15, "steps": 3}
@@ -77,15 +78,7 @@ def _context(kind: str) -> EvalContext:
 
 def _results(records) -> list[dict]:
     """The records without wall-clock times (which differ between runs)."""
-
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("seconds", "seconds_per_image")}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return [strip(asdict(r)) for r in records]
+    return [without_clocks(asdict(r)) for r in records]
 
 
 def test_cases_cover_every_registered_stage():

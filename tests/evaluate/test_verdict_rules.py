@@ -27,9 +27,12 @@ def test_decide():
 
 def test_plateau():
     falling = [CurvePoint(0.0, 0.9), CurvePoint(0.3, 0.6), CurvePoint(0.6, 0.02)]
-    flat = [CurvePoint(0.0, 0.9), CurvePoint(0.3, 0.6), CurvePoint(0.6, 0.55)]
+    flat = [CurvePoint(0.0, 0.9), CurvePoint(0.3, 0.6), CurvePoint(0.6, 0.6)]
     assert not plateau_finding(falling, 0.3).fired
     assert plateau_finding(flat, 0.3).fired
+    # A model trained at a larger eps holds beyond a smaller one, and still loses points: no alarm.
+    robust_beyond = [CurvePoint(0.0, 0.98), CurvePoint(0.1, 0.97), CurvePoint(0.2, 0.895)]
+    assert not plateau_finding(robust_beyond, 0.1).fired
     assert not plateau_finding(flat[:2], 0.3).fired  # nothing beyond eps to judge by
 
 

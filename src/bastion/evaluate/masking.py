@@ -19,6 +19,7 @@ from bastion.passes import attack_mode
 from bastion.threat import ThreatModel
 
 __all__ = [
+    "PLATEAU_DROP",
     "SWING",
     "blackbox_finding",
     "decide",
@@ -170,15 +171,27 @@ def cascade_finding(record: AttackRecord | None, n_correct: int) -> Finding:
 
 
 def plateau_finding(curve: list[CurvePoint], eps: float) -> Finding:
-    """Accuracy not decreasing with eps beyond the threat model's (a plateau far above zero)."""
+    """Accuracy not decreasing at all with eps beyond the threat model's (a flat plateau far above zero).
+
+    A model trained at a larger eps than the one evaluated rightly holds most of its accuracy up to
+    twice the eps (an eps-0.3 model evaluated at 0.1 loses a few points by 0.2), so a slow fall is no
+    sign of masking; whether the attack can reach zero is the large-eps check's question, asked at
+    the radius that covers the whole box. What a failing attack draws is a curve that loses no point
+    at all beyond eps: it fires when the accuracy at the largest radius is above 5% and within
+    `PLATEAU_DROP` of the accuracy at eps.
+    """
     title = "accuracy does not decrease with eps"
     at_eps = next((p.accuracy for p in curve if abs(p.eps - eps) <= 1e-9), None)
     if not curve or at_eps is None or curve[-1].eps <= eps:
         return Finding("plateau", title, False, "suspicious", "no curve point beyond the threat model's eps")
     largest = curve[-1]
-    fired = largest.accuracy > 0.05 and largest.accuracy >= 0.8 * at_eps
+    fired = largest.accuracy > 0.05 and at_eps - largest.accuracy < PLATEAU_DROP
     return Finding("plateau", title, fired, "suspicious",
                    f"{at_eps:.1%} at eps={eps:.4g}, {largest.accuracy:.1%} at eps={largest.eps:.4g}")
+
+
+#: Fall in accuracy from eps to the curve's largest radius under which the curve counts as flat.
+PLATEAU_DROP = 0.01
 
 
 def decide(findings: list[Finding], flattering: float, robust: float) -> str:

@@ -85,12 +85,14 @@ def gradient_findings(ctx: EvalContext, limit: int) -> list[Finding]:
     share = {k: v / total if total else 0.0 for k, v in dead.items()}
     shattered = share["margin"] > 0.1
     saturated = not shattered and share["ce"] > 0.1
+    why = (" (not a saturated softmax: the margin-loss gradient is cut too, see the shattered-gradients check)"
+           if shattered and share["ce"] > 0.1 else "")
     return [
         Finding("zero-gradients", "zero or NaN input gradients (shattered gradients)", shattered, "broken",
                 f"margin-loss input gradient zero or non-finite on {share['margin']:.1%} of {total} points"),
         Finding("vanishing-gradients", "cross-entropy gradients vanish (saturated softmax)", saturated, "broken",
                 f"cross-entropy input gradient exactly zero on {share['ce']:.1%} of {total} points, "
-                f"margin-loss gradient on {share['margin']:.1%}"),
+                f"margin-loss gradient on {share['margin']:.1%}{why}"),
     ]
 
 

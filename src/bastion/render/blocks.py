@@ -54,6 +54,7 @@ th{background:#f7f9fa;color:#3e4c59} td.num,th.num{text-align:right} .scroll{ove
 code{font:12.5px monospace;background:#f1f3f5;border-radius:4px;padding:1px 5px;white-space:nowrap}
 svg.chart{width:100%;max-width:820px;height:auto;display:block;margin:0 auto} .note{color:#52606d}
 .scroll svg.chart{width:auto;max-width:none} /* many categories: natural size, scrolled, not squeezed */
+.chips code{white-space:normal;overflow-wrap:anywhere;display:inline-block;margin:1px 0}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:14px}
 .triple{display:flex;gap:16px;text-align:center;font-size:12px} th,td b{white-space:nowrap}
 img.gallery-img{width:104px;height:104px;object-fit:contain;image-rendering:pixelated;display:block}
@@ -135,7 +136,8 @@ def settings_html(settings: object) -> str:
         f"{k}={v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)}"
         for k, v in as_dict(settings).items()
     )
-    return " ".join(f"<code>{esc(item)}</code>" for item in rendered) or "—"
+    chips = " ".join(f"<code>{esc(item)}</code>" for item in rendered)
+    return f'<span class="chips">{chips}</span>' if chips else "—"
 
 
 def section_html(section_id: str, title: str, body: str) -> str:

@@ -79,13 +79,15 @@ def _summary(report: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def _attacks(report: dict[str, Any]) -> str:
+    n_points = max(1.0, num(as_dict(report.get("summary")).get("n_samples")) or 1.0)
     standalone = as_dict(report.get("robust_accuracy_standalone"))
     rows = []
     for index, attack in enumerate(map(as_dict, as_list(report.get("attacks"))), start=1):
         alone = attack.get("standalone_accuracy", standalone.get(str(attack.get("name"))))
         passes, seconds = as_dict(attack.get("passes")), num(attack.get("seconds"))
-        samples = f"{count(passes.get('forward_samples'))} / {count(passes.get('backward_samples'))}"
-        fwd_bwd = f"{count(passes.get('forward'))} / {count(passes.get('backward'))}"
+        calls = f"{count(passes.get('forward'))} / {count(passes.get('backward'))}"
+        per_point = " / ".join(f"{(num(passes.get(f'{k}_samples')) or 0) / n_points:,.1f}"
+                               for k in ("forward", "backward"))
         rows.append(
             table_row(
                 [
@@ -96,7 +98,7 @@ def _attacks(report: dict[str, Any]) -> str:
                     pct(alone),
                     count(attack.get("attacked")),
                     count(attack.get("fooled")),
-                    f'<span title="samples {samples}">{fwd_bwd}</span>',
+                    f'<span title="batch calls {calls}">{per_point}</span>',
                     "—" if seconds is None else f"{seconds:.2f}",
                     settings_html(attack.get("settings")),
                 ],
@@ -112,7 +114,7 @@ def _attacks(report: dict[str, Any]) -> str:
             "robust acc. alone",
             "attacked",
             "fooled",
-            "passes fwd / bwd",
+            "passes per point fwd / bwd",
             "seconds",
             "settings",
         ],

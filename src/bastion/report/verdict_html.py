@@ -26,7 +26,8 @@ def verdict_section(verdict: dict[str, Any]) -> str:
         )
     headline += "</p>"
     rows = "".join(
-        f"<tr><td>{'<b>fired</b>' if f.get('fired') else 'ok'}</td><td>{esc(f.get('title', f.get('check', '?')))}</td>"
+        f"<tr><td>{'<b>fired</b>' if f.get('fired') else 'not seen'}</td>"
+        f"<td>{esc(f.get('title', f.get('check', '?')))}</td>"
         f"<td>{esc(f.get('severity', '')) if f.get('fired') else ''}</td><td>{esc(f.get('detail', ''))}</td>"
         f"<td>{esc(f.get('action', ''))}</td></tr>"
         for f in map(as_dict, as_list(verdict.get("findings")))

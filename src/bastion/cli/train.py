@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, add_threat_options, load_data_from_args
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_threat_options,
+    check_out_dir,
+    load_data_from_args,
+)
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
@@ -28,6 +34,8 @@ def register(commands: Any) -> None:
                         "gaussian, distill")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that already holds a "
+                        "model.pt or checkpoint.pt, replacing them")
     add_model_options(parser)
     add_data_options(parser)
     parser.set_defaults(data="mnist-sample:train")
@@ -85,9 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None:
         raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
     trainer_class = TRAINERS.get(args.method)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory")
+    out = check_out_dir(args.out)
+    _refuse_to_replace(out, resume=args.resume, overwrite=args.overwrite)
     history = prepare_history(args, out=out)
     train, val = _data(args)
     threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None
@@ -143,6 +150,18 @@ def run(args: argparse.Namespace) -> int:
           f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, {out / CARD_NAME}, "
           f"{out / 'training.html'}")
     return history.record("train", card, out=out, report=out / "training.html", artifacts=[out / CARD_NAME])
+
+
+def _refuse_to_replace(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """An earlier run's weights or checkpoint in `out` are replaced only when asked (--overwrite), or continued."""
+    from bastion.train.checkpoint import CHECKPOINT_NAME, WEIGHTS_NAME
+
+    if resume and overwrite:
+        raise InputError("--resume continues the run in --out and --overwrite starts it afresh: give one of them")
+    found = [name for name in (WEIGHTS_NAME, CHECKPOINT_NAME) if (out / name).exists()]
+    if found and not resume and not overwrite:
+        raise InputError(f"--out {out} already holds {' and '.join(found)} of an earlier run: give --resume to "
+                         "continue it, --overwrite to replace it, or another --out")
 
 
 def _data(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -1,0 +1,52 @@
+"""Issue 15: `bastion train` never replaces an earlier run unasked, and a changed setting under --resume is named."""
+
+from __future__ import annotations
+
+import torch
+
+from bastion.cli import main
+
+from .test_cli import FAST, TINY
+
+ARGS = ["train", "--model", TINY, "--method", "pgd-at", "--eps", "0.1", "--steps", "1", "--epochs", "1", *FAST,
+        "--check-size", "0", "--no-db"]
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_train_refuses_to_replace_an_earlier_run(tmp_path, capsys):
+    out = tmp_path / "at"
+    assert main([*ARGS, "--out", str(out)]) == 0
+    before = (out / "model.pt").read_bytes()
+    assert main([*ARGS, "--out", str(out), "--lr", "0.01"]) == 2
+    assert "already holds model.pt and checkpoint.pt" in _error(capsys)
+    assert (out / "model.pt").read_bytes() == before
+    assert main([*ARGS, "--out", str(out), "--resume", "--overwrite"]) == 2
+    assert main([*ARGS, "--out", str(out), "--lr", "0.01", "--overwrite"]) == 0
+    assert (out / "model.pt").read_bytes() != before
+
+
+def test_resume_names_the_changed_settings(tmp_path, capsys):
+    out = tmp_path / "at"
+    assert main([*ARGS, "--out", str(out), "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main([*ARGS, "--out", str(out), "--epochs", "2", "--resume", "--steps", "3", "--lr", "0.01"]) == 2
+    err = _error(capsys)
+    assert "lr 0.001 -> 0.01" in err and "steps 1 -> 3" in err
+    assert main([*ARGS, "--out", str(out), "--epochs", "2", "--resume", "--eps", "0.2"]) == 2
+    assert "eps/norm 'linf eps=0.1' -> 'linf eps=0.2'" in _error(capsys)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["trainer"] == {"steps": 1, "rel_step": None}
+
+
+def test_out_that_cannot_be_a_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for out, message in ((tmp_path / "file", "is a file, not a directory"),
+                         (tmp_path / "file" / "sub", "is a file, not a directory"),
+                         ("/proc/x", "cannot be written")):
+        assert main([*ARGS, "--out", str(out)]) == 2
+        assert message in _error(capsys)

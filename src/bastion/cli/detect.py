@@ -15,6 +15,7 @@ from bastion.cli.common import (
     add_data_options,
     add_model_options,
     add_threat_options,
+    check_out_dir,
     load_data_from_args,
     load_model_from_args,
     require,
@@ -58,6 +59,7 @@ def register(commands: Any) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     require(args, "model", "data")
+    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     if not 0.0 < args.fpr < 1.0:
         raise InputError(f"--fpr must lie strictly between 0 and 1, got {args.fpr:g}")
     if args.adaptive_steps < 0 or args.adaptive_limit < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 import time
@@ -20,6 +21,8 @@ from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
 __all__ = ["register"]
+
+logger = logging.getLogger(__name__)
 
 _METHOD_OPTIONS = ("steps", "rel_step", "beta", "mix", "sigma", "temperature", "replays", "random_start")
 
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.threat import ThreatModel
     from bastion.train import TRAINERS, FitConfig, fit
     from bastion.train._check import heldout_accuracy
-    from bastion.train.card import write_card, write_training_html
+    from bastion.train.card import outcome_warnings, write_card, write_training_html
     from bastion.train.checkpoint import CARD_NAME, WEIGHTS_NAME, save_atomic
 
     if args.model is None:
@@ -138,10 +141,13 @@ def run(args: argparse.Namespace) -> int:
                     "selected_epoch": result.selected_epoch, "train_seconds": round(result.seconds, 2),
                     "eval_seconds": round(time.perf_counter() - start, 2)},
         "wall_time_s": round(result.seconds, 2),
-        "warnings": result.warnings,
+        "warnings": result.warnings + outcome_warnings(clean, robust, result.history, train.num_classes,
+                                                       adversarial=bool(getattr(trainer_class, "adversarial", False))),
         "history": result.history,
         "command": "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
+    for warning in card["warnings"][len(result.warnings):]:
+        logger.warning(warning)
     write_card(out / CARD_NAME, card)
     write_training_html(out / "training.html", card)
     robust_text = "" if robust is None or threat is None else (

@@ -1,0 +1,76 @@
+"""Issue 15: reading the history never writes; another program's SQLite file is refused; defenses are identity."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bastion.cli import main
+from bastion.history import RunStore, from_result
+
+from .helpers import eval_report
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_history_on_another_programs_file_is_refused_untouched(tmp_path, capsys):
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE invoices (id INTEGER, total REAL)")
+        connection.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    connection.close()
+    before = _digest(other)
+    for argv in (["history", "--db", str(other)], ["dashboard", "--db", str(other), "--out", str(tmp_path / "s")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is not a bastion run history (it holds the tables invoices)" in err and len(err.splitlines()) == 1
+    with pytest.raises(Exception, match="not a bastion run history"):
+        RunStore(other).record(from_result("evaluate", eval_report()))
+    assert _digest(other) == before
+    assert {p.name for p in tmp_path.iterdir()} == {"other.db"}  # no -wal, -shm or journal left either
+
+
+def test_reading_never_writes(tmp_path, capsys):
+    path = tmp_path / "h.db"
+    RunStore(path).record(from_result("evaluate", eval_report(), model_name="net"))
+    before = _digest(path)
+    path.chmod(0o444)
+    try:
+        assert main(["history", "--db", str(path)]) == 0
+        assert "net" in capsys.readouterr().out
+    finally:
+        path.chmod(0o644)
+    assert _digest(path) == before
+
+
+def _defended(run_id: str, defense: list[str] | None = None, ensemble: list[str] | None = None) -> dict:
+    report = eval_report(run_id=run_id, model_fingerprint="m1")
+    report["config"].update(defense=defense, ensemble=ensemble, ensemble_mode="logits" if ensemble else None)
+    if ensemble:
+        report["provenance"]["model"]["spec"] = None
+    return report
+
+
+def test_defenses_and_ensembles_are_part_of_the_identity(tmp_path):
+    bare = from_result("evaluate", _defended("a"))
+    jpeg = from_result("evaluate", _defended("b", ["jpeg:quality=75"]))
+    two = from_result("evaluate", _defended("c", ["median", "bit-depth"]))
+    ensemble = from_result("evaluate", _defended("d", ensemble=["zoo:mnist-cnn", "x.py:net"]))
+    assert bare.model == "zoo:mnist-cnn" and bare.model_fingerprint == "m1"
+    assert jpeg.model == "zoo:mnist-cnn + jpeg:quality=75"
+    assert two.model == "zoo:mnist-cnn + median + bit-depth"
+    assert ensemble.model == "ensemble[logits](zoo:mnist-cnn, x.py:net)"
+    assert len({r.model_fingerprint for r in (bare, jpeg, two, ensemble)}) == 4
+    named = from_result("evaluate", _defended("e", ["jpeg:quality=75"]), model_name="net")
+    assert named.model == "net + jpeg:quality=75"
+    store = RunStore(tmp_path / "h.db")
+    for record in (bare, jpeg):
+        store.record(record)
+    look = {"kind": "evaluate", "threat": "linf eps=0.3"}
+    assert store.baseline("last", model=jpeg.model, **look).run_id == "b"  # never the undefended run
+    assert store.baseline("last", model=bare.model, **look).run_id == "a"

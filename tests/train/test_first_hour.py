@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 
 from bastion.cli import main
+from bastion.train.card import outcome_warnings
+from bastion.train.schedule import build_schedule
 
 from .test_cli import FAST, TINY
 
@@ -50,3 +55,37 @@ def test_out_that_cannot_be_a_folder(tmp_path, capsys):
                          ("/proc/x", "cannot be written")):
         assert main([*ARGS, "--out", str(out)]) == 2
         assert message in _error(capsys)
+
+
+def test_model_card_warns_when_training_failed(tmp_path, caplog):
+    out = tmp_path / "failed"
+    assert main([*ARGS, "--out", str(out), "--lr", "1e-7", "--epochs", "2", "--check-size", "32"]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert any("near chance" in w for w in card["warnings"]), card["warnings"]
+    assert any("did not rise" in w for w in card["warnings"]), card["warnings"]
+    assert "near chance" in caplog.text
+
+
+def test_outcome_warnings():
+    rows = [{"val_robust": 0.0}, {"val_robust": 0.3}, {"val_robust": 0.5}]
+    assert outcome_warnings(0.95, 0.5, rows, 10, adversarial=True) == []
+    flat = [{"val_robust": 0.0}, {"val_robust": 0.005}]
+    assert "did not rise" in outcome_warnings(0.95, 0.0, flat, 10, adversarial=True)[0]
+    assert outcome_warnings(0.95, 0.0, flat, 10, adversarial=False) == []
+    assert "near chance" in outcome_warnings(0.12, None, [], 10, adversarial=False)[0]
+
+
+@pytest.mark.parametrize("epochs", [3, 40])
+def test_learning_rate_schedule_scales_with_the_epochs(epochs):
+    """The piecewise decay falls at 50% and 75% of training, however many epochs: never after a fixed epoch."""
+    steps_per_epoch = 10
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = build_schedule(optimizer, "piecewise", epochs * steps_per_epoch)
+    rates = []
+    for _ in range(epochs * steps_per_epoch):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    total = len(rates)
+    assert rates[: total // 2] == [1.0] * (total // 2)
+    assert rates[total // 2] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.01)

@@ -10,7 +10,7 @@ from typing import Any
 from bastion.errors import InputError
 
 __all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options", "check_out_dir",
-           "check_out_file", "load_data_from_args", "load_model_from_args", "require"]
+           "check_out_file", "load_data_from_args", "load_model_from_args", "require", "take_over_out_dir"]
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +98,16 @@ def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     except OSError as error:
         raise InputError(f"{flag} {out} cannot be written: {error.strerror or error}") from None
     return out
+
+
+def take_over_out_dir(out: Path) -> None:
+    """Remove what a killed earlier run left half-written in `out` (its atomic writes' temporary files)."""
+    import logging
+
+    from bastion._io import remove_temporaries
+
+    for path in remove_temporaries(out):
+        logging.getLogger(__name__).info("removed %s, left by an interrupted run", path)
 
 
 def check_out_file(path: str | Path, *, overwrite: bool, flag: str = "--out") -> Path:

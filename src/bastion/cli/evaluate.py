@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from bastion._io import write_atomic
-from bastion.cli.common import add_data_options, add_model_options, add_run_options, add_threat_options, check_out_dir
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_run_options,
+    add_threat_options,
+    check_out_dir,
+    take_over_out_dir,
+)
 from bastion.cli.history_options import HISTORY_KEYS, add_history_options, prepare_history
 from bastion.errors import InputError
 
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out_dir(config.out)
     settings = _guard_earlier_run(out, config.to_dict(), resume=config.resume, overwrite=args.overwrite)
     history = prepare_history(args, out=config.out, config=args.config)
+    take_over_out_dir(out)
     write_atomic(out / SETTINGS_NAME, json.dumps(settings, indent=1, sort_keys=True) + "\n")
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = evaluate(config, progress=not args.quiet and sys.stderr.isatty(), command=command)

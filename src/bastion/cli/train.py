@@ -16,6 +16,7 @@ from bastion.cli.common import (
     add_threat_options,
     check_out_dir,
     load_data_from_args,
+    take_over_out_dir,
 )
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     trainer_class = TRAINERS.get(args.method)
     out = check_out_dir(args.out)
     _refuse_to_replace(out, resume=args.resume, overwrite=args.overwrite)
+    take_over_out_dir(out)
     history = prepare_history(args, out=out)
     train, val = _data(args)
     threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None

@@ -26,8 +26,7 @@ from bastion.attacks import ATTACKS
 from bastion.data import load_dataset
 from bastion.models.nets import MnistCNN
 from bastion.threat import ThreatModel
-from bastion.train import TRAINERS, FitConfig, fit
-from bastion.train._check import heldout_accuracy
+from bastion.train import TRAINERS, FitConfig, fit, heldout_accuracy
 
 # Per-method settings (the papers' defaults adapted to MNIST at 0.3); trades appears at beta 1 and 6.
 RUNS: list[tuple[str, str, dict]] = [

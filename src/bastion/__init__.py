@@ -3,8 +3,7 @@
 from bastion.attacks import ATTACKS, FGSM, PGD, Attack, AttackResult
 from bastion.errors import InputError
 from bastion.threat import L2, Linf, ThreatModel, parse_eps
-
-__version__ = "0.1.0"
+from bastion.version import __version__
 
 __all__ = [
     "ATTACKS",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PassCount", "PassCounter", "attack_mode", "model_device_dtype"]
+__all__ = ["PassCount", "PassCounter", "attack_mode", "counting_passes", "model_device_dtype"]
 
 
 @contextmanager
@@ -85,6 +86,47 @@ class PassCounter(nn.Module):
 
             out.register_hook(on_backward)  # type: ignore[no-untyped-call]
         return out
+
+
+class _HookCount:
+    """Counts kept by `counting_passes`, read as a `PassCount` once the block ends."""
+
+    def __init__(self) -> None:
+        self.calls = [0, 0]
+        self.samples = [0, 0]
+
+    @property
+    def count(self) -> PassCount:
+        return PassCount(self.calls[0], self.calls[1], self.samples[0], self.samples[1])
+
+
+@contextmanager
+def counting_passes(model: nn.Module) -> Iterator[_HookCount]:
+    """Count every forward pass through `model`, and every backward pass through its output, within the block.
+
+    Unlike `PassCounter`, the model is not wrapped (forward hooks do the counting), so code that
+    inspects the model's type (a defense, an ensemble) sees the model itself. Passes made through
+    views of the model that call it (BPDA, EOT) are counted too.
+    """
+    counts = _HookCount()
+
+    def on_forward(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        batch = int(inputs[0].shape[0]) if inputs and isinstance(inputs[0], Tensor) and inputs[0].dim() else 1
+        counts.calls[0] += 1
+        counts.samples[0] += batch
+        if isinstance(output, Tensor) and output.requires_grad:
+
+            def on_backward(grad: Tensor) -> None:
+                counts.calls[1] += 1
+                counts.samples[1] += batch
+
+            output.register_hook(on_backward)  # type: ignore[no-untyped-call]
+
+    handle = model.register_forward_hook(on_forward)
+    try:
+        yield counts
+    finally:
+        handle.remove()
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -9,9 +9,10 @@ from bastion.data import ImageSet
 from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.extended import DEFAULTS, extended_stage
-from bastion.evaluate.stages import clean_stage
-from bastion.report.extended_html import extended_sections
+from bastion.evaluate.extended import DEFAULTS, ExtendedOptions, extended_stage
+from bastion.evaluate.stages import CleanStage
+from bastion.evaluate.stages.extended_html import extended_sections
+from bastion.report.html import stage_result
 from bastion.threat import ThreatModel
 
 TINY = {"patch_steps": 3, "patch_placements": 2, "spatial_angles": 3, "spatial_translations": 3, "spatial_steps": 2,
@@ -31,8 +32,8 @@ def toy_data(model, n=16):
 def run_stage(model, extra):
     data = toy_data(model)
     ctx = EvalContext(model, data, ThreatModel("linf", 0.3), torch.device("cpu"), torch.float32, batch_size=8)
-    clean_stage(ctx)
-    return ctx, extended_stage(ctx, EvalConfig(extra={"extended": extra}))
+    CleanStage().run(ctx)
+    return ctx, extended_stage(ctx, ExtendedOptions(extended_budget=extra))
 
 
 def test_every_section_reports_threat_model_budget_and_success_rate(tiny_cnn):
@@ -73,10 +74,10 @@ def test_suite_extended_adds_its_sections_to_report_json_and_html(tiny_cnn, tmp_
     config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, batch_size=8,
                         suite="extended", aa_steps=2, aa_queries=20, extended_budget=TINY)
     report = json.loads(evaluate_model(tiny_cnn, toy_data(tiny_cnn), config, state_dir=tmp_path).to_json())
-    assert [s["name"] for s in report["extended"]["sections"]] == NAMES
-    assert report["extended"]["settings"]["patch_steps"] == TINY["patch_steps"]
+    assert [s["name"] for s in stage_result(report, "extended")["section"]["sections"]] == NAMES
+    assert stage_result(report, "extended")["section"]["settings"]["patch_steps"] == TINY["patch_steps"]
     assert any(a["role"].startswith("autoattack") for a in report["attacks"])  # the standard suite still runs
-    assert EvalResult.from_dict(report).extended == report["extended"]
+    assert EvalResult.from_dict(report).stage_results("extended") == [stage_result(report, "extended")]
     html = write_html(report, tmp_path / "report.html").read_text()
     assert 'id="extended"' in html and 'id="extended-spatial"' in html
 
@@ -96,7 +97,7 @@ def test_evaluate_command_runs_the_extended_suite(tmp_path):
                  "--out", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    sections = {s["name"]: s for s in report["extended"]["sections"]}
+    sections = {s["name"]: s for s in stage_result(report, "extended")["section"]["sections"]}
     assert sections["patch"]["details"]["split"].startswith("trained on 16 points of mnist-sample:train")
     assert sections["patch"]["attacked"] <= 6
     assert 'id="extended-patch"' in (out / "report.html").read_text()

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from bastion.certify import Smooth, SmoothedClassifier, certified_accuracy, summarize
-from bastion.certify.stage import certify_stage, l2_radius_covering
 from bastion.certify.summary import parse_radii
 from bastion.data import ImageSet
 from bastion.errors import InputError
+from bastion.evaluate.certification import certify_stage, l2_radius_covering
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.stages.certify_html import certify_section
 from bastion.models.checks import checked_logits
-from bastion.report.certify_html import certify_section, render_certify_html
+from bastion.report.pages import render_certify_html
 from bastion.threat import ThreatModel
 from tests.certify.test_smoothing import _at_distance, _linear
 

@@ -1,6 +1,7 @@
 import json
 
 from bastion.cli import main
+from bastion.report.html import stage_result
 from tests.certify.test_cli import NETS
 
 
@@ -13,7 +14,7 @@ def test_evaluate_with_certify(tmp_path, capsys):
                  "--certify", "--sigma", "0.25", "--n0", "20", "--n", "200", "--out", str(out), "--quiet"])
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
-    cert = report["certify"]
+    cert = stage_result(report, "certify")["section"]
     assert cert["settings"]["n"] == 200 and len(cert["rows"]) == 6
     what = [c["what"] for c in cert["comparison"]]
     assert any("SmoothAdv" in w for w in what) and any("base model: empirical" in w for w in what)

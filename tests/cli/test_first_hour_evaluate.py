@@ -5,9 +5,7 @@ import sqlite3
 
 import pytest
 
-from bastion.cli import _parser, main
-from bastion.cli.evaluate import _guard_earlier_run, options_from
-from bastion.evaluate import EvalConfig
+from bastion.cli import main
 
 from .test_first_hour_errors import _fails
 
@@ -54,14 +52,3 @@ def test_an_earlier_report_is_kept_unless_asked(tmp_path, capsys):
     _fails(capsys, [*QUICK, "--no-db", "--out", str(out), "--resume", "--overwrite"], "give one of them")
     assert main([*QUICK, "--no-db", "--out", str(out), "--eps", "0.2", "--overwrite"]) == 0
     assert json.loads((out / "report.json").read_text())["summary"]["eps"] == 0.2
-
-
-def test_resume_with_changed_settings_names_them(tmp_path, capsys):
-    out = tmp_path / "run"
-    out.mkdir()
-    config = EvalConfig.from_options(options_from(_parser().parse_args([*QUICK, "--out", str(out)])))
-    settings = _guard_earlier_run(out, config.to_dict(), resume=False, overwrite=False)
-    (out / "state.json").write_text(json.dumps(settings))  # as an interrupted run leaves it
-    line = _fails(capsys, [*QUICK, "--no-db", "--out", str(out), "--resume", "--eps", "0.2", "--steps", "3"],
-                  "cannot resume the run")
-    assert line.endswith("eps 0.1 -> 0.2, steps 2 -> 3 (give the same settings, or start afresh with --overwrite)")

@@ -6,8 +6,9 @@ import torch
 
 from bastion.attacks import FGSM, PGD
 from bastion.data import ImageSet
-from bastion.detect import AdversarialSet, collect_adversarial, detection_section_html, detection_stage
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.detection import AdversarialSet, collect_adversarial, detection_stage
+from bastion.evaluate.stages.detection_html import detection_section_html
 from bastion.threat import ThreatModel
 
 
@@ -40,7 +41,7 @@ def test_stage_reuses_given_examples_and_calibration_set(tiny_cnn):
     ctx = _ctx(tiny_cnn, n=30)
     calibration = _ctx(tiny_cnn, n=50, seed=1).data
     indices = torch.arange(30)
-    given = {"pgd": collect_adversarial(ctx, PGD(steps=3), indices, stream=1),
+    given = {"pgd": collect_adversarial(ctx, PGD(steps=3), indices, stream="pgd"),
              "none": AdversarialSet(indices, ctx.data.images.float(), torch.zeros(30, dtype=torch.bool))}
     section = detection_stage(ctx, given, fpr=0.1, detectors=["margin"], calibration=calibration, adaptive_steps=0)
     entry = section["detectors"]["margin"]
@@ -60,13 +61,13 @@ def test_html_escapes_and_handles_missing_parts():
 
 
 def test_stage_after_the_clean_stage_attacks_only_correct_points(tiny_cnn):
-    from bastion.evaluate.stages import clean_stage
+    from bastion.evaluate.stages import CleanStage
 
     ctx = _ctx(tiny_cnn, n=40)
     labels = ctx.data.labels.clone()
     labels[::4] = (labels[::4] + 1) % 4  # a quarter of the points misclassified
     ctx.data = ImageSet(ctx.data.images, labels, ctx.data.classes, "toy")
-    clean_stage(ctx)
+    CleanStage().run(ctx)
     section = detection_stage(ctx, fpr=0.1, detectors=["confidence"], attacks=[PGD(steps=3)], adaptive_steps=2)
     entry = section["detectors"]["confidence"]
     held_out = section["settings"]["n_held_out"]

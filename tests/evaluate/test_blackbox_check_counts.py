@@ -8,9 +8,8 @@ from bastion.attacks import PGD
 from bastion.data import load_dataset
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.escalation import Audit, count_check_hits
-from bastion.evaluate.stages import clean_stage
-from bastion.evaluate.state import StageState
+from bastion.evaluate.stages import CleanStage
+from bastion.evaluate.stages.checks import count_check_hits
 from bastion.models import load_model
 from bastion.threat import ThreatModel
 
@@ -19,13 +18,12 @@ def test_points_the_check_breaks_leave_the_robust_set_even_below_its_firing_thre
     model = load_model("zoo:mnist-cnn").module
     data = load_dataset("mnist-sample", limit=2)  # two points: too few for the check to fire (it needs 3)
     ctx = EvalContext(model, data, ThreatModel("linf", 0.3), torch.device("cpu"), torch.float32, batch_size=8)
-    clean_stage(ctx)
+    CleanStage().run(ctx)
     assert bool(ctx.robust.all())  # as if the white-box cascade had broken nothing
     hits: list[int] = []
-    finding = masking.blackbox_finding(ctx, PGD(steps=20), limit=16, stream=0, hits=hits)
+    finding = masking.blackbox_finding(ctx, PGD(steps=20), limit=16, stream="black-box", hits=hits)
     assert not finding.fired and "broke 2 point(s)" in finding.detail
     assert sorted(hits) == [0, 1] and bool(ctx.robust.all())  # the check itself leaves the cascade's state alone
-    audit = Audit(hits={"pgd": hits})
-    count_check_hits(ctx, StageState(None, "key", False), audit)
+    records = count_check_hits(ctx, {"pgd": hits})
     assert not bool(ctx.robust.any())
-    assert len(audit.records) == 1 and audit.records[0].fooled == 2 and audit.records[0].robust_accuracy == 0.0
+    assert len(records) == 1 and records[0].fooled == 2 and records[0].robust_accuracy == 0.0

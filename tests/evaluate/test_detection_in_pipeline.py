@@ -8,7 +8,7 @@ from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.evaluate import EvalConfig, evaluate_model
 from bastion.models import load_model
-from bastion.report.html import render_html
+from bastion.report.html import render_html, stage_result
 from bastion.report.terminal import format_result
 
 
@@ -22,7 +22,7 @@ def report():
 
 
 def test_every_detector_is_rated_on_fgsm_pgd_and_the_adaptive_attack(report):
-    section = report["detection"]
+    section = stage_result(report, "detection")["section"]
     assert section["settings"]["attacks"] == ["fgsm", "pgd"] and section["settings"]["fpr"] == 0.05
     assert set(section["detectors"]) == {"feature-squeezing", "confidence", "entropy", "margin"}
     for entry in section["detectors"].values():

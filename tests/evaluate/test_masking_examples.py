@@ -67,29 +67,36 @@ def _comparable(result):
     data = result.to_dict()
     for key in ("run_id", "created_at", "provenance", "config"):
         data.pop(key)
-    for attack in data["attacks"]:
-        attack.pop("seconds")
-    return data
+    return _without_seconds(data)
+
+
+def _without_seconds(value):
+    """Everything but wall-clock times, which differ between runs."""
+    if isinstance(value, dict):
+        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_seconds(v) for v in value]
+    return value
 
 
 def test_an_interrupted_escalated_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-    import bastion.evaluate.pipeline as pipeline
+    import bastion.evaluate.stages.curve as curve_module
 
     small = load_dataset("mnist-sample", limit=12)
     config = _config(defense=("round",), curve_points=3)
     uninterrupted = evaluate_model(load_zoo_model("mnist-cnn"), small, config)
-    real_curve = pipeline.curve_stage
+    real_curve = curve_module.curve_points
     calls = []
 
     def interrupted(*args, **kwargs):
         calls.append(kwargs.get("model"))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "curve_stage", interrupted)
+    monkeypatch.setattr(curve_module, "curve_points", interrupted)
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(load_zoo_model("mnist-cnn"), small, config, state_dir=tmp_path)
     assert calls and calls[0] is not None  # the curve runs after the escalation, on the adaptive view
-    monkeypatch.setattr(pipeline, "curve_stage", real_curve)
+    monkeypatch.setattr(curve_module, "curve_points", real_curve)
     resumed = evaluate_model(load_zoo_model("mnist-cnn"), small, EvalConfig(**{**config.to_dict(), "resume": True}),
                              state_dir=tmp_path)
     assert _comparable(resumed) == _comparable(uninterrupted)

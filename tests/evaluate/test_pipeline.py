@@ -128,24 +128,29 @@ def _comparable(result):
     data = result.to_dict()
     for key in ("run_id", "created_at", "provenance", "config"):
         data.pop(key)
-    for attack in data["attacks"]:
-        attack.pop("seconds")
-    return data
+    return _without_seconds(data)
+
+
+def _without_seconds(value):
+    """Everything but wall-clock times, which differ between runs."""
+    if isinstance(value, dict):
+        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_seconds(v) for v in value]
+    return value
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkeypatch):
-    import bastion.evaluate.pipeline as pipeline
+    from bastion.evaluate.stages import AttackStage, CleanStage, CurveStage
 
     config = EvalConfig(model="tiny", data="toy", eps=0.03, steps=3, restarts=2, curve_points=4, batch_size=32,
                         suite="autoattack", aa_steps=5, aa_queries=50)
     uninterrupted = evaluate_model(_model(), toy_set, config)
 
-    real_curve = pipeline.curve_stage
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "curve_stage", interrupted)
+    monkeypatch.setattr(CurveStage, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(_model(), toy_set, config, state_dir=tmp_path)
     assert (tmp_path / "state.pt").is_file()
@@ -153,19 +158,19 @@ def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkey
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr(pipeline, "curve_stage", real_curve)
-    monkeypatch.setattr(pipeline, "attack_stage", must_not_run)
-    monkeypatch.setattr(pipeline, "clean_stage", must_not_run)
+    monkeypatch.undo()
+    monkeypatch.setattr(AttackStage, "run", must_not_run)
+    monkeypatch.setattr(CleanStage, "run", must_not_run)
     resumed = evaluate_model(_model(), toy_set, EvalConfig(**{**config.to_dict(), "resume": True}), state_dir=tmp_path)
     assert _comparable(resumed) == _comparable(uninterrupted)
     assert not (tmp_path / "state.pt").exists()
 
 
 def test_a_state_from_other_settings_is_ignored(toy_set, tmp_path, monkeypatch):
-    import bastion.evaluate.pipeline as pipeline
+    from bastion.evaluate.stages import PerClassStage
 
     config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
-    monkeypatch.setattr(pipeline, "per_class_stage", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(PerClassStage, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(_model(), toy_set, config, state_dir=tmp_path)
     monkeypatch.undo()
@@ -191,7 +196,7 @@ def test_min_norm_profile_in_the_report(toy_set):
     config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=3, min_norm="fab",
                         suite="pgd")
     result = evaluate_model(_model(), toy_set, config)
-    profile = result.min_norm
+    profile = result.stage_results("min-norm")[0]["section"]
     assert profile is not None and profile["attack"] == "fab"
     assert [p["eps"] for p in profile["curve"]] == [p.eps for p in result.curve]
     accuracy = [p["accuracy"] for p in profile["curve"]]

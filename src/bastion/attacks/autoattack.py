@@ -15,7 +15,7 @@ from bastion.errors import InputError
 from bastion.passes import PassCount
 from bastion.threat import ThreatModel
 
-__all__ = ["VERSIONS", "AutoAttack", "EnsembleResult"]
+__all__ = ["VERSIONS", "AutoAttack", "EnsembleResult", "build_members", "member_specs"]
 
 # Versions as data (Croce & Hein, ICML 2020, arXiv:2003.01690, section 5 and the authors' release):
 # each is an ordered list of (registered attack name, hyperparameters).
@@ -41,16 +41,24 @@ VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 }
 
 
-def build_members(version: str, **overrides: Any) -> list[Attack]:
-    """The attacks of a version, in order; `overrides` (None values ignored) apply to members that accept them."""
+def member_specs(version: str, **overrides: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(attack name, hyperparameters) of a version's members, in order.
+
+    `overrides` (None values ignored) apply to the members that accept them.
+    """
     if version not in VERSIONS:
         raise InputError(f"unknown AutoAttack version {version!r}; choose one of: {', '.join(VERSIONS)}")
-    members = []
+    specs = []
     for name, params in VERSIONS[version]:
         accepted = inspect.signature(ATTACKS.get(name)).parameters
         extra = {k: v for k, v in overrides.items() if v is not None and k in accepted}
-        members.append(ATTACKS.create(name, **{**params, **extra}))
-    return members
+        specs.append((name, {**params, **extra}))
+    return specs
+
+
+def build_members(version: str, **overrides: Any) -> list[Attack]:
+    """The attacks of a version, in order; `overrides` (None values ignored) apply to members that accept them."""
+    return [ATTACKS.create(name, **params) for name, params in member_specs(version, **overrides)]
 
 
 @dataclass(frozen=True)

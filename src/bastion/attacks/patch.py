@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from bastion.errors import InputError
 from bastion.losses import cw_margin
 from bastion.passes import PassCount, PassCounter, attack_mode
+from bastion.render.png import image_to_data_uri
 from bastion.transforms import affine_theta, warp
 
 __all__ = ["EOT", "AdversarialPatch", "Patch", "PatchEvaluation", "PatchFit", "evaluate_patch", "patch_gallery",
@@ -311,8 +312,6 @@ def patch_gallery(model: nn.Module, patch: Patch, x: Tensor, y: Tensor, *, n: in
         One JSON-ready dict per image: `label`, `clean_prediction`, `patched_prediction`, `clean_png`,
         `patched_png`.
     """
-    from bastion.report.png import image_to_data_uri
-
     x, y = x[:n], y[:n]
     if len(x) == 0:
         return []

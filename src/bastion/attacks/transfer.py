@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from bastion.attacks.base import ATTACKS, Attack
 from bastion.errors import InputError
 from bastion.losses import get_loss
+from bastion.models.loading import load_model
 from bastion.passes import attack_mode
 from bastion.threat import ThreatModel
 
@@ -84,8 +85,6 @@ class Transfer(Attack):
             raise InputError(f"scale must be > 1, got {scale}")
         get_loss(loss)
         if isinstance(surrogate, str):
-            from bastion.models.loading import load_model
-
             self._surrogate: nn.Module | None = load_model(surrogate, device="cpu").module
         elif surrogate is None or isinstance(surrogate, nn.Module):
             self._surrogate = surrogate

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bastion.certify._votes import count_votes, input_generator
 from bastion.certify.smoothing import Smooth
+from bastion.certify.votes import count_votes, input_generator
 from bastion.passes import model_device_dtype
 
 __all__ = ["SmoothedClassifier"]

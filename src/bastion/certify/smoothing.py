@@ -16,7 +16,7 @@ import torch
 from scipy.stats import beta, binomtest, norm
 from torch import Tensor, nn
 
-from bastion.certify._votes import count_votes, image_generator
+from bastion.certify.votes import count_votes, image_generator
 from bastion.errors import InputError
 from bastion.passes import model_device_dtype
 

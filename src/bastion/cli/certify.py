@@ -127,7 +127,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     import json
 
     from bastion._io import write_atomic
-    from bastion.report.certify_html import render_certify_html
+    from bastion.report.pages import render_certify_html
 
     lines = ["\t".join(_COLUMNS)]
     for row in report["rows"]:

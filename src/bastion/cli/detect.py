@@ -75,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
     """Calibrate, attack, rate; print the table and write detection.json and detection.html."""
     from bastion.attacks import ATTACKS
     from bastion.data import load_dataset
-    from bastion.detect import detection_stage, make_detector, render_detection_html
+    from bastion.detect import make_detector
     from bastion.evaluate.context import EvalContext
+    from bastion.evaluate.detection import detection_stage
     from bastion.models import model_device_dtype
+    from bastion.report.pages import render_detection_html
     from bastion.threat import ThreatModel
 
     _check(args)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from bastion._io import write_atomic
 from bastion.cli.common import (
     add_data_options,
     add_model_options,
@@ -24,7 +22,6 @@ from bastion.errors import InputError
 __all__ = ["register"]
 
 _NOT_CONFIG = {"command", "handler", "config", "quiet", "overwrite", *HISTORY_KEYS}
-SETTINGS_NAME = "state.json"  # beside state.pt: the settings an interrupted run was started with
 
 
 def register(commands: Any) -> None:
@@ -117,47 +114,30 @@ def run(args: argparse.Namespace) -> int:
     from bastion.report.terminal import format_result
 
     config = EvalConfig.from_options(options_from(args))
-    out = check_out_dir(config.out)
-    settings = _guard_earlier_run(out, config.to_dict(), resume=config.resume, overwrite=args.overwrite)
     history = prepare_history(args, out=config.out, config=args.config)
+    out = check_out_dir(config.out)
+    _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
     take_over_out_dir(out)
-    write_atomic(out / SETTINGS_NAME, json.dumps(settings, indent=1, sort_keys=True) + "\n")
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = evaluate(config, progress=not args.quiet and sys.stderr.isatty(), command=command)
     json_path = result.save(out / "report.json")
     html_path = write_html(result.to_dict(), out / "report.html")
-    (out / SETTINGS_NAME).unlink(missing_ok=True)
     print(format_result(result.to_dict()))
     print(f"\nreport: {json_path}\n        {html_path}")
     return history.record("evaluate", result.to_dict(), out=out, report=html_path, artifacts=[json_path])
 
 
-def _guard_earlier_run(out: Path, config: dict[str, Any], *, resume: bool, overwrite: bool) -> dict[str, Any]:
-    """Never replace an earlier report unasked; under --resume, name each setting that differs from the saved run's.
+def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Never replace an earlier report unasked.
 
-    The settings a run starts with are kept in OUT/state.json until its report is written, so an
-    interrupted run resumed with other settings is refused with what changed, not restarted silently.
-    Returns the settings to keep there.
+    --resume continues it (the runner names a changed setting and reruns from that stage); --overwrite replaces it.
     """
+    from bastion.evaluate.runner import STATE_NAME
+
     if resume and overwrite:
         raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-    ignored = ("out", "resume", "device", "extra")
-    settings: dict[str, Any] = json.loads(json.dumps({k: v for k, v in config.items() if k not in ignored},
-                                                      default=str))
-    saved_path = out / SETTINGS_NAME
-    if resume and saved_path.is_file():
-        try:
-            saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            saved = settings
-        changed = [f"{k} {saved.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(saved) | set(settings))
-                   if saved.get(k) != settings.get(k)]
-        if changed:
-            raise InputError(f"cannot resume the run in {out} with other settings: {', '.join(changed)} (give the "
-                             "same settings, or start afresh with --overwrite)")
-    earlier = [name for name in ("report.json", "state.pt") if (out / name).exists()]
+    earlier = [name for name in ("report.json", STATE_NAME) if (out / name).exists()]
     if earlier and not resume and not overwrite:
         what = "the report" if earlier[0] == "report.json" else "the saved stages"
         raise InputError(f"--out {out} holds {what} of an earlier evaluation ({earlier[0]}): give --resume to "
                          "continue it, --overwrite to replace it, or another --out")
-    return settings

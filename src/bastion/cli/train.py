@@ -89,18 +89,17 @@ def run(args: argparse.Namespace) -> int:
     from bastion.models import Normalized, load_model
     from bastion.models.loading import fingerprint_model
     from bastion.threat import ThreatModel
-    from bastion.train import TRAINERS, FitConfig, fit
-    from bastion.train._check import heldout_accuracy
+    from bastion.train import TRAINERS, FitConfig, fit, heldout_accuracy
     from bastion.train.card import outcome_warnings, write_card, write_training_html
     from bastion.train.checkpoint import CARD_NAME, WEIGHTS_NAME, save_atomic
 
     if args.model is None:
         raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
     trainer_class = TRAINERS.get(args.method)
+    history = prepare_history(args, out=args.out)
     out = check_out_dir(args.out)
     _refuse_to_replace(out, resume=args.resume, overwrite=args.overwrite)
     take_over_out_dir(out)
-    history = prepare_history(args, out=out)
     train, val = _data(args)
     threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None
     if getattr(trainer_class, "adversarial", False) and threat is None:

@@ -14,16 +14,12 @@ from bastion.detect.rates import (
     detection_rates,
     guard_outcome,
 )
-from bastion.detect.report_html import detection_section_html, render_detection_html
 from bastion.detect.runtime import ABSTAIN, Decision, DetectedModel
 from bastion.detect.squeezers import BitDepth, MedianSmoothing, Squeezer, parse_squeezer
-from bastion.detect.stage import DEFAULT_DETECTORS, AdversarialSet, collect_adversarial, detection_stage
 
 __all__ = [
     "ABSTAIN",
-    "DEFAULT_DETECTORS",
     "DETECTORS",
-    "AdversarialSet",
     "AttackDetection",
     "BitDepth",
     "CalibratedDetector",
@@ -41,14 +37,10 @@ __all__ = [
     "MedianSmoothing",
     "Squeezer",
     "calibrate",
-    "collect_adversarial",
     "conformal_threshold",
     "detection_rates",
-    "detection_section_html",
-    "detection_stage",
     "guard_outcome",
     "make_detector",
     "parse_squeezer",
-    "render_detection_html",
     "score_batches",
 ]

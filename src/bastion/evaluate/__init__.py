@@ -1,7 +1,11 @@
-"""The evaluation pipeline: the field's protocol from clean accuracy to per-class robustness."""
+"""The evaluation: suites of stages, from clean accuracy to per-class robustness, and their report."""
 
 from bastion.evaluate.config import EvalConfig, read_toml
 from bastion.evaluate.pipeline import evaluate, evaluate_model
-from bastion.evaluate.result import EvalResult
+from bastion.evaluate.result import EvalResult, StageRecord
+from bastion.evaluate.runner import Runner
+from bastion.evaluate.stage import STAGES, Stage, StageResult
+from bastion.evaluate.suites import SUITES, plan
 
-__all__ = ["EvalConfig", "EvalResult", "evaluate", "evaluate_model", "read_toml"]
+__all__ = ["STAGES", "SUITES", "EvalConfig", "EvalResult", "Runner", "Stage", "StageRecord", "StageResult",
+           "evaluate", "evaluate_model", "plan", "read_toml"]

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bastion.defenses import build_defense
+from bastion.defenses.ensemble import MODES
 from bastion.errors import InputError
 from bastion.losses import LOSSES
 from bastion.threat import get_norm, parse_eps
@@ -93,6 +95,8 @@ class EvalConfig:
         detect_calibration: Clean data spec the thresholds are calibrated on; None calibrates on a
             seeded half of the evaluated points and measures on the other half.
         detect_adaptive_limit: Most points the adaptive attack on each detector runs on.
+        stages: Settings by stage name, over everything above (the TOML file's `[stages.NAME]` tables,
+            e.g. `[stages.pgd] steps = 40`; `bastion.evaluate.suites` lists each suite's stages).
     """
 
     model: str = ""
@@ -144,7 +148,7 @@ class EvalConfig:
     detect_fpr: float = 0.05
     detect_calibration: str | None = None
     detect_adaptive_limit: int = 500
-    extra: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -188,9 +192,6 @@ class EvalConfig:
         self._check_defenses()
 
     def _check_defenses(self) -> None:
-        from bastion.defenses import build_defense
-        from bastion.defenses.ensemble import MODES
-
         for name in ("defense", "ensemble"):
             value = getattr(self, name)
             value = (value,) if isinstance(value, str) else tuple(value or ())
@@ -211,7 +212,7 @@ class EvalConfig:
     @classmethod
     def option_names(cls) -> list[str]:
         """Names a TOML file or the CLI may set."""
-        return [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> EvalConfig:
@@ -246,7 +247,10 @@ class EvalConfig:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read evaluation options from a TOML file: top-level keys, or the keys of an `[evaluate]` table."""
+    """Read evaluation options from a TOML file: top-level keys, or the keys of an `[evaluate]` table.
+
+    `[stages.NAME]` tables set the settings of the stage called NAME (`[stages.pgd] steps = 40`).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config file not found: {path}")
@@ -257,7 +261,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     table = document.get("evaluate", document)
     if not isinstance(table, dict):
         raise InputError(f"{path}: [evaluate] must be a table")
-    return dict(table)
+    options = dict(table)
+    if table is not document and isinstance(document.get("stages"), dict):  # [evaluate] beside [stages.NAME]
+        options["stages"] = {**document["stages"], **options.get("stages", {})}
+    if not isinstance(options.get("stages", {}), dict) or not all(
+            isinstance(v, dict) for v in options.get("stages", {}).values()):
+        raise InputError(f"{path}: [stages] must hold one table per stage, e.g. [stages.pgd]")
+    return options
 
 
 def parse_floats(text: str, name: str) -> tuple[float, ...]:

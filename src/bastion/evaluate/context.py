@@ -1,9 +1,18 @@
-"""The state an evaluation carries from stage to stage."""
+"""The state an evaluation carries from stage to stage: the narrow interface every stage reads and writes.
+
+A stage reads the model, data and threat model; which points are correct (`correct`) and still robust
+(`robust`, the per-sample worst case over every attack so far) with their clean `predictions`; the
+results of the stages before it (`earlier`); and takes its random numbers from `generator`, a stream
+derived from the run seed and the stage's name. It writes only `robust` (points it broke), `warnings`
+and the gallery's `examples` (`keep_examples`). The runner sets `stage` and saves the rest.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +21,7 @@ from tqdm.auto import tqdm
 from bastion.data import ImageSet
 from bastion.threat import ThreatModel
 
-__all__ = ["EvalContext", "Example"]
+__all__ = ["EvalContext", "Example", "stream_seed"]
 
 
 @dataclass(frozen=True)
@@ -50,17 +59,29 @@ class EvalContext:
     robust: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
     examples: list[Example] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    stage: str = ""
+    results: dict[str, Any] = field(default_factory=dict)
 
-    def generator(self, stream: int) -> torch.Generator:
-        """A CPU generator for one stage: seeded by (seed, stream), so stages do not share draws."""
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + stream)
+    def generator(self, stream: str = "") -> torch.Generator:
+        """A CPU generator of the running stage, seeded by (run seed, stage name, `stream`).
+
+        Streams are names, not numbers, so no two stages (nor two parts of one stage) can share draws
+        by accident, and a stage's draws do not depend on which stages ran before it.
+        """
+        return torch.Generator().manual_seed(stream_seed(self.seed, self.stage, stream))
+
+    def earlier(self, name: str) -> Any:
+        """The result of the earlier stage called `name`, or None when no such stage ran."""
+        return self.results.get(name)
 
     def batches(self, indices: Tensor, description: str) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """(indices, x, y) for the given points, on the model's device and dtype, with a progress bar."""
-        chunks = torch.split(indices, self.batch_size)
-        for chunk in tqdm(chunks, desc=description, unit="batch", disable=not self.progress, leave=False):
-            x, y = self.data.batch(chunk, device=self.device, dtype=self.dtype)
-            yield chunk, x, y
+        """(indices, x, y) for the given points, on the model's device and dtype, with a progress bar in points."""
+        bar = tqdm(total=int(indices.numel()), desc=description, unit="pt", disable=not self.progress, leave=False)
+        with bar:
+            for chunk in torch.split(indices, self.batch_size):
+                x, y = self.data.batch(chunk, device=self.device, dtype=self.dtype)
+                yield chunk, x, y
+                bar.update(int(chunk.numel()))
 
     def keep_examples(
         self, indices: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, adv_predictions: Tensor, fooled: Tensor, attack: str
@@ -95,3 +116,9 @@ class EvalContext:
         rest = [e for e in sorted(self.examples, key=lambda e: e.index) if e not in chosen]
         chosen.extend(rest[: self.gallery_size - len(chosen)])
         return sorted(chosen, key=lambda e: e.index)
+
+
+def stream_seed(seed: int, stage: str, stream: str = "") -> int:
+    """A 63-bit seed for the random stream `stream` of stage `stage` in a run seeded with `seed`."""
+    digest = hashlib.sha256(f"{seed}/{stage}/{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)

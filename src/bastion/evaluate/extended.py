@@ -24,18 +24,22 @@ import importlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from bastion.attacks.patch import EOT, AdversarialPatch, evaluate_patch, patch_gallery
+from bastion.attacks.spatial import SpatialBounds, SpatialGrid, SpatialPGD
+from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruption_error
+from bastion.data import load_dataset
 from bastion.errors import InputError
+from bastion.evaluate.context import EvalContext
+from bastion.models import load_model, model_device_dtype
+from bastion.render.png import image_to_data_uri, perturbation_to_data_uri
+from bastion.threat import ThreatModel
 
-if TYPE_CHECKING:  # the pipeline imports this module
-    from bastion.evaluate.config import EvalConfig
-    from bastion.evaluate.context import EvalContext
-
-__all__ = ["DEFAULTS", "ExtendedSection", "extended_stage"]
+__all__ = ["DEFAULTS", "ExtendedOptions", "ExtendedSection", "extended_stage"]
 
 #: Budgets of the extended sections; override any of them with `EvalConfig(extended_budget={...})`.
 DEFAULTS: dict[str, Any] = {
@@ -72,9 +76,26 @@ class ExtendedSection:
     skipped: str | None = None
 
 
-def _settings(config: EvalConfig) -> dict[str, Any]:
-    given = dict(config.extra.get("extended", {})) if isinstance(config.extra, dict) else {}
-    given.update(getattr(config, "extended_budget", None) or {})
+@dataclass(frozen=True)
+class ExtendedOptions:
+    """What the extended sections need beside their budgets: where to train, and where to load from.
+
+    Attributes:
+        extended_budget: Budgets by name (the keys of `DEFAULTS`); the others keep their defaults.
+        extended_train_data: Data spec the patch and universal perturbation train on; None trains on
+            the first half of the evaluated points and measures on the second.
+        data_root: Where torchvision data sets are stored.
+        device: Where the baseline model of the corruption section runs.
+    """
+
+    extended_budget: dict[str, Any] = field(default_factory=dict)
+    extended_train_data: str | None = None
+    data_root: str | None = None
+    device: str = "auto"
+
+
+def _settings(config: ExtendedOptions) -> dict[str, Any]:
+    given = dict(config.extended_budget or {})
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
         raise InputError(f"unknown extended-suite setting(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
@@ -101,13 +122,11 @@ class _Split:
     description: str
 
 
-def _split(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> _Split | None:
+def _split(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> _Split | None:
     """`extended_train_data` (at most `patch_train_limit` points) vs all evaluated points, or the two halves."""
     train_spec = getattr(config, "extended_train_data", None)
     everything = torch.arange(len(ctx.data))
     if train_spec:
-        from bastion.data import load_dataset
-
         train = load_dataset(train_spec, root=config.data_root, limit=s["patch_train_limit"])
         x_train, y_train = train.batch(slice(None), device=ctx.device, dtype=ctx.dtype)
         held_out = everything
@@ -123,9 +142,7 @@ def _split(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> _Split | 
     return _Split(x_train, y_train, x_test, y_test, description)
 
 
-def _patch(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedSection:
-    from bastion.attacks.patch import EOT, AdversarialPatch, evaluate_patch, patch_gallery
-
+def _patch(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> ExtendedSection:
     data = _split(ctx, config, s)
     if data is None:
         return ExtendedSection("patch", "Adversarial patch", "—", {}, skipped="needs at least 2 points")
@@ -133,14 +150,13 @@ def _patch(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedS
     trainer = AdversarialPatch(size=s["patch_size"], shape=s["patch_shape"], steps=s["patch_steps"],
                                batch_size=min(64, max(1, len(x_train))), eot=EOT())
     target = s["patch_target"]
-    fit = trainer.fit(ctx.model, x_train, y_train, target=target, generator=ctx.generator(400))
+    fit = trainer.fit(ctx.model, x_train, y_train, target=target, generator=ctx.generator("patch-fit"))
     result = evaluate_patch(ctx.model, fit.patch, x_test, y_test, placements=s["patch_placements"],
-                            batch_size=ctx.batch_size, generator=ctx.generator(401))
-    from bastion.report.png import image_to_data_uri
-
+                            batch_size=ctx.batch_size, generator=ctx.generator("patch-measure"))
     goal = "untargeted" if target is None else f"targeted at class {target}"
     area = float(fit.patch.mask.sum()) / (x_test.shape[-1] * x_test.shape[-2])
-    gallery = patch_gallery(ctx.model, fit.patch, x_test, y_test, n=s["gallery"], generator=ctx.generator(402))
+    gallery = patch_gallery(ctx.model, fit.patch, x_test, y_test, n=s["gallery"],
+                            generator=ctx.generator("patch-gallery"))
     side = fit.patch.side
     return ExtendedSection(
         "patch", "Adversarial patch (Brown et al., 2017)",
@@ -154,9 +170,7 @@ def _patch(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedS
         gallery=gallery)
 
 
-def _spatial(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedSection:
-    from bastion.attacks.spatial import SpatialBounds, SpatialGrid, SpatialPGD
-
+def _spatial(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> ExtendedSection:
     bounds = SpatialBounds(s["spatial_angle"], s["spatial_translation"])
     grid = SpatialGrid(angles=s["spatial_angles"], translations=s["spatial_translations"])
     first_order = SpatialPGD(steps=s["spatial_steps"], restarts=s["spatial_restarts"])
@@ -164,7 +178,7 @@ def _spatial(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> Extende
     fooled = {"grid": 0, "first-order": 0, "worst": 0}
     passes = {"grid": 0, "first-order": 0}
     examples: list[dict[str, Any]] = []
-    generator = ctx.generator(410)
+    generator = ctx.generator("spatial")
     for _, x, y in ctx.batches(points, "spatial"):
         a, b = grid(ctx.model, x, y, bounds), first_order(ctx.model, x, y, bounds, generator=generator)
         worst = a.success | b.success
@@ -192,8 +206,6 @@ def _spatial(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> Extende
 
 
 def _spatial_examples(x: Tensor, y: Tensor, result: Any, room: int) -> list[dict[str, Any]]:
-    from bastion.report.png import image_to_data_uri
-
     rows = result.success.nonzero().squeeze(1).tolist()[:max(room, 0)]
     scale = max(1, 112 // max(int(x.shape[-1]), int(x.shape[-2])))
     return [{"label": int(y[r]), "adversarial_prediction": int(result.predictions[r]),
@@ -203,17 +215,13 @@ def _spatial_examples(x: Tensor, y: Tensor, result: Any, room: int) -> list[dict
             for r in rows]
 
 
-def _corruptions(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedSection:
-    from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruption_error
-
+def _corruptions(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> ExtendedSection:
     names = s["corruptions"] or list(CORRUPTIONS)
     options: dict[str, Any] = {"corruptions": names, "severities": list(s["severities"]),
                                "batch_size": ctx.batch_size, "seed": ctx.seed}
     table = corruption_accuracy(ctx.model, ctx.data, device=ctx.device, dtype=ctx.dtype, **options)
     details: dict[str, Any] = {**table.to_dict(), "baseline": None}
     if s["baseline_model"]:
-        from bastion.models import load_model, model_device_dtype
-
         base = load_model(s["baseline_model"], device=config.device).module
         device, dtype = model_device_dtype(base)
         baseline = corruption_accuracy(base, ctx.data, device=device, dtype=dtype, **options)
@@ -227,11 +235,11 @@ def _corruptions(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> Ext
 
 
 def _cascade_attack(ctx: EvalContext, name: str, title: str, attack: Any, threat: Any, limit: int,
-                    budget: dict[str, Any], stream: int) -> ExtendedSection:
+                    budget: dict[str, Any]) -> ExtendedSection:
     """Run a registered `Attack` on up to `limit` correctly classified points."""
     points = _points(ctx, limit)
     fooled, passes = 0, 0
-    generator = ctx.generator(stream)
+    generator = ctx.generator(name)
     for _, x, y in ctx.batches(points, name):
         result = attack(ctx.model, x, y, threat, generator=generator)
         fooled += int(result.success.sum())
@@ -243,27 +251,23 @@ def _cascade_attack(ctx: EvalContext, name: str, title: str, attack: Any, threat
                            details={"settings": attack.settings(), "points": "the first correctly classified points"})
 
 
-def _onepixel(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedSection:
-    from bastion.threat import ThreatModel
-
+def _onepixel(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> ExtendedSection:
     cls = importlib.import_module("bastion.attacks.onepixel").OnePixel
     attack = cls(pixels=s["onepixel_pixels"], population=s["onepixel_population"], steps=s["onepixel_steps"])
     threat = ThreatModel("l0", s["onepixel_pixels"], ctx.threat.bounds)
     return _cascade_attack(ctx, "onepixel", "One-pixel attack (Su et al., 2019)", attack, threat, s["max_points"],
                            {"pixels": s["onepixel_pixels"], "population": s["onepixel_population"],
-                            "steps": s["onepixel_steps"]}, 420)
+                            "steps": s["onepixel_steps"]})
 
 
-def _hopskipjump(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedSection:
+def _hopskipjump(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> ExtendedSection:
     cls = importlib.import_module("bastion.attacks.hopskipjump").HopSkipJump
     attack = cls(n_queries=s["hsj_queries"])
     return _cascade_attack(ctx, "hopskipjump", "HopSkipJump, label-only (Chen et al., 2020)", attack, ctx.threat,
-                           s["max_points"], {"queries_per_point": s["hsj_queries"]}, 430)
+                           s["max_points"], {"queries_per_point": s["hsj_queries"]})
 
 
-def _universal(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> ExtendedSection:
-    from bastion.report.png import perturbation_to_data_uri
-
+def _universal(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> ExtendedSection:
     module = importlib.import_module("bastion.attacks.universal")
     title = "Universal adversarial perturbation (Moosavi-Dezfooli et al., 2017)"
     data = _split(ctx, config, s)
@@ -271,7 +275,7 @@ def _universal(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> Exten
         return ExtendedSection("universal", title, "—", {}, skipped="needs at least 2 points")
     threat = ctx.threat if s["universal_eps"] is None else ctx.threat.with_eps(s["universal_eps"])
     learner = module.UniversalPerturbation(method=s["universal_method"], epochs=s["universal_epochs"])
-    fit = learner.fit(ctx.model, data.x_train, data.y_train, threat, generator=ctx.generator(440))
+    fit = learner.fit(ctx.model, data.x_train, data.y_train, threat, generator=ctx.generator("universal"))
     score = module.evaluate_universal(ctx.model, fit.delta, data.x_test, data.y_test, bounds=threat.bounds,
                                       batch_size=ctx.batch_size)
     side = max(int(fit.delta.shape[-1]), int(fit.delta.shape[-2]))
@@ -286,7 +290,7 @@ def _universal(ctx: EvalContext, config: EvalConfig, s: dict[str, Any]) -> Exten
                  "perturbation_png": perturbation_to_data_uri(fit.delta, scale=max(1, 112 // side))})
 
 
-_SECTIONS: list[tuple[str, str, Callable[[EvalContext, EvalConfig, dict[str, Any]], ExtendedSection]]] = [
+_SECTIONS: list[tuple[str, str, Callable[[EvalContext, ExtendedOptions, dict[str, Any]], ExtendedSection]]] = [
     ("patch", "Adversarial patch", _patch),
     ("spatial", "Spatial robustness", _spatial),
     ("corruptions", "Common corruptions", _corruptions),
@@ -296,7 +300,7 @@ _SECTIONS: list[tuple[str, str, Callable[[EvalContext, EvalConfig, dict[str, Any
 ]
 
 
-def extended_stage(ctx: EvalContext, config: EvalConfig) -> dict[str, Any]:
+def extended_stage(ctx: EvalContext, config: ExtendedOptions) -> dict[str, Any]:
     """Run every section of the extended suite; a JSON-ready dict `{"settings": ..., "sections": [...]}`.
 
     A section whose attack module is not installed is recorded as skipped, with the reason.

@@ -93,7 +93,7 @@ def gradient_findings(ctx: EvalContext, limit: int) -> list[Finding]:
     ]
 
 
-def fgsm_finding(ctx: EvalContext, fgsm_broken: Tensor, pgd: Attack, limit: int, stream: int) -> Finding:
+def fgsm_finding(ctx: EvalContext, fgsm_broken: Tensor, pgd: Attack, limit: int, stream: str) -> Finding:
     """FGSM stronger than PGD: PGD, run on points FGSM broke, fails on some of them."""
     title = "FGSM stronger than PGD"
     indices = fgsm_broken.nonzero().squeeze(1)[:limit]
@@ -108,7 +108,7 @@ def fgsm_finding(ctx: EvalContext, fgsm_broken: Tensor, pgd: Attack, limit: int,
                    f"PGD failed on {failed} of {indices.numel()} points FGSM broke ({share:.1%})")
 
 
-def large_eps_finding(ctx: EvalContext, attack: Attack, limit: int, stream: int) -> Finding:
+def large_eps_finding(ctx: EvalContext, attack: Attack, limit: int, stream: str) -> Finding:
     """Accuracy not falling to about zero in a ball as large as the input box (every image is reachable)."""
     threat = ThreatModel.unbounded(ctx.threat.norm, ctx.data.shape, ctx.threat.bounds)
     indices = _probe(ctx, ctx.correct, limit)
@@ -126,7 +126,7 @@ def large_eps_finding(ctx: EvalContext, attack: Attack, limit: int, stream: int)
 
 
 def blackbox_finding(
-    ctx: EvalContext, attack: Attack, limit: int, stream: int, kind: str = "black-box", hits: list[int] | None = None
+    ctx: EvalContext, attack: Attack, limit: int, stream: str, kind: str = "black-box", hits: list[int] | None = None
 ) -> Finding:
     """A black-box (Square) or transfer attack, run alone, beating the white-box cascade on the same points.
 

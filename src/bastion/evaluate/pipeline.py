@@ -1,80 +1,60 @@
 """The evaluation protocol end to end: model + data + threat model -> `EvalResult`.
 
 The order is the field's (Carlini et al. 2019, arXiv:1902.06705; see PROTOCOL.md): clean
-baseline, FGSM sanity check, PGD with restarts, accuracy-vs-eps curve, per-class robustness.
-Misclassified points are never attacked, each attack runs only on the points still robust, and
-the robust accuracy reported is the per-sample worst case over every attack run.
+baseline, FGSM sanity check, PGD with restarts, the AutoAttack members, the gradient-masking checks
+and the escalation they call for, the accuracy-vs-eps curve, per-class robustness. The suite
+(`bastion.evaluate.suites`) says which stages run; the runner (`bastion.evaluate.runner`) runs
+them; this module loads what the config names and assembles the report from the stages' results.
+Misclassified points are never attacked, each attack runs only on the points still robust, and the
+robust accuracy reported is the per-sample worst case over every attack run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import platform
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from bastion.attacks import ATTACKS, FGSM, PGD, Attack
-from bastion.attacks.autoattack import build_members
-from bastion.certify.stage import certify_stage
 from bastion.data import ImageSet, load_dataset
-from bastion.defenses import Ensemble, apply_defenses
-from bastion.evaluate import masking
+from bastion.defenses import Defended, Ensemble, apply_defenses
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
-from bastion.evaluate.escalation import (
-    Audit,
-    build_verdict,
-    count_check_hits,
-    curve_settings,
-    run_checks,
-    run_escalation,
+from bastion.evaluate.result import AttackRecord, CleanRecord, EvalResult, GalleryItem, StageRecord, Summary
+from bastion.evaluate.runner import Runner
+from bastion.evaluate.stages import (
+    AttackStageResult,
+    ChecksResult,
+    CleanResult,
+    CurveResult,
+    EscalationResult,
+    PerClassResult,
 )
-from bastion.evaluate.extended import extended_stage
-from bastion.evaluate.members import ensemble_section, find_ensemble, members_stage
-from bastion.evaluate.result import (
-    AttackRecord,
-    CleanRecord,
-    CurvePoint,
-    EvalResult,
-    GalleryItem,
-    Summary,
-)
-from bastion.evaluate.stages import attack_stage, clean_stage, curve_stage, min_norm_stage, per_class_stage
-from bastion.evaluate.state import StageState, state_key
+from bastion.evaluate.suites import plan
+from bastion.evaluate.verdict import build_verdict
 from bastion.evaluate.verdicts import protocol_warnings
 from bastion.models import load_model, model_device_dtype
 from bastion.models.loading import fingerprint_model
-from bastion.report.png import image_to_data_uri, perturbation_to_data_uri
+from bastion.render.png import image_to_data_uri, perturbation_to_data_uri
 from bastion.threat import ThreatModel
+from bastion.version import __version__
 
-__all__ = ["evaluate", "evaluate_model", "main_attacks"]
+__all__ = ["evaluate", "evaluate_model", "run_key"]
 
 logger = logging.getLogger(__name__)
 
-
-def main_attacks(config: EvalConfig) -> list[tuple[Attack, str]]:
-    """The cascade at the threat model's eps, in order, with each attack's role.
-
-    FGSM (sanity check), PGD with restarts, then with the `autoattack` suite the members of the
-    chosen AutoAttack version, each as its own stage so the report shows the accuracy after each.
-    """
-    attacks: list[tuple[Attack, str]] = []
-    if config.fgsm:
-        attacks.append((FGSM(loss=config.loss), "sanity check"))
-    pgd = PGD(steps=config.steps, n_restarts=config.restarts, rel_step=config.rel_step, loss=config.loss)
-    attacks.append((pgd, "main attack"))
-    if config.suite in ("autoattack", "extended"):
-        attacks += [(member, f"autoattack {config.aa_version}") for member in build_members(
-            config.aa_version, steps=config.aa_steps, n_queries=config.aa_queries)]
-    return attacks
+#: Options that change every stage's numbers: a resumed run must match them all.
+_RUN_OPTIONS = ("norm", "eps", "seed", "batch_size", "defense", "ensemble", "ensemble_mode", "gallery", "limit",
+                "subset_seed")
 
 
 def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None = None) -> EvalResult:
@@ -99,13 +79,13 @@ def evaluate_model(
     command: str | None = None,
     state_dir: str | Path | None = None,
 ) -> EvalResult:
-    """Run the protocol on an in-memory model and data set, with the gradient-masking audit.
+    """Run the suite's stages on an in-memory model and data set, and assemble the report.
 
     Args:
         model: Maps images in [0, 1], shape (N, C, H, W), to logits; its device and dtype are used.
             `config.defense` is applied to it here.
         data: The evaluation points.
-        config: Threat model and attack settings (its `model` and `data` strings are only recorded).
+        config: Threat model, suite and stage settings (its `model` and `data` strings are only recorded).
         progress: Show progress bars.
         command: The command line, recorded in the provenance.
         state_dir: Where to save progress after each stage (`state.pt`); with `config.resume`, the
@@ -119,143 +99,63 @@ def evaluate_model(
     device, dtype = model_device_dtype(model)
     threat = ThreatModel(config.norm, config.eps)
     ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
-    key = state_key(config.to_dict(), fingerprint_model(model), data.fingerprint)
-    state = StageState(state_dir, key, config.resume)
-    state.restore(ctx)
-    if "clean" in state.done:
-        clean = CleanRecord(**state.done["clean"])
-    else:
-        clean = clean_stage(ctx)
-        state.save("clean", asdict(clean), ctx)
+    counted = model.model if isinstance(model, Defended) else model
+    runner = Runner(plan(config, model), state_dir=state_dir, resume=config.resume, counted=counted,
+                    run_key=run_key(config, fingerprint_model(model), data.fingerprint))
+    records = runner.run(ctx)
+    result = _assemble(ctx, config, records, command)
+    runner.finish()
+    return result
+
+
+def run_key(config: EvalConfig, model_fingerprint: str, data_fingerprint: str) -> str:
+    """Identifies what a saved state belongs to: the model, the data and the options every stage depends on."""
+    relevant = {k: v for k, v in config.to_dict().items() if k in _RUN_OPTIONS}
+    text = json.dumps(relevant, sort_keys=True, default=str) + model_fingerprint + data_fingerprint
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], command: str | None) -> EvalResult:
+    """The report: the stable top-level keys read off the stages' results, and the stages themselves."""
+    results = list(ctx.results.values())
+    clean = next(r for r in results if isinstance(r, CleanResult))
+    checks = next((r for r in results if isinstance(r, ChecksResult)), None)
+    escalation = next((r for r in results if isinstance(r, EscalationResult)), None)
+    curve = next((r for r in results if isinstance(r, CurveResult)), None)
+    per_class = next((r for r in results if isinstance(r, PerClassResult)), None)
     records: list[AttackRecord] = []
-    fgsm_broken = None
-    for stream, (attack, role) in enumerate(main_attacks(config)):
-        name = f"attack {stream} {attack.name}"
-        if name not in state.done:
-            state.save(name, asdict(attack_stage(ctx, attack, role, stream)), ctx)
-            if stream == 0 and config.fgsm:
-                state.save("fgsm broken", (ctx.correct & ~ctx.robust).clone(), ctx)
-        records.append(AttackRecord(**state.done[name]))
-    if config.fgsm and records:
-        records[0] = _with_standalone(records[0])
-        fgsm_broken = state.done.get("fgsm broken")
-    if "flattering" not in state.done:  # the standard attacks' number, before any check or escalation
-        state.save("flattering", float(ctx.robust.float().mean()) if len(data) else 0.0, ctx)
-    flattering = float(state.done["flattering"])
-    grid = _curve_grid(config)
-    curve_attack = PGD(steps=config.steps, n_restarts=config.curve_restarts, rel_step=config.rel_step,
-                       loss=config.loss)
-    audit, curve = _audit(ctx, config, state, records, fgsm_broken, curve_attack, grid)
-    records += audit.records
-    ensemble = find_ensemble(model)
-    if ensemble is not None and "members" not in state.done:
-        state.save("members", members_stage(ctx, config, ensemble, stream=500), ctx)
-    if config.min_norm and "min_norm" not in state.done:
-        attack = ATTACKS.create(config.min_norm)
-        state.save("min_norm", min_norm_stage(ctx, attack, grid or [0.0, threat.eps], stream=200), ctx)
-    if config.certify and "certify" not in state.done:
-        state.save("certify", certify_stage(ctx, sigma=config.sigma, n0=config.n0, n=config.n, alpha=config.alpha),
-                   ctx)
-    certified = state.done.get("certify")
-    if config.suite == "extended" and "extended" not in state.done:
-        state.save("extended", extended_stage(ctx, config), ctx)
-    if config.detect and "detection" not in state.done:
-        state.save("detection", _detection(ctx, config), ctx)
-    per_class, floor = per_class_stage(ctx, config.class_floor)
-    robust_accuracy = float(ctx.robust.float().mean()) if len(data) else 0.0
-    verdict = build_verdict(audit, robust_accuracy, flattering, model)
-    model_id, data_id = config.model_id(type(model).__name__), config.data or data.name
-    summary = Summary(clean.top1, robust_accuracy, threat.norm.name, threat.eps, len(data), model_id, data_id)
-    warnings = ctx.warnings + protocol_warnings(clean.top1, records, curve, threat.eps)
-    warnings += certified["warnings"] if certified else []
-    state.finish()
+    for result in results:
+        if isinstance(result, AttackStageResult):
+            records.append(result.record)
+        elif isinstance(result, EscalationResult):
+            records += result.records
+        elif isinstance(result, CurveResult) and result.escalation is not None:
+            records += result.escalation.records
+    if records and records[0].name == "fgsm":  # the first attack saw every correct point: its number is its own
+        records[0] = replace(records[0], standalone_accuracy=records[0].robust_accuracy)
+    n = len(ctx.data)
+    robust = float(ctx.robust.float().mean()) if n else 0.0
+    points = curve.points if curve is not None else []
+    summary = Summary(clean.top1, robust, ctx.threat.norm.name, ctx.threat.eps, n,
+                      config.model_id(type(ctx.model).__name__), config.data or ctx.data.name)
     created = datetime.now(timezone.utc)
-    provenance = _provenance(model, data, config, device, dtype, command)
+    provenance = _provenance(ctx.model, ctx.data, config, ctx.device, ctx.dtype, command)
     return EvalResult(
         run_id=_run_id(created, provenance, config),
         created_at=created.isoformat(timespec="seconds"),
         summary=summary,
-        clean=clean,
+        clean=CleanRecord(top1=clean.top1, top5=clean.top5, n_correct=clean.n_correct),
         attacks=records,
-        curve=curve,
-        per_class=per_class,
-        class_floor=floor,
-        gallery=[_gallery_item(e, threat) for e in ctx.gallery()],
-        warnings=warnings,
+        curve=points,
+        per_class=per_class.classes if per_class else [],
+        class_floor=per_class.floor if per_class else 0.0,
+        gallery=[_gallery_item(e, ctx.threat) for e in ctx.gallery()],
+        warnings=ctx.warnings + protocol_warnings(clean.top1, records, points, ctx.threat.eps),
         provenance=provenance,
         config=config.to_dict(),
-        curve_settings=curve_settings(curve_attack, audit) if grid else {},
-        min_norm=state.done.get("min_norm"),
-        certify=certified,
-        verdict=verdict,
-        ensemble=ensemble_section(state.done.get("members"), robust_accuracy, clean.top1),
-        extended=state.done.get("extended"),
-        detection=state.done.get("detection"),
+        verdict=build_verdict(checks, escalation, curve, robust, ctx.model),
+        stages=stages,
     )
-
-
-def _audit(
-    ctx: EvalContext,
-    config: EvalConfig,
-    state: StageState,
-    records: list[AttackRecord],
-    fgsm_broken: Tensor | None,
-    curve_attack: Attack,
-    grid: list[float],
-) -> tuple[Audit, list[CurvePoint]]:
-    """The gradient-masking checks, the escalation where one fires, and the curve (escalated if it was)."""
-    audit = run_checks(ctx, config, state, records, fgsm_broken)
-    ran_square = any(r.name == "square" for r in records)
-    if config.adaptive or audit.fired:
-        run_escalation(ctx, config, state, audit, ran_square=ran_square)
-    count_check_hits(ctx, state, audit)
-    curve = _curve(ctx, state, curve_attack, grid, audit)
-    plateau = masking.plateau_finding(curve, ctx.threat.eps)
-    audit.findings.append(plateau)
-    if plateau.fired and not audit.escalated:
-        run_escalation(ctx, config, state, audit, ran_square=ran_square)
-        curve = _curve(ctx, state, curve_attack, grid, audit)
-    return audit, curve
-
-
-def _curve(ctx: EvalContext, state: StageState, attack: Attack, grid: list[float], audit: Audit) -> list[CurvePoint]:
-    """The accuracy-vs-eps curve; after an escalation, attacked through the adaptive view of the model."""
-    adaptive = audit.adaptive
-    name = "curve" if adaptive is None else "curve (escalated)"
-    model = None if adaptive is None else adaptive.module
-    if name not in state.done:
-        state.save(name, [asdict(p) for p in curve_stage(ctx, attack, grid, stream=100, model=model)] if grid else [],
-                   ctx)
-    return [CurvePoint(**p) for p in state.done[name]]
-
-
-def _detection(ctx: EvalContext, config: EvalConfig) -> dict[str, Any]:
-    """Detectors calibrated at `config.detect_fpr`, rated on FGSM and PGD examples, then attacked adaptively."""
-    from bastion.detect import detection_stage
-
-    calibration = None
-    if config.detect_calibration:
-        calibration = load_dataset(config.detect_calibration, root=config.data_root)
-    attacks = [FGSM(loss=config.loss), PGD(steps=config.steps, rel_step=config.rel_step, loss=config.loss)]
-    return detection_stage(ctx, fpr=config.detect_fpr, calibration=calibration, attacks=attacks,
-                           adaptive_limit=config.detect_adaptive_limit, stream=400)
-
-
-def _with_standalone(record: AttackRecord) -> AttackRecord:
-    """The first attack saw every correct point, so its cumulative accuracy is also its own."""
-    return replace(record, standalone_accuracy=record.robust_accuracy)
-
-
-def _curve_grid(config: EvalConfig) -> list[float]:
-    if config.curve_points == 0:
-        return []
-    top = config.curve_max if config.curve_max is not None else 2 * config.eps
-    if config.curve_points == 1:
-        return [config.eps]
-    grid = [float(v) for v in np.linspace(0.0, top, config.curve_points)]
-    if all(abs(v - config.eps) > 1e-9 for v in grid) and config.eps <= top:
-        grid = sorted([*grid, config.eps])
-    return grid
 
 
 def _gallery_item(example: Example, threat: ThreatModel) -> GalleryItem:
@@ -281,7 +181,7 @@ def _provenance(
     return {
         "seed": config.seed,
         "versions": {
-            "bastion": _bastion_version(),
+            "bastion": __version__,
             "torch": torch.__version__,
             "numpy": np.__version__,
             "python": platform.python_version(),
@@ -303,12 +203,6 @@ def _provenance(
         "platform": platform.platform(),
         "command": command if command is not None else " ".join(sys.argv),
     }
-
-
-def _bastion_version() -> str:
-    from bastion import __version__
-
-    return __version__
 
 
 def _run_id(created: datetime, provenance: dict[str, Any], config: EvalConfig) -> str:

@@ -1,10 +1,15 @@
 """Typed results of an evaluation and their JSON form (`report.json`, versioned by `schema_version`).
 
 The stable top-level keys, for scripts and CI: `schema_version`, `summary`, `attacks`, `curve`,
-`per_class`, `warnings`, `provenance`; `verdict` (the gradient-masking verdict, its findings and the
-robust accuracy before and after escalation) and `ensemble` (each member next to the ensemble) were
-added without changing the others, so older reports still load. The JSON is the source of truth;
-the HTML and the terminal table are rendered from it.
+`per_class`, `warnings`, `provenance` and `verdict` (the gradient-masking verdict, its findings and
+the robust accuracy before and after escalation). The JSON is the source of truth; the HTML and the
+terminal table are rendered from it.
+
+Schema 2 adds `stages`: every stage in run order with its settings, seconds, passes (in total and
+per point) and its own result. What schema 1 kept in keys of its own (`min_norm`, `certify`,
+`ensemble`, `extended`, `detection`, `curve_settings`) is now the result of the stage that made it
+(kinds `min-norm`, `certify`, `members`, `extended`, `detection`, `curve`). `from_dict` reads both
+versions: a schema-1 report gets its stages rebuilt from those keys (`legacy_stages`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from bastion.errors import InputError
 __all__ = [
     "SCHEMA_VERSION",
     "AttackRecord",
+    "StageRecord",
     "ClassRecord",
     "CleanRecord",
     "CurvePoint",
@@ -31,7 +37,8 @@ __all__ = [
     "write_atomic",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_READABLE = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,24 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class StageRecord:
+    """One stage as it ran: its settings, cost and result (the JSON form of the stage's typed result).
+
+    `passes` counts calls and samples through the classifier during the stage; `passes_per_point`
+    divides the samples by the number of evaluated points, so costs compare with published figures.
+    """
+
+    name: str
+    kind: str
+    settings: dict[str, Any]
+    seconds: float
+    passes: dict[str, int]
+    passes_per_point: dict[str, float]
+    headline: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class EvalResult:
     """The whole evaluation: what `bastion evaluate` writes as report.json."""
 
@@ -178,14 +203,13 @@ class EvalResult:
     warnings: list[str]
     provenance: dict[str, Any]
     config: dict[str, Any]
-    curve_settings: dict[str, Any] = field(default_factory=dict)
-    min_norm: dict[str, Any] | None = None
-    certify: dict[str, Any] | None = None
     verdict: Verdict | None = None
-    ensemble: dict[str, Any] | None = None
-    extended: dict[str, Any] | None = None
-    detection: dict[str, Any] | None = None
+    stages: list[StageRecord] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+
+    def stage_results(self, kind: str) -> list[dict[str, Any]]:
+        """The results of every stage of `kind`, in run order."""
+        return [s.result for s in self.stages if s.kind == kind]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary, `schema_version` first."""
@@ -200,11 +224,15 @@ class EvalResult:
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
         """Rebuild from `to_dict()` output; refuses reports of another schema version."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in _READABLE:
             raise InputError(
-                f"report schema_version {version!r} is not supported (this bastion reads {SCHEMA_VERSION})"
+                f"report schema_version {version!r} is not supported "
+                f"(this bastion reads {', '.join(map(str, _READABLE))})"
             )
-        fields = dict(data)
+        fields = {k: v for k, v in data.items() if k not in _LEGACY_KEYS}
+        fields["schema_version"] = SCHEMA_VERSION
+        fields["stages"] = [StageRecord(**s) for s in data.get("stages", [])] or [
+            StageRecord(**s) for s in legacy_stages(data)]
         fields["summary"] = Summary(**data["summary"])
         fields["clean"] = CleanRecord(**data["clean"])
         fields["attacks"] = [AttackRecord(**a) for a in data["attacks"]]
@@ -230,3 +258,20 @@ class EvalResult:
     def save(self, path: str | Path) -> Path:
         """Write report.json atomically."""
         return write_atomic(path, self.to_json())
+
+
+_LEGACY_KEYS = {"curve_settings": "curve", "min_norm": "min-norm", "certify": "certify", "ensemble": "members",
+                "extended": "extended", "detection": "detection"}
+
+
+def legacy_stages(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stage records of a schema-1 report, rebuilt from its per-feature keys (as far as they go)."""
+    stages = []
+    for key, kind in _LEGACY_KEYS.items():
+        value = report.get(key)
+        if not isinstance(value, dict) or not value:
+            continue
+        result = {"points": report.get("curve", []), "settings": value} if kind == "curve" else {"section": value}
+        stages.append({"name": kind, "kind": kind, "settings": {}, "seconds": float(value.get("seconds", 0.0) or 0.0),
+                       "passes": {}, "passes_per_point": {}, "headline": "", "result": result})
+    return stages

@@ -1,4 +1,4 @@
-"""Charts of the dashboard that `bastion.report.svg` does not draw: curves on different x grids overlaid."""
+"""Charts of the dashboard that `bastion.render.svg` does not draw: curves on different x grids overlaid."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from bastion.report.svg import PALETTE
+from bastion.render.svg import PALETTE
 
 __all__ = ["overlay_chart", "run_ticks"]
 

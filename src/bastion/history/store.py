@@ -115,9 +115,10 @@ class RunStore:
 
     def _check_ours(self, connection: sqlite3.Connection) -> None:
         """Refuse another program's SQLite file (tables but no bastion schema), and a newer bastion's."""
-        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-        tables = sorted(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                                              "AND name NOT LIKE 'sqlite_%'"))
+        row = connection.execute(  # one statement, so one snapshot: never a migration half seen
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT group_concat(name, char(10)) FROM "
+            "sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%')").fetchone()
+        version, tables = int(row[0]), sorted((row[1] or "").split("\n")) if row[1] else []
         if version > SCHEMA_VERSION:
             raise InputError(f"run history schema version {version} is newer than this bastion's "
                              f"({SCHEMA_VERSION}): upgrade bastion")

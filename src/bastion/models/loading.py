@@ -24,6 +24,7 @@ from torch import nn
 
 from bastion.errors import InputError
 from bastion.models.normalize import Normalized
+from bastion.models.trained import read_card, trained_weights
 from bastion.models.zoo import load_zoo_model
 
 __all__ = ["LoadedModel", "fingerprint_model", "load_model", "load_weights", "resolve_device"]
@@ -219,11 +220,9 @@ def load_model(
         raise InputError("give --mean and --std together")
     target = resolve_device(device if not isinstance(device, torch.device) else str(device))
     if Path(spec).is_dir():  # a `bastion train` output directory: model_card.json + model.pt
-        from bastion.train.checkpoint import load_trained
-
         if weights is not None:
             raise InputError("a training output directory carries its own weights (model.pt); drop --weights")
-        model = load_trained(spec)
+        model = _load_trained(spec)
     elif spec.startswith("zoo:"):
         if weights is not None:
             raise InputError("zoo models carry their own weights; drop --weights")
@@ -254,3 +253,20 @@ def load_model(
         model = Normalized(model, mean, std)
     model = model.to(target).eval()
     return LoadedModel(module=model, spec=spec, fingerprint=fingerprint_model(model), device=target)
+
+
+def _load_trained(directory: str) -> nn.Module:
+    """Rebuild the model a `bastion train` run wrote: architecture from the card, weights from model.pt.
+
+    The card's `model.spec` rebuilds the architecture and `model.pt` (a state dict) gives the
+    weights; the normalization used in training (`model.mean`, `model.std`) is put back in front.
+    """
+    card = read_card(directory)
+    spec = card["model"]["spec"]
+    if Path(spec).is_dir():
+        raise InputError(f"{directory}: its model spec {spec!r} is itself a directory")
+    weights = trained_weights(directory)
+    model = load_model(spec, device="cpu").module
+    load_weights(model, weights)
+    mean, std = card["model"].get("mean"), card["model"].get("std")
+    return Normalized(model, mean, std).eval() if mean is not None and std is not None else model.eval()

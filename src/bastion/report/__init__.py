@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bastion.render.png import encode_png, image_to_data_uri, perturbation_to_data_uri
+from bastion.render.svg import bar_chart, line_chart
 from bastion.report.html import render_html, write_html
-from bastion.report.png import encode_png, image_to_data_uri, perturbation_to_data_uri
-from bastion.report.svg import bar_chart, line_chart
 
 __all__ = [
     "bar_chart",

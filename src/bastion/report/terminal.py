@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.report.html import stage_records, stage_result
+
 __all__ = ["format_result"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [line.format(*header), line.format(*("-" * w for w in widths)), *(line.format(*row) for row in rows)]
+    lines = [line.format(*header), line.format(*("-" * w for w in widths)), *(line.format(*row) for row in rows)]
+    return [text.rstrip() for text in lines]
 
 
 def format_result(report: dict[str, Any]) -> str:
-    """Summary, attack cascade, curve and flagged classes of a report dictionary."""
+    """Summary, attack cascade, curve, flagged classes and every stage's headline of a report dictionary."""
     s = report["summary"]
+    n = max(1, int(s.get("n_samples") or 1))
     lines = [
         f"model {s['model']}  data {s['data']}  ({s['n_samples']} points)  threat {s['norm']} eps={s['eps']:.4g}",
         f"clean accuracy {s['clean_accuracy']:.2%}   robust accuracy {s['robust_accuracy']:.2%}",
@@ -29,23 +33,43 @@ def format_result(report: dict[str, Any]) -> str:
             str(a["attacked"]),
             str(a["fooled"]),
             f"{a['robust_accuracy']:.2%}",
-            f"{a['passes']['forward']}/{a['passes']['backward']}",
+            _per_point(a["passes"].get("forward_samples", 0) / n, a["passes"].get("backward_samples", 0) / n),
             f"{a['seconds']:.1f}",
         ]
         for a in report["attacks"]
     ]
-    lines += _table(["attack", "role", "attacked", "fooled", "robust acc", "fwd/bwd", "seconds"], rows)
+    lines += _table(["attack", "role", "attacked", "fooled", "robust acc", "passes/pt f/b", "seconds"], rows)
     if report.get("curve"):
         lines += ["", "accuracy vs eps: " + "  ".join(f"{p['eps']:.3g}:{p['accuracy']:.1%}" for p in report["curve"])]
     flagged = [c for c in report.get("per_class", []) if c["flagged"]]
     if flagged:
         names = ", ".join(f"{c['name']} ({c['robust_accuracy']:.1%})" for c in flagged)
         lines.append(f"classes under the floor {report['class_floor']:.1%}: {names}")
-    lines += _ensemble_lines(report.get("ensemble"))
-    lines += _extended_lines(report.get("extended"))
-    lines += _detection_lines(report.get("detection"))
+    lines += _stage_lines(report)
+    lines += _ensemble_lines(stage_result(report, "members").get("section"))
+    lines += _extended_lines(stage_result(report, "extended").get("section"))
+    lines += _detection_lines(stage_result(report, "detection").get("section"))
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _per_point(forward: float, backward: float) -> str:
+    return f"{forward:,.1f}/{backward:,.1f}"
+
+
+def _stage_lines(report: dict[str, Any]) -> list[str]:
+    """Where the time and the passes went: every stage, with its headline (certification and minimal norms too)."""
+    stages = stage_records(report)
+    if not stages:
+        return []
+    rows = []
+    for stage in stages:
+        per_point = stage.get("passes_per_point") or {}
+        passes = _per_point(per_point.get("forward", 0.0), per_point.get("backward", 0.0)) if per_point else "-"
+        rows.append([str(stage.get("name", "?")), f"{stage.get('seconds', 0.0):.1f}", passes,
+                     str(stage.get("headline", ""))])
+    total = sum(float(s.get("seconds", 0.0) or 0.0) for s in stages)
+    return ["", f"stages ({total:.1f} s in all):", *_table(["stage", "seconds", "passes/pt f/b", "found"], rows)]
 
 
 def _verdict_lines(verdict: Any) -> list[str]:

@@ -3,8 +3,8 @@
 Importing this package registers every method (explicit imports, no star-imports).
 """
 
+from bastion.train._check import heldout_accuracy
 from bastion.train.base import TRAINERS, StepOutput, Trainer
-from bastion.train.checkpoint import load_trained
 from bastion.train.distill import Distill
 from bastion.train.fgsm_rs import FGSMRS
 from bastion.train.free import Free
@@ -17,6 +17,7 @@ from bastion.train.standard import Standard
 from bastion.train.trades import TRADES
 
 __all__ = [
+    "heldout_accuracy",
     "FGSMRS",
     "MART",
     "PGDAT",
@@ -32,5 +33,4 @@ __all__ = [
     "StepOutput",
     "Trainer",
     "fit",
-    "load_trained",
 ]

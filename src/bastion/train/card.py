@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from bastion._io import write_atomic
-from bastion.report.svg import line_chart
+from bastion.render.svg import line_chart
+from bastion.version import __version__
 
 __all__ = ["CARD_SCHEMA_VERSION", "outcome_warnings", "write_card", "write_training_html"]
 
@@ -47,8 +48,6 @@ def outcome_warnings(clean: float, robust: float | None, history: list[dict[str,
 
 def write_card(path: str | Path, fields: dict[str, Any]) -> Path:
     """Write the card: `fields` (method, hyper-parameters, model, data, metrics, history) plus provenance."""
-    from bastion import __version__
-
     card = {
         "schema_version": CARD_SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

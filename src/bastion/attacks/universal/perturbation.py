@@ -17,7 +17,7 @@ from bastion.attacks.base import check_inputs
 from bastion.attacks.universal.algorithms import apply, fit_sgd, fit_uap, predict
 from bastion.errors import InputError
 from bastion.passes import PassCount, PassCounter, attack_mode
-from bastion.report.png import encode_png
+from bastion.render.png import encode_png
 from bastion.threat import ThreatModel
 
 __all__ = ["METHODS", "UniversalPerturbation", "UniversalResult", "UniversalScore", "evaluate_universal",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,10 +12,8 @@ from bastion.detect.adaptive import DetectorAwarePGD
 from bastion.detect.calibrate import CalibratedDetector
 from bastion.detect.rates import guard_outcome
 from bastion.errors import InputError
+from bastion.evaluate.context import EvalContext
 from bastion.passes import attack_mode
-
-if TYPE_CHECKING:
-    from bastion.evaluate.context import EvalContext
 
 __all__ = ["adaptive_row", "adaptive_warnings", "clean_images", "correct_mask", "images_of"]
 
@@ -45,7 +43,7 @@ def images_of(calibration: ImageSet, ctx: EvalContext) -> Tensor:
 
 
 def adaptive_row(
-    ctx: EvalContext, guard: CalibratedDetector, indices: Tensor, steps: int, stream: int
+    ctx: EvalContext, guard: CalibratedDetector, indices: Tensor, steps: int, stream: str
 ) -> dict[str, Any]:
     """Run `DetectorAwarePGD` against `guard` and the classifier; judge the examples against both."""
     attack = DetectorAwarePGD(guard, steps=steps)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from bastion.attacks import PGD
 from bastion.attacks.base import Attack
 from bastion.data import ImageSet
-from bastion.detect._stage_parts import adaptive_row, adaptive_warnings, clean_images, correct_mask, images_of
 from bastion.detect.calibrate import calibrate
 from bastion.detect.detectors import Detector, make_detector
 from bastion.detect.rates import detection_rates
-
-if TYPE_CHECKING:  # the pipeline may import this module: a runtime import could be circular
-    from bastion.evaluate.context import EvalContext
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.detection_parts import adaptive_row, adaptive_warnings, clean_images, correct_mask, images_of
 
 __all__ = ["DEFAULT_DETECTORS", "AdversarialSet", "collect_adversarial", "detection_stage"]
 
@@ -40,7 +39,7 @@ class AdversarialSet:
     success: Tensor
 
 
-def collect_adversarial(ctx: EvalContext, attack: Attack, indices: Tensor, stream: int) -> AdversarialSet:
+def collect_adversarial(ctx: EvalContext, attack: Attack, indices: Tensor, stream: str) -> AdversarialSet:
     """Run `attack` at `ctx.threat` on the given points of `ctx.data` and keep every example."""
     generator = ctx.generator(stream)
     xs, successes = [], []
@@ -63,7 +62,7 @@ def detection_stage(
     attacks: Sequence[Attack] | None = None,
     adaptive_steps: int = 100,
     adaptive_limit: int | None = 500,
-    stream: int = 400,
+    stream: str = "detection",
 ) -> dict[str, Any]:
     """Calibrate each detector at `fpr`, rate it on each attack, and attack it adaptively.
 
@@ -84,7 +83,7 @@ def detection_stage(
         attacks: Attacks run when `adversarial` is None; None gives PGD with its defaults.
         adaptive_steps: Steps of the adaptive attack; 0 skips it.
         adaptive_limit: Most points the adaptive attack runs on (it is the slow part); None for all.
-        stream: Generator streams `stream` and up are used (`ctx.generator`).
+        stream: Prefix of the stage's generator streams (`ctx.generator`): one per attack and detector.
 
     Returns:
         A JSON-ready dict: `settings`, `detectors` (by name: threshold, calibration and held-out
@@ -96,7 +95,7 @@ def detection_stage(
     if calibration is not None:
         x_cal, held_out = images_of(calibration, ctx), torch.arange(n)
     else:
-        order = torch.randperm(n, generator=ctx.generator(stream))
+        order = torch.randperm(n, generator=ctx.generator(f"{stream}/split"))
         cal_idx, held_out = order[: n // 2].sort().values, order[n // 2 :].sort().values
         x_cal = clean_images(ctx, cal_idx)
     chosen = [make_detector(d) if isinstance(d, str) else d for d in detectors]
@@ -104,17 +103,16 @@ def detection_stage(
     correct = correct_mask(ctx)
     targets = held_out[correct[held_out]]
     if adversarial is None:
-        from bastion.attacks import PGD
-
         run = list(attacks) if attacks is not None else [PGD()]
-        adversarial = {a.name: collect_adversarial(ctx, a, targets, stream + 1 + i) for i, a in enumerate(run)}
+        adversarial = {a.name: collect_adversarial(ctx, a, targets, f"{stream}/{a.name}") for a in run}
     rates = detection_rates(ctx.model, calibrated, clean_images(ctx, held_out), adversarial, batch_size=ctx.batch_size)
     adaptive_points = targets[:adaptive_limit] if adaptive_limit is not None else targets
     section: dict[str, Any] = {"detectors": {}, "warnings": []}
-    for i, (guard, rated) in enumerate(zip(calibrated, rates.detectors, strict=True)):
+    for guard, rated in zip(calibrated, rates.detectors, strict=True):
         entry = rated.to_dict()
         if adaptive_steps > 0:
-            entry["adaptive"] = adaptive_row(ctx, guard, adaptive_points, adaptive_steps, stream + 100 + i)
+            stream_name = f"{stream}/adaptive/{guard.name}"
+            entry["adaptive"] = adaptive_row(ctx, guard, adaptive_points, adaptive_steps, stream_name)
             section["warnings"] += adaptive_warnings(guard.name, entry)
         section["detectors"][guard.name] = entry
     section["settings"] = {

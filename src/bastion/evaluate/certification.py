@@ -5,17 +5,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from bastion.certify._votes import count_votes, image_generator
+from bastion.attacks.smoothadv import SmoothAdv
 from bastion.certify.dataset import certify_dataset
 from bastion.certify.summary import parse_radii, summarize
+from bastion.certify.votes import count_votes, image_generator
+from bastion.evaluate.context import EvalContext
 from bastion.threat import ThreatModel
-
-if TYPE_CHECKING:  # the pipeline imports this module: a runtime import would be circular
-    from bastion.evaluate.context import EvalContext
 
 __all__ = ["certify_stage", "l2_radius_covering"]
 
@@ -37,7 +36,7 @@ def certify_stage(
     attack_steps: int = 10,
     attack_samples: int = 8,
     attack_votes: int = 1000,
-    stream: int = 300,
+    stream: str = "smoothadv",
 ) -> dict[str, Any]:
     """Certify every point by randomized smoothing and set it beside the empirical numbers.
 
@@ -101,10 +100,8 @@ def certify_stage(
 
 
 def _smoothadv_accuracy(ctx: EvalContext, rows: list[dict[str, Any]], sigma: float, steps: int, samples: int,
-                        votes: int, batch_size: int, stream: int) -> float:
+                        votes: int, batch_size: int, stream: str) -> float:
     """Share of points whose smoothed majority vote stays correct after SmoothAdv (points g gets wrong count 0)."""
-    from bastion.attacks.smoothadv import SmoothAdv
-
     attack = SmoothAdv(sigma=sigma, n_samples=samples, steps=steps)
     generator = ctx.generator(stream)
     targets = torch.tensor([i for i, r in enumerate(rows) if r["correct"]], dtype=torch.long)

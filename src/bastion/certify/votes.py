@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from bastion.errors import InputError
-from bastion.passes import attack_mode, model_device_dtype
 from bastion.models.checks import checked_logits
+from bastion.passes import attack_mode, model_device_dtype
 
 __all__ = ["count_votes", "image_generator", "input_generator"]
 

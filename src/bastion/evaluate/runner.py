@@ -1,0 +1,171 @@
+"""Run a list of stages: what every stage needs, done once (saving, resuming, timing, passes, randomness).
+
+After each stage the runner saves its result and the context (which points are correct and still
+robust, the warnings, the gallery's examples) atomically to `state.pt`. With `resume`, the stages a
+matching earlier run finished are restored instead of run again. Each stage's key chains the run's
+key (model, data, threat model, seed), its name, kind and settings, and the key of the stage before
+it, so a changed setting invalidates that stage and every stage after it, and the run says which
+setting changed in one line. A stage draws its random numbers from `ctx.generator(...)`, seeded by
+the run seed and the stage's name (`bastion.evaluate.context.stream_seed`), so resuming, skipping or
+reordering stages never shifts another stage's draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bastion._io import save_torch_atomic
+from bastion.errors import InputError
+from bastion.evaluate.context import EvalContext, Example
+from bastion.evaluate.result import StageRecord
+from bastion.evaluate.stage import Stage
+from bastion.passes import counting_passes
+
+__all__ = ["STATE_NAME", "Runner", "stage_keys"]
+
+logger = logging.getLogger(__name__)
+
+STATE_NAME = "state.pt"
+_FORMAT = 2
+_EXAMPLE_FIELDS = ("index", "label", "clean_prediction", "adversarial_prediction", "attack")
+
+
+def stage_keys(run_key: str, stages: Sequence[Stage]) -> list[str]:
+    """Each stage's key: a hash of the previous key, its name, kind and settings (so changes propagate)."""
+    keys, previous = [], run_key
+    for stage in stages:
+        text = json.dumps([previous, stage.name, stage.kind, stage.settings_dict()], sort_keys=True, default=str)
+        previous = hashlib.sha256(text.encode()).hexdigest()[:20]
+        keys.append(previous)
+    return keys
+
+
+class Runner:
+    """Runs stages in order on one context, saving after each and resuming from a saved state.
+
+    Args:
+        stages: The stages, with unique names.
+        state_dir: Folder of `state.pt`; None keeps no state.
+        resume: Restore the stages a matching earlier run finished.
+        run_key: Identifies the run's model, data, threat model and seed; a state with another key
+            is not resumed.
+        counted: The module whose passes are counted per stage (the classifier itself, not the
+            defenses around it); None counts `ctx.model`.
+    """
+
+    def __init__(self, stages: Sequence[Stage], *, state_dir: str | Path | None = None, resume: bool = False,
+                 run_key: str = "", counted: nn.Module | None = None) -> None:
+        names = [s.name for s in stages]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InputError(f"stage names must be unique in a suite; repeated: {', '.join(duplicates)}")
+        self.stages = list(stages)
+        self.path = None if state_dir is None else Path(state_dir) / STATE_NAME
+        self.resume = resume
+        self.run_key = run_key
+        self.counted = counted
+        self.keys = stage_keys(run_key, self.stages)
+        self._saved: list[dict[str, Any]] = []
+        self._examples: list[dict[str, Any]] = []
+
+    def run(self, ctx: EvalContext) -> list[StageRecord]:
+        """Run (or restore) every stage on `ctx`; returns one record per stage, in order."""
+        records = self._restore(ctx) if self.resume else []
+        n_points = max(1, len(ctx.data))
+        for stage, key in zip(self.stages[len(records):], self.keys[len(records):], strict=True):
+            ctx.stage = stage.name
+            start = time.perf_counter()
+            with counting_passes(self.counted if self.counted is not None else ctx.model) as counts:
+                result = stage.run(ctx)
+            passes = counts.count
+            record = StageRecord(
+                name=stage.name, kind=stage.kind, settings=stage.settings_dict(), seconds=time.perf_counter() - start,
+                passes=asdict(passes),
+                passes_per_point={"forward": passes.forward_samples / n_points,
+                                  "backward": passes.backward_samples / n_points},
+                headline=type(stage).headline(result), result=result.to_dict())
+            ctx.results[stage.name] = result
+            records.append(record)
+            self._save(key, record, ctx)
+        ctx.stage = ""
+        return records
+
+    def finish(self) -> None:
+        """Remove the saved state once the report is written."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def _restore(self, ctx: EvalContext) -> list[StageRecord]:
+        if self.path is None or not self.path.is_file():
+            return []
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable state means: start over, and say so
+            logger.warning("resume: cannot read %s (%s); starting over", self.path, str(error).splitlines()[0][:80])
+            return []
+        if not isinstance(saved, dict) or saved.get("format") != _FORMAT or saved.get("run_key") != self.run_key:
+            logger.warning("resume: %s belongs to another model, data set, threat model or seed; starting over",
+                           self.path)
+            return []
+        entries: list[dict[str, Any]] = list(saved["stages"])
+        kept = 0
+        while kept < min(len(entries), len(self.stages)) and entries[kept]["key"] == self.keys[kept]:
+            kept += 1
+        if kept < len(entries):
+            logger.warning("resume: %s; running it and the %d stage(s) after it again",
+                           _what_changed(entries[kept], self.stages[kept] if kept < len(self.stages) else None),
+                           len(self.stages) - kept - 1 if kept < len(self.stages) else 0)
+        self._saved = entries[:kept]
+        self._examples = list(saved.get("examples", []))
+        records = []
+        for stage, entry in zip(self.stages, self._saved, strict=False):
+            record = StageRecord(**entry["record"])
+            ctx.results[stage.name] = stage.Result.from_dict(record.result)
+            records.append(record)
+        if kept:
+            _restore_context(ctx, self._saved[-1]["context"], self._examples)
+        return records
+
+    def _save(self, key: str, record: StageRecord, ctx: EvalContext) -> None:
+        self._saved.append({"key": key, "record": asdict(record), "context": _snapshot(ctx)})
+        if self.path is not None:
+            examples = [{"x": e.x, "x_adv": e.x_adv, **{k: getattr(e, k) for k in _EXAMPLE_FIELDS}}
+                        for e in ctx.examples]
+            save_torch_atomic({"format": _FORMAT, "run_key": self.run_key, "stages": self._saved,
+                               "examples": examples}, self.path)
+
+
+def _what_changed(entry: dict[str, Any], stage: Stage | None) -> str:
+    """One phrase naming the first stage whose settings differ from the saved run's, and how."""
+    old = entry["record"]
+    if stage is None:
+        return f"the saved run had a stage {old['name']!r} this run does not"
+    if (old["name"], old["kind"]) != (stage.name, stage.kind):
+        return f"stage {stage.name!r} replaces the saved run's {old['name']!r}"
+    new = stage.settings_dict()
+    changes = [f"{k} {old['settings'].get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old["settings"]) | set(new))
+               if old["settings"].get(k) != new.get(k)]
+    return f"stage {stage.name!r} changed ({', '.join(changes) or 'an earlier setting changed'})"
+
+
+def _snapshot(ctx: EvalContext) -> dict[str, Any]:
+    """The context after a stage; examples only grow, so their count marks which of them existed then."""
+    return {"predictions": ctx.predictions.clone(), "correct": ctx.correct.clone(), "robust": ctx.robust.clone(),
+            "warnings": list(ctx.warnings), "n_examples": len(ctx.examples)}
+
+
+def _restore_context(ctx: EvalContext, saved: dict[str, Any], examples: list[dict[str, Any]]) -> None:
+    ctx.predictions, ctx.correct, ctx.robust = (saved[k].clone() for k in ("predictions", "correct", "robust"))
+    ctx.warnings = list(saved["warnings"])
+    ctx.examples = [Example(x=e["x"], x_adv=e["x_adv"], **{k: e[k] for k in _EXAMPLE_FIELDS})
+                    for e in examples[: saved["n_examples"]]]

@@ -1,0 +1,127 @@
+"""A stage of the evaluation: its own settings, its own typed result, its own report section and randomness.
+
+A stage is to the evaluation what an attack is to the attack layer. Its constructor takes a name and
+keyword settings, which build the stage's frozen `Settings` dataclass (defaults and validation there,
+as in an attack's constructor); `run(ctx)` reads what earlier stages found from the context and
+returns a frozen `StageResult` that round-trips through JSON. The runner (`bastion.evaluate.runner`)
+does the rest for every stage alike: saving, resuming, timing, counting passes, and seeding the
+stage's random stream from the run seed and the stage's name.
+
+A stage renders itself: `headline` is its row in the terminal's stage table (the line a user reads
+first), `html_section` its section of report.html (empty when the report's common sections already
+show it). Adding a stage is one module and one `@STAGES.register`; `tests/evaluate/test_stage_contract.py`
+then runs it through the contract every stage must keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any, ClassVar, TypeVar, Union
+
+from bastion.errors import InputError
+from bastion.evaluate.context import EvalContext
+from bastion.registry import Registry
+
+__all__ = ["STAGES", "NoSettings", "SectionResult", "Stage", "StageResult", "from_json"]
+
+R = TypeVar("R", bound="StageResult")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Base of every stage's result: a frozen dataclass of JSON values and nested results."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        """Rebuild from `to_dict()` output (nested dataclasses included)."""
+        return typing.cast(R, from_json(cls, data))
+
+
+@dataclass(frozen=True)
+class SectionResult(StageResult):
+    """The result of a stage whose report section is a free-form JSON object (certification, detection, ...)."""
+
+    section: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a stage that has none."""
+
+
+class Stage(ABC):
+    """One step of an evaluation, registered in `STAGES` under its `kind`.
+
+    Args:
+        name: The stage's name in a suite (unique there; it names the random stream and the saved
+            state); None takes the kind.
+        **settings: The fields of the stage's `Settings` dataclass.
+    """
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[Any]] = NoSettings
+    Result: ClassVar[type[StageResult]]
+
+    def __init__(self, name: str | None = None, **settings: Any) -> None:
+        self.name = name or self.kind
+        try:
+            self.settings = self.Settings(**settings)
+        except TypeError as error:
+            valid = ", ".join(f.name for f in dataclasses.fields(self.Settings)) or "none"
+            raise InputError(f"stage {self.name!r}: {error}; its settings: {valid}") from None
+
+    def settings_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (recorded in the report, and compared on resume)."""
+        return asdict(self.settings)
+
+    @abstractmethod
+    def run(self, ctx: EvalContext) -> StageResult:
+        """Run the stage on `ctx` and return its result; may mark points broken in `ctx.robust`."""
+
+    @classmethod
+    @abstractmethod
+    def headline(cls, result: Any) -> str:
+        """One line for the terminal's stage table: what this stage found."""
+
+    @classmethod
+    def html_section(cls, result: Any) -> str:
+        """The stage's own section of report.html; empty when the common sections already show it."""
+        return ""
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.settings_dict().items())
+        return f"{type(self).__name__}(name={self.name!r}{', ' if settings else ''}{settings})"
+
+
+STAGES: Registry[Stage] = Registry("stage")
+
+
+def from_json(kind: Any, value: Any) -> Any:
+    """Rebuild a value of type `kind` (a dataclass, list, dict, union or plain type) from its JSON form."""
+    origin = typing.get_origin(kind)
+    if is_dataclass(kind) and isinstance(kind, type):
+        if not isinstance(value, dict):
+            raise InputError(f"expected an object for {kind.__name__}, got {type(value).__name__}")
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind)}
+        return kind(**{k: from_json(hints[k], v) for k, v in value.items() if k in names})
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        (item, *_) = typing.get_args(kind) or (Any,)
+        return [from_json(item, v) for v in value]
+    if origin is dict and isinstance(value, dict):
+        _, item = typing.get_args(kind) or (Any, Any)
+        return {k: from_json(item, v) for k, v in value.items()}
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        return from_json(options[0], value) if len(options) == 1 else value
+    return value

@@ -1,0 +1,46 @@
+"""The evaluation's stages, one module each; importing this package registers them all in `STAGES`."""
+
+from bastion.evaluate.stages.attack import AttackSettings, AttackStage, AttackStageResult, attack_stage
+from bastion.evaluate.stages.certify import CertifySettings, CertifyStage
+from bastion.evaluate.stages.checks import ChecksResult, ChecksSettings, ChecksStage
+from bastion.evaluate.stages.clean import CleanResult, CleanStage
+from bastion.evaluate.stages.curve import CurveResult, CurveSettings, CurveStage, curve_points
+from bastion.evaluate.stages.detection import DetectionSettings, DetectionStage
+from bastion.evaluate.stages.escalation import EscalationResult, EscalationSettings, EscalationStage
+from bastion.evaluate.stages.extended import ExtendedSettings, ExtendedStage
+from bastion.evaluate.stages.members import MembersSettings, MembersStage, find_ensemble
+from bastion.evaluate.stages.min_norm import MinNormSettings, MinNormStage
+from bastion.evaluate.stages.per_class import PerClassResult, PerClassSettings, PerClassStage
+
+__all__ = [
+    "AttackSettings",
+    "AttackStage",
+    "AttackStageResult",
+    "CertifySettings",
+    "CertifyStage",
+    "ChecksResult",
+    "ChecksSettings",
+    "ChecksStage",
+    "CleanResult",
+    "CleanStage",
+    "CurveResult",
+    "CurveSettings",
+    "CurveStage",
+    "DetectionSettings",
+    "DetectionStage",
+    "EscalationResult",
+    "EscalationSettings",
+    "EscalationStage",
+    "ExtendedSettings",
+    "ExtendedStage",
+    "MembersSettings",
+    "MembersStage",
+    "MinNormSettings",
+    "MinNormStage",
+    "PerClassResult",
+    "PerClassSettings",
+    "PerClassStage",
+    "attack_stage",
+    "curve_points",
+    "find_ensemble",
+]

@@ -1,0 +1,99 @@
+"""One attack of the cascade as a stage: it attacks only the points still robust, and breaks what it can."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from bastion.attacks import ATTACKS, Attack
+from bastion.errors import InputError
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.result import AttackRecord
+from bastion.evaluate.stage import STAGES, Stage, StageResult
+from bastion.evaluate.stages.clean import mean_of
+from bastion.passes import PassCount
+
+__all__ = ["AttackSettings", "AttackStage", "AttackStageResult", "attack_stage"]
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Which attack, with which hyperparameters, in which role.
+
+    Attributes:
+        attack: Key into `bastion.attacks.ATTACKS` ("fgsm", "pgd", "apgd-t", ...).
+        params: The attack's constructor arguments; unset ones keep the attack's defaults.
+        role: Why it runs, shown in the report ("main attack", "autoattack standard", ...).
+    """
+
+    attack: str = "pgd"
+    params: dict[str, Any] = field(default_factory=dict)
+    role: str = "attack"
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACKS:
+            raise InputError(f"unknown attack {self.attack!r}; choose one of: {', '.join(ATTACKS.names())}")
+        self.build()
+
+    def build(self) -> Attack:
+        """The attack these settings describe."""
+        return ATTACKS.create(self.attack, **self.params)
+
+
+@dataclass(frozen=True)
+class AttackStageResult(StageResult):
+    """The attack's row of the cascade, and the points it broke (indices into the data)."""
+
+    record: AttackRecord
+    broken: list[int]
+
+
+@STAGES.register("attack")
+class AttackStage(Stage):
+    """Run a registered attack on the points no earlier attack broke (the cascade of Croce & Hein 2020).
+
+    The robust accuracy after it is the per-sample worst case over it and every attack before it.
+    """
+
+    kind = "attack"
+    Settings = AttackSettings
+    Result = AttackStageResult
+    settings: AttackSettings
+
+    def run(self, ctx: EvalContext) -> AttackStageResult:
+        """Attack the points still robust at the threat model's eps."""
+        before = ctx.robust.clone()
+        record = attack_stage(ctx, self.settings.build(), self.settings.role)
+        return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist())
+
+    @classmethod
+    def headline(cls, result: AttackStageResult) -> str:
+        """Robust accuracy after the attack."""
+        r = result.record
+        return f"{r.name}: fooled {r.fooled} of {r.attacked}; robust accuracy {r.robust_accuracy:.2%}"
+
+
+def attack_stage(ctx: EvalContext, attack: Attack, role: str, *, model: nn.Module | None = None,
+                 stream: str = "") -> AttackRecord:
+    """Run `attack` on the points still robust, and mark those it breaks (the cascade).
+
+    `model` replaces `ctx.model` as what the attack sees (a BPDA or EOT view of it, whose
+    predictions are the model's own); None attacks `ctx.model`. `stream` names the random stream
+    within the running stage (several attacks in one stage need one each).
+    """
+    targets = ctx.robust.nonzero().squeeze(1)
+    generator = ctx.generator(stream or attack.name)
+    passes, fooled_total, start = PassCount(), 0, time.perf_counter()
+    for indices, x, y in ctx.batches(targets, f"{attack.name} ({role})"):
+        result = attack(ctx.model if model is None else model, x, y, ctx.threat, generator=generator)
+        fooled = result.success.cpu()
+        ctx.robust[indices[fooled]] = False
+        ctx.keep_examples(indices, x, result.x_adv, y, result.predictions, fooled, attack.name)
+        passes, fooled_total = passes + result.passes, fooled_total + int(fooled.sum())
+    return AttackRecord(name=attack.name, role=role, settings=attack.settings(), norm=ctx.threat.norm.name,
+                        eps=ctx.threat.eps, attacked=int(targets.numel()), fooled=fooled_total,
+                        robust_accuracy=mean_of(ctx.robust), passes=asdict(passes),
+                        seconds=time.perf_counter() - start)

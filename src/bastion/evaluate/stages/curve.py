@@ -1,0 +1,123 @@
+"""The accuracy-vs-eps curve, and the plateau check that only a curve can make.
+
+A point broken within a small ball stays broken in every larger one, so each radius attacks only
+the points that survived the previous one, and at the threat model's eps the cascade's per-point
+worst case is reused: the curve can only fall, and costs little where the model breaks early.
+After an escalation the curve attacks the same adaptive view of the model the escalation did. A
+curve that stays high far beyond the threat model's eps (Carlini et al. 2019, arXiv:1902.06705,
+section 5.2) escalates the run when nothing else had.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from bastion.attacks import PGD, Attack
+from bastion.errors import InputError
+from bastion.evaluate import masking
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.result import CurvePoint, Finding
+from bastion.evaluate.stage import STAGES, Stage, StageResult
+from bastion.evaluate.stages.clean import mean_of
+from bastion.evaluate.stages.escalation import (
+    EscalationResult,
+    EscalationSettings,
+    adaptive_view,
+    escalate,
+)
+from bastion.evaluate.validation import check_int, check_loss, check_rel_step
+from bastion.threat import ThreatModel
+
+__all__ = ["CurveResult", "CurveSettings", "CurveStage", "curve_points"]
+
+
+@dataclass(frozen=True)
+class CurveSettings:
+    """Attributes: grid: the radii (the plan puts the threat model's eps in it); the PGD attack's settings."""
+
+    grid: list[float] = field(default_factory=list)
+    restarts: int = 1
+    steps: int = 20
+    rel_step: float | None = None
+    loss: str = "ce"
+    escalate_on_plateau: bool = True
+
+    def __post_init__(self) -> None:
+        if any(not (isinstance(e, (int, float)) and math.isfinite(e) and e >= 0) for e in self.grid):
+            raise InputError(f"curve radii must be finite and >= 0, got {self.grid}")
+        check_int("curve_restarts", self.restarts, 1)
+        check_int("steps", self.steps, 1)
+        check_rel_step(self.rel_step)
+        check_loss(self.loss)
+
+
+@dataclass(frozen=True)
+class CurveResult(StageResult):
+    """The curve, the attack that drew it, the plateau check, and the escalation it caused (if any)."""
+
+    points: list[CurvePoint]
+    settings: dict[str, Any] = field(default_factory=dict)
+    plateau: Finding | None = None
+    escalation: EscalationResult | None = None
+
+
+@STAGES.register("curve")
+class CurveStage(Stage):
+    """Robust accuracy at each radius of the grid, with PGD (through the adaptive view after an escalation)."""
+
+    kind = "curve"
+    Settings = CurveSettings
+    Result = CurveResult
+    settings: CurveSettings
+
+    def run(self, ctx: EvalContext) -> CurveResult:
+        """Draw the curve; escalate and redraw it if it plateaus and nothing escalated yet."""
+        s = self.settings
+        if not s.grid:
+            return CurveResult(points=[])
+        attack = PGD(steps=s.steps, n_restarts=s.restarts, rel_step=s.rel_step, loss=s.loss)
+        earlier = next((r for r in ctx.results.values() if isinstance(r, EscalationResult)), None)
+        escalation_settings = EscalationSettings(**earlier.settings) if earlier and earlier.settings else \
+            EscalationSettings()
+        view = adaptive_view(ctx, escalation_settings, earlier.random) if earlier and earlier.ran else None
+        points = curve_points(ctx, attack, s.grid, model=None if view is None else view.module)
+        plateau = masking.plateau_finding(points, ctx.threat.eps)
+        late = None
+        if plateau.fired and s.escalate_on_plateau and not (earlier and earlier.ran):
+            late = escalate(ctx, escalation_settings, [plateau], "the curve plateaus", stream="late-")
+            view = adaptive_view(ctx, escalation_settings, late.random)
+            points = curve_points(ctx, attack, s.grid, model=view.module, stream="after-escalation")
+        settings: dict[str, Any] = {"attack": attack.name, **attack.settings()}
+        if view is not None and view.adapted:
+            settings["adaptive"] = view.describe()
+        return CurveResult(points=points, settings=settings, plateau=plateau, escalation=late)
+
+    @classmethod
+    def headline(cls, result: CurveResult) -> str:
+        """The curve in one line."""
+        if not result.points:
+            return "no curve"
+        return "accuracy vs eps: " + "  ".join(f"{p.eps:.3g}:{p.accuracy:.1%}" for p in result.points)
+
+
+def curve_points(ctx: EvalContext, attack: Attack, grid: list[float], *, model: nn.Module | None = None,
+                 stream: str = "curve") -> list[CurvePoint]:
+    """Robust accuracy at each eps of `grid`, attacked in increasing order (`model`: a view of `ctx.model`)."""
+    robust = ctx.correct.clone()
+    points: list[CurvePoint] = []
+    generator = ctx.generator(stream)
+    for eps in sorted(grid):
+        at_threat = math.isclose(eps, ctx.threat.eps, rel_tol=1e-9, abs_tol=1e-12)
+        if at_threat or eps > ctx.threat.eps:
+            robust &= ctx.robust
+        if eps > 0 and not at_threat:
+            threat = ThreatModel(ctx.threat.norm, eps, ctx.threat.bounds)
+            for indices, x, y in ctx.batches(robust.nonzero().squeeze(1), f"curve eps={eps:.4g}"):
+                result = attack(ctx.model if model is None else model, x, y, threat, generator=generator)
+                robust[indices[result.success.cpu()]] = False
+        points.append(CurvePoint(eps=eps, accuracy=mean_of(robust)))
+    return points

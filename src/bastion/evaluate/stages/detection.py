@@ -1,0 +1,77 @@
+"""Run-time detection as a stage: detectors calibrated at a target false-positive rate, rated, then attacked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bastion.attacks import FGSM, PGD
+from bastion.data import load_dataset
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.detection import detection_stage
+from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stages.detection_html import detection_section_html
+from bastion.evaluate.validation import check_fraction, check_int, check_loss, check_rel_step
+
+__all__ = ["DetectionSettings", "DetectionStage"]
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Attributes: fpr target; calibration data spec (None: half the points); adaptive_limit; PGD's settings."""
+
+    fpr: float = 0.05
+    calibration: str | None = None
+    adaptive_limit: int = 500
+    steps: int = 20
+    rel_step: float | None = None
+    loss: str = "ce"
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        check_fraction("detect_fpr", self.fpr)
+        check_int("detect_adaptive_limit", self.adaptive_limit, 0)
+        check_int("steps", self.steps, 1)
+        check_rel_step(self.rel_step)
+        check_loss(self.loss)
+
+
+@STAGES.register("detection")
+class DetectionStage(Stage):
+    """Feature squeezing (Xu et al., NDSS 2018), confidence, entropy and margin detectors with conformal thresholds.
+
+    Each is rated on FGSM and PGD examples, then attacked by a detector-aware PGD (Bryniarski et
+    al. 2022, arXiv:2108.01212) that must fool the classifier and evade the detector at once.
+    """
+
+    kind = "detection"
+    Settings = DetectionSettings
+    Result = SectionResult
+    settings: DetectionSettings
+
+    def run(self, ctx: EvalContext) -> SectionResult:
+        """Calibrate, rate and attack every detector."""
+        s = self.settings
+        calibration = load_dataset(s.calibration, root=s.data_root) if s.calibration else None
+        attacks = [FGSM(loss=s.loss), PGD(steps=s.steps, rel_step=s.rel_step, loss=s.loss)]
+        return SectionResult(section=detection_stage(ctx, fpr=s.fpr, calibration=calibration, attacks=attacks,
+                                                     adaptive_limit=s.adaptive_limit))
+
+    @classmethod
+    def headline(cls, result: SectionResult) -> str:
+        """Each detector's PGD and adaptive detection rates."""
+        parts = []
+        for name, entry in result.section.get("detectors", {}).items():
+            pgd = entry.get("attacks", {}).get("pgd", {}).get("rate")
+            adaptive = entry.get("adaptive", {}).get("rate")
+            parts.append(f"{name} {_rate(pgd)} / {_rate(adaptive)}")
+        fpr = result.section.get("settings", {}).get("fpr", 0.05)
+        return f"detected (PGD / adaptive) at {fpr:.0%} false positives: " + ", ".join(parts)
+
+    @classmethod
+    def html_section(cls, result: SectionResult) -> str:
+        """The detectors' table."""
+        return detection_section_html(result.section)
+
+
+def _rate(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, float) else "-"

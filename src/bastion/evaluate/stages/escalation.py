@@ -1,0 +1,142 @@
+"""Escalation: where a masking check fired (or with `adaptive`), attack the model as its defenses say to.
+
+It also counts, after its own attacks, the points the checks' black-box and transfer attacks broke
+that every attack missed (a row per check), so those adversarial examples are never ignored.
+
+Kerckhoffs' rule applied to robustness (Athalye, Carlini & Wagner, ICML 2018, arXiv:1802.00420): the
+attacker knows the defense. BPDA through the non-differentiable defenses, EOT over the random ones,
+a margin loss with more restarts, a transfer attack from a surrogate, and the gradient-free Square
+attack (Andriushchenko et al., ECCV 2020) run on the points still robust; the escalated robust
+accuracy becomes the evaluation's number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from torch import nn
+
+from bastion.attacks import FGSM, PGD, Attack, Square, Transfer
+from bastion.defenses import AdaptiveModel, adaptive_model
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.result import AttackRecord, Finding
+from bastion.evaluate.stage import STAGES, Stage, StageResult
+from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
+from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
+from bastion.evaluate.surrogates import surrogate_of
+from bastion.evaluate.validation import check_int, check_loss
+
+__all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "adaptive_view", "escalate"]
+
+
+@dataclass(frozen=True)
+class EscalationSettings:
+    """Attributes: `adaptive` runs the adaptive attacks even when no check fired; the rest as in `EvalConfig`."""
+
+    adaptive: bool = False
+    eot_samples: int = 10
+    steps: int = 20
+    restarts: int = 5
+    loss: str = "ce"
+    blackbox_queries: int = 200
+    surrogate: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("eot_samples", "steps", "restarts", "blackbox_queries"):
+            check_int(name, getattr(self, name), 1)
+        check_loss(self.loss)
+
+
+@dataclass(frozen=True)
+class EscalationResult(StageResult):
+    """Whether the adaptive attacks ran and why, their rows of the cascade, and the view they attacked."""
+
+    ran: bool
+    reason: str
+    records: list[AttackRecord] = field(default_factory=list)
+    adaptive: dict[str, Any] = field(default_factory=dict)
+    random: bool = False
+    surrogate: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@STAGES.register("escalation")
+class EscalationStage(Stage):
+    """Run the adaptive attacks when a check of the `checks` stage fired, or always with `adaptive`."""
+
+    kind = "escalation"
+    Settings = EscalationSettings
+    Result = EscalationResult
+    settings: EscalationSettings
+
+    def run(self, ctx: EvalContext) -> EscalationResult:
+        """Escalate, or record why not."""
+        checks = next((r for r in ctx.results.values() if isinstance(r, ChecksResult)), None)
+        findings = checks.findings if checks is not None else []
+        fired = [f.check for f in findings if f.fired]
+        if not (fired or self.settings.adaptive):
+            result = EscalationResult(ran=False, reason="no check fired", settings=asdict(self.settings))
+        else:
+            reason = f"checks fired: {', '.join(fired)}" if fired else "--adaptive"
+            result = escalate(ctx, self.settings, findings, reason)
+        hits = count_check_hits(ctx, checks.hits) if checks is not None else []
+        return replace(result, records=[*result.records, *hits]) if hits else result
+
+    @classmethod
+    def headline(cls, result: EscalationResult) -> str:
+        """What ran, and the robust accuracy after it."""
+        counted = [r for r in result.records if r.role.startswith("masking check")]
+        extra = f"; {sum(r.fooled for r in counted)} point(s) the checks broke counted" if counted else ""
+        if not result.ran:
+            return f"not needed ({result.reason}){extra}"
+        ran = [r for r in result.records if r.role.startswith("escalation")]
+        last = ran[-1].robust_accuracy if ran else None
+        after = f"; robust accuracy {last:.2%}" if last is not None else ""
+        return f"{len(ran)} adaptive attack(s) ({result.reason}){after}{extra}"
+
+
+def adaptive_view(ctx: EvalContext, settings: EscalationSettings, random: bool) -> AdaptiveModel:
+    """The model as the adaptive attacks see it: BPDA through declared defenses, EOT when it is random."""
+    return adaptive_model(ctx.model, eot_samples=settings.eot_samples, random=random)
+
+
+def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Finding], reason: str,
+             stream: str = "") -> EscalationResult:
+    """Attack the points still robust with the adaptive attacks, strongest first; their rows join the cascade."""
+    random = any(f.fired for f in findings if f.check == "randomness")
+    adaptive = adaptive_view(ctx, settings, random)
+    ran_square = any(isinstance(r, AttackStageResult) and r.record.name == "square" for r in ctx.results.values())
+    plan: list[tuple[Attack, str, nn.Module]] = [(a, role, adaptive.module)
+                                                 for a, role in _attacks(settings, adaptive, ran_square)]
+    surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device)
+    if surrogate is not None:
+        transfer = Transfer(surrogate=surrogate, steps=2 * settings.steps, diversity=0.5, loss="ce")
+        at = len(plan) - 1 if plan[-1][0].name == "square" else len(plan)
+        plan.insert(at, (transfer, f"escalation: transfer from {described} (MI-FGSM, input diversity)", ctx.model))
+    records = []
+    for i, (attack, role, model) in enumerate(plan):
+        if not bool(ctx.robust.any()):
+            break  # nothing left to break: the remaining attacks would attack no point
+        records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}"))
+    return EscalationResult(ran=True, reason=reason, records=records, adaptive=adaptive.describe(), random=random,
+                            surrogate=described, settings=asdict(settings))
+
+
+def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool) -> list[tuple[Attack, str]]:
+    """The adaptive attacks, strongest first, with their roles."""
+    how = ", ".join(filter(None, [
+        f"BPDA {' '.join(adaptive.bpda)}" if adaptive.bpda else "",
+        f"EOT x{adaptive.eot_samples}" if adaptive.eot_samples else "",
+    ])) or "plain gradients"
+    steps, restarts = 2 * s.steps, 2 * s.restarts
+    attacks: list[tuple[Attack, str]] = []
+    if adaptive.adapted:
+        attacks.append((FGSM(loss=s.loss), f"escalation: {how}"))
+        attacks.append((PGD(steps=steps, n_restarts=s.restarts, loss="ce"), f"escalation: {how}"))
+    attacks.append((PGD(steps=steps, n_restarts=restarts, loss="cw"),
+                    f"escalation: {how}, margin loss, {restarts} restarts"))
+    if adaptive.eot_samples or not ran_square:
+        attacks.append((Square(n_queries=5 * s.blackbox_queries), "escalation: gradient-free"
+                        + (f", EOT x{adaptive.eot_samples}" if adaptive.eot_samples else "")))
+    return attacks

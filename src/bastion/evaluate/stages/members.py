@@ -1,0 +1,121 @@
+"""Each ensemble member evaluated alone, so the report can put the ensemble's robustness next to theirs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from torch import nn
+
+from bastion.attacks import FGSM, PGD, Attack
+from bastion.defenses import Defended, Ensemble
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stages.attack import attack_stage
+from bastion.evaluate.stages.clean import CleanStage, mean_of
+from bastion.evaluate.validation import check_int, check_loss, check_rel_step
+from bastion.render.blocks import as_dict, as_list, esc, note_html, pct, section_html
+
+__all__ = ["MembersSettings", "MembersStage", "find_ensemble"]
+
+
+def find_ensemble(model: nn.Module) -> Ensemble | None:
+    """The first `Ensemble` inside `model` (itself included), or None."""
+    return next((m for m in model.modules() if isinstance(m, Ensemble)), None)
+
+
+@dataclass(frozen=True)
+class MembersSettings:
+    """The main attacks each member faces (FGSM when `fgsm`, then PGD with restarts)."""
+
+    fgsm: bool = True
+    steps: int = 20
+    restarts: int = 5
+    rel_step: float | None = None
+    loss: str = "ce"
+
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, 1)
+        check_int("restarts", self.restarts, 1)
+        check_rel_step(self.rel_step)
+        check_loss(self.loss)
+
+
+@STAGES.register("members")
+class MembersStage(Stage):
+    """Clean and robust accuracy of each member of an ensemble (the ensemble itself is the cascade's model).
+
+    An ensemble no stronger than its best member is no defense (Tramèr et al., NeurIPS 2020,
+    arXiv:2002.08347, on ensembles among adaptive evaluations); the report sets them side by side.
+    """
+
+    kind = "members"
+    Settings = MembersSettings
+    Result = SectionResult
+    settings: MembersSettings
+
+    def run(self, ctx: EvalContext) -> SectionResult:
+        """Evaluate each member behind the ensemble's defenses, on a copy of the context."""
+        ensemble = find_ensemble(ctx.model)
+        if ensemble is None:
+            return SectionResult(section={})
+        s = self.settings
+        attacks: list[Attack] = ([FGSM(loss=s.loss)] if s.fgsm else []) + [
+            PGD(steps=s.steps, n_restarts=s.restarts, rel_step=s.rel_step, loss=s.loss)]
+        members = []
+        for name, member in zip(ensemble.names, ensemble.members, strict=True):
+            sub = replace(ctx, model=_deployed(ctx.model, ensemble, member), warnings=[], examples=[], gallery_size=0)
+            clean = CleanStage().run(sub)
+            for attack in attacks:
+                attack_stage(sub, attack, "ensemble member", stream=f"{name}/{attack.name}")
+            members.append({"name": name, "clean_accuracy": clean.top1, "robust_accuracy": mean_of(sub.robust),
+                            "attacks": [a.name for a in attacks]})
+        return SectionResult(section={"mode": ensemble.mode, "members": members,
+                                      "clean_accuracy": mean_of(ctx.correct),
+                                      "robust_accuracy": mean_of(ctx.robust)})
+
+    @classmethod
+    def headline(cls, result: SectionResult) -> str:
+        """Each member's robust accuracy beside the ensemble's."""
+        s = result.section
+        if not s:
+            return "the model is not an ensemble"
+        members = ", ".join(f"{m['name']} {m['robust_accuracy']:.1%}" for m in s.get("members", []))
+        return f"ensemble ({s.get('mode')}) {s.get('robust_accuracy', 0):.1%} robust; members alone: {members}"
+
+    @classmethod
+    def html_section(cls, result: SectionResult) -> str:
+        """The ensemble's clean and robust accuracy next to each member's."""
+        return ensemble_section(result.section) if result.section else ""
+
+
+def _deployed(model: nn.Module, ensemble: Ensemble, member: nn.Module) -> nn.Module:
+    """The member behind the same defenses as the ensemble (when the model is `Defended(defenses, ensemble)`)."""
+    if isinstance(model, Defended) and model.model is ensemble:
+        return Defended([*model.inputs, *model.outputs], member)
+    return member
+
+
+def ensemble_section(ensemble: dict[str, Any]) -> str:
+    """The ensemble's clean and robust accuracy next to each member's."""
+    rows: list[tuple[object, object, object]] = [
+        ("ensemble", ensemble.get("clean_accuracy"), ensemble.get("robust_accuracy"))
+    ]
+    rows += [
+        (m.get("name"), m.get("clean_accuracy"), m.get("robust_accuracy"))
+        for m in map(as_dict, as_list(ensemble.get("members")))
+    ]
+    body = "".join(
+        f'<tr><td>{"<b>" + esc(n) + "</b>" if i == 0 else esc(n)}</td><td class="num">{pct(c)}</td>'
+        f'<td class="num">{pct(r)}</td></tr>'
+        for i, (n, c, r) in enumerate(rows)
+    )
+    table = (
+        '<table><thead><tr><th>model</th><th class="num">clean accuracy</th><th class="num">robust accuracy'
+        f"</th></tr></thead><tbody>{body}</tbody></table>"
+    )
+    intro = note_html(
+        f"Combined by {esc(ensemble.get('mode', '?'))}; the ensemble is attacked as one model, each member "
+        "alone with the standard attacks (FGSM, PGD)."
+    )
+    return section_html("ensemble", "Ensemble and its members", intro + table)

@@ -1,0 +1,12 @@
+"""Drawing without dependencies, below every other layer: PNG encoding, SVG charts and HTML building blocks.
+
+Attacks (a printable patch), the evaluation stages (their report sections), the report and the dashboard all
+draw with these; nothing here imports any other part of bastion.
+"""
+
+from __future__ import annotations
+
+from bastion.render.png import encode_png, image_to_data_uri, perturbation_to_data_uri
+from bastion.render.svg import bar_chart, line_chart
+
+__all__ = ["bar_chart", "encode_png", "image_to_data_uri", "line_chart", "perturbation_to_data_uri"]

@@ -10,6 +10,7 @@ import pytest
 
 from bastion.cli import main
 from bastion.history import RunStore, from_result
+from bastion.history.dashboard import _overlay_pair, render_dashboard
 
 from .helpers import eval_report
 
@@ -74,3 +75,30 @@ def test_defenses_and_ensembles_are_part_of_the_identity(tmp_path):
     look = {"kind": "evaluate", "threat": "linf eps=0.3"}
     assert store.baseline("last", model=jpeg.model, **look).run_id == "b"  # never the undefended run
     assert store.baseline("last", model=bare.model, **look).run_id == "a"
+
+
+def test_dashboard_overlays_only_curves_of_one_threat_model(tmp_path, capsys):
+    store = RunStore(tmp_path / "h.db")
+    linf = eval_report(run_id="linf", eps=0.3, curve=[(0.0, 0.99), (0.3, 0.9)])
+    l2 = eval_report(run_id="l2", norm="l2", eps=1.0, curve=[(0.0, 0.99), (1.0, 0.7), (2.0, 0.2)])
+    for report in (linf, l2):
+        store.record(from_result("evaluate", report))
+    html = render_dashboard(store.runs())
+    assert 'id="eps-overlay"' not in html and "under the same threat model" in html
+    assert html.count('id="single-') == 2  # each model's own curve, not a one-point trend
+    assert "Accuracy against eps (l2 eps=1)" in html and "Accuracy against eps (linf eps=0.3)" in html
+    assert main(["dashboard", "--db", str(store.path), "--out", str(tmp_path / "s"), "--compare", "linf", "l2"]) == 2
+    assert "only curves of the same threat model" in capsys.readouterr().err
+    store.record(from_result("evaluate", eval_report(run_id="linf2", eps=0.3, curve=[(0.0, 0.98), (0.3, 0.8)])))
+    store.record(from_result("evaluate", eval_report(run_id="l2b", norm="l2", eps=1.0, curve=[(0.0, 0.9)])))
+    overlay = _overlay_pair(store.runs())
+    assert overlay is not None and [r.run_id for r in overlay] == ["l2", "l2b"]
+
+
+def test_single_train_run_charts_its_epochs():
+    card = {"metrics": {"clean_accuracy": 0.9}, "hyperparameters": {"threat": "linf eps=0.3"},
+            "model": {"spec": "m"}, "data": {"name": "d"},
+            "history": [{"epoch": 1.0, "val_clean": 0.5, "val_robust": 0.1}, {"epoch": 2.0, "val_clean": 0.8,
+                                                                                 "val_robust": 0.3}]}
+    html = render_dashboard([from_result("train", card)])
+    assert "Held-out accuracy during training (one run so far)" in html

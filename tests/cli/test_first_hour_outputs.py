@@ -45,3 +45,16 @@ def test_cw_unbounded_grid_follows_the_norms_found(capsys):
     assert profile["found"] >= 1, profile
     assert 0 < grid[-1] < 10 and grid[-1] >= profile["median"]  # not the box bound (28 for MNIST)
     assert profile["curve"][-1]["accuracy"] <= 1 - profile["found"] / profile["attacked"] + 1e-9
+
+
+def test_what_the_readme_promises_the_help_says(capsys):
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("rebuild: ") == 3 and "bastion train" in out
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "--data-root" in out and "--root," not in out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "dlr" in help_text and "(default 0.3, the MNIST convention" in help_text

@@ -35,12 +35,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, help="points per forward pass (default 256)")
 
 
-def add_threat_options(parser: argparse.ArgumentParser) -> None:
-    """--norm, --eps."""
+def add_threat_options(parser: argparse.ArgumentParser, *, eps_default: str | None = "0.3") -> None:
+    """--norm, --eps (its help names the default the command applies, if any)."""
     group = parser.add_argument_group("threat model")
     group.add_argument("--norm", help="linf (default) or l2")
-    group.add_argument("--eps", help="radius of the threat model: a number or a fraction such as 8/255 "
-                       "(bastion attack: 'max' for an unbounded minimal-norm search)")
+    default = f"default {eps_default}, the MNIST convention" if eps_default else "no default"
+    group.add_argument("--eps", help=f"radius of the threat model: a number or a fraction such as 8/255 ({default}"
+                       "; bastion attack: 'max' for an unbounded minimal-norm search)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -40,7 +40,8 @@ def register(commands: Any) -> None:
     attack.add_argument("--steps", type=int, help="PGD steps (default 20)")
     attack.add_argument("--restarts", type=int, help="PGD random restarts (default 5)")
     attack.add_argument("--rel-step", type=float, help="PGD step size as a fraction of eps (default 2.5/steps)")
-    attack.add_argument("--loss", help="attack loss: ce (default) or cw")
+    attack.add_argument("--loss", help="attack loss: ce (default), cw (C&W margin) or dlr (Croce & Hein's "
+                        "difference of logits ratio)")
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
     attack.add_argument("--suite", choices=["autoattack", "pgd", "extended"], help="attacks after PGD: the AutoAttack "
                         "ensemble (the standard protocol), none (quick), or AutoAttack plus the threat models beyond "

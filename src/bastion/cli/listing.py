@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         from bastion.models import ZOO
 
         for name, entry in sorted(ZOO.items()):
-            print(f"zoo:{name:<16} {entry.description}")
+            print(f"zoo:{name:<16} {entry.description}\n{'':<20} rebuild: {entry.recipe}")
     else:
         from bastion.data import DATASETS_HELP
 

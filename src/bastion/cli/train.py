@@ -47,7 +47,7 @@ def register(commands: Any) -> None:
                         "(default: mnist-sample:eval for mnist-sample data, else the last --val-size of --data)")
     parser.add_argument("--val-size", type=float, default=0.1, help="held-out share of --data without --val-data")
     parser.add_argument("--val-limit", type=int, help="held-out images for the model card's accuracy (default all)")
-    add_threat_options(parser)
+    add_threat_options(parser, eps_default=None)
     method = parser.add_argument_group("method options (each method takes some of them)")
     method.add_argument("--steps", type=int, help="attack steps of the inner maximization (default 10)")
     method.add_argument("--rel-step", type=float, help="attack step size as a fraction of eps")

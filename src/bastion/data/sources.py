@@ -33,7 +33,7 @@ DATASETS_HELP: list[str] = [
     "imagefolder:PATH[:SIZE]  one sub-folder per class (torchvision); RGB, resized, center-cropped to SIZE",
     "torchvision:NAME[:SPLIT]  any torchvision.datasets class, e.g. torchvision:SVHN:test (default test)",
     "mnist|fashion-mnist|cifar10|cifar100[:train|test]  torchvision shorthands (split default test); "
-    "stored under --root, $BASTION_DATA or ~/.cache/bastion/data",
+    "stored under --data-root, $BASTION_DATA or ~/.cache/bastion/data",
 ]
 _FORMS = (
     "mnist-sample[:train|eval|all], npz:PATH, pt:PATH, imagefolder:PATH[:SIZE], torchvision:NAME[:SPLIT], "

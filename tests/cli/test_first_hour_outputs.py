@@ -58,3 +58,11 @@ def test_what_the_readme_promises_the_help_says(capsys):
         main(["evaluate", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "dlr" in help_text and "(default 0.3, the MNIST convention" in help_text
+
+
+def test_attack_progress_counts_points(capsys, monkeypatch):
+    monkeypatch.setattr("bastion.cli.attack.sys.stderr.isatty", lambda: True, raising=False)
+    argv = [a for a in ATTACK if a != "--quiet"]
+    assert main([*argv, "--eps", "0.1", "--batch-size", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "8/8" in err and "pt" in err

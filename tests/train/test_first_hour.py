@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from bastion.cli import main
+from bastion.data import load_dataset
+from bastion.train import TRAINERS, FitConfig, fit
 from bastion.train.card import outcome_warnings
 from bastion.train.schedule import build_schedule
 
 from .test_cli import FAST, TINY
+from .tiny import seeded_mlp
 
 ARGS = ["train", "--model", TINY, "--method", "pgd-at", "--eps", "0.1", "--steps", "1", "--epochs", "1", *FAST,
         "--check-size", "0", "--no-db"]
@@ -89,3 +92,11 @@ def test_learning_rate_schedule_scales_with_the_epochs(epochs):
     total = len(rates)
     assert rates[: total // 2] == [1.0] * (total // 2)
     assert rates[total // 2] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.01)
+
+
+def test_training_progress_counts_images_with_an_eta(capsys):
+    data = load_dataset("mnist-sample:train", limit=64)
+    fit(seeded_mlp(), TRAINERS.create("standard"), data, config=FitConfig(epochs=2, batch_size=32, check_size=0),
+        progress=True)
+    err = capsys.readouterr().err
+    assert "128/128" in err and "img" in err and "<" in err  # images over the whole run, with the time left

@@ -120,12 +120,14 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     batch_size = args.batch_size or 256
     columns: dict[str, list[np.ndarray]] = {}
     batches = data.batches(batch_size, device=device, dtype=dtype)
-    progress = tqdm(batches, total=-(-len(data) // batch_size), desc=attack.name,
+    progress = tqdm(total=len(data), desc=attack.name, unit="pt",  # points, not batches: a useful ETA
                     disable=args.quiet or not sys.stderr.isatty(), leave=False)
-    for _, x, y in progress:
+    for _, x, y in batches:
         row = _attack_batch(attack, model, x, y, threat, args.target, generator, data.num_classes)
+        progress.update(len(y))
         for key, value in row.items():
             columns.setdefault(key, []).append(value.detach().cpu().numpy())
+    progress.close()
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
     labels = data.labels.numpy()
     summary = {

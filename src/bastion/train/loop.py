@@ -186,9 +186,9 @@ class _Run:
         self.model.train()
         order = torch.randperm(len(self.train), generator=self.generator)
         totals = {"loss": 0.0, "n": 0.0, "clean": 0.0, "n_clean": 0.0, "robust": 0.0, "n_robust": 0.0}
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
-                   disable=not self.progress, leave=False)
-        for index in bar:
+        bar = tqdm(total=self.config.epochs * len(self.train), initial=self.epoch * len(self.train), unit="img",
+                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", disable=not self.progress, leave=False)
+        for index in range(self.steps_per_epoch):  # the bar counts images over the whole run: its ETA is the run's
             rows = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
             x, y = self.train.batch(rows, device=self.device, dtype=self.dtype)
             x = augment(x, self.padding, self.flip, self.generator)
@@ -197,7 +197,9 @@ class _Run:
             out = self._step(x, y, self.epoch + index / self.steps_per_epoch)
             self.schedule.step()
             _accumulate(totals, out, y)
+            bar.update(len(y))
             bar.set_postfix(loss=f"{totals['loss'] / totals['n']:.3f}", **_accuracies(totals, short=True))
+        bar.close()
         row: dict[str, float] = {"epoch": float(self.epoch + 1), "lr": float(self.schedule.get_last_lr()[0]),
                "train_loss": totals["loss"] / max(1.0, totals["n"])}
         row.update({f"train_{k}": v for k, v in _accuracies(totals).items()})

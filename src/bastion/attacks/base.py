@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from bastion.errors import InputError
 from bastion.passes import PassCount, PassCounter, attack_mode
 from bastion.registry import Registry
+from bastion.seeding import resolve_generator
 from bastion.threat import ThreatModel
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "check_inputs", "is_success"]
@@ -117,6 +118,7 @@ class Attack(ABC):
         *,
         target: Tensor | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> AttackResult:
         """Attack `model` on the batch `(x, y)` within `threat`.
 
@@ -124,10 +126,15 @@ class Attack(ABC):
             model: Maps images in the threat model's bounds, shape (B, C, H, W), to logits (B, K).
             x: Clean inputs, on the model's device and in its dtype; left unchanged.
             y: (B,) true labels.
-            threat: The perturbation set.
+            threat: The perturbation set, in one of the attack's `norms`.
             target: (B,) target labels for a targeted attack, or None.
             generator: Source of randomness (random starts); the same seed gives the same result.
+            seed: Instead of `generator`: seeds a new CPU generator.
         """
+        if threat.norm.name not in self.norms:
+            raise InputError(f"{self.name} works in the {' and '.join(self.norms)} threat models, "
+                             f"not {threat.norm.name}")
+        generator = resolve_generator(generator, seed)
         check_inputs(x, y, threat, target)
         start = time.perf_counter()
         x = x.detach()

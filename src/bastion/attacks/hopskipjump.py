@@ -66,9 +66,7 @@ class HopSkipJump(Attack):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Run the attack; see the class docstring."""
-        norm = threat.norm.name
-        if norm not in ("l2", "linf"):
-            raise InputError(f"hopskipjump works in the l2 and linf threat models, not {norm}")
+        norm = threat.norm.name  # linf or l2: `Attack.__call__` refuses the others
         if self.n_queries < 1 or self.init_evals < 1 or self.max_evals < 1 or self.gamma <= 0:
             raise InputError("hopskipjump needs n_queries, init_evals, max_evals >= 1 and gamma > 0")
         d = math.prod(x.shape[1:])

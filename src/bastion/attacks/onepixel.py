@@ -64,8 +64,6 @@ class OnePixel(Attack):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Run the evolution; see the class docstring."""
-        if threat.norm.name != "l0":
-            raise InputError(f"onepixel needs an l0 threat model (--norm l0 --eps PIXELS), got {threat.norm.name}")
         if self.population < 4 or self.steps < 0 or (self.pixels is not None and self.pixels < 0):
             raise InputError("onepixel needs population >= 4, steps >= 0 and pixels >= 0")
         if x.dim() != 4:

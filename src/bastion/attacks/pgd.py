@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.attacks.base import ATTACKS, Attack, is_success
+from bastion.attacks.restarts import restart_survivors
 from bastion.errors import InputError
 from bastion.losses import get_loss
 from bastion.threat import ThreatModel
@@ -83,22 +84,13 @@ class PGD(Attack):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Run the restarts, each on the points no earlier restart fooled."""
-        best = x.clone()
-        best_loss = torch.full(y.shape, -torch.inf, device=x.device, dtype=x.dtype)
-        fooled = torch.zeros(y.shape, dtype=torch.bool, device=x.device)
-        restarts = self.n_restarts if self.random_start else 1
-        for _ in range(restarts):
-            rows = (~fooled).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                break
-            x_run, loss_run, fooled_run = self._single_run(
-                model, x[rows], y[rows], threat, None if target is None else target[rows], generator
-            )
-            better = fooled_run | (loss_run > best_loss[rows])
-            best[rows] = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x_run, best[rows])
-            best_loss[rows] = torch.where(better, loss_run, best_loss[rows])
-            fooled[rows] = fooled_run
-        return best
+        def run(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            return self._single_run(model, x[rows], y[rows], threat, None if target is None else target[rows],
+                                    generator)
+
+        return restart_survivors(x, self.n_restarts if self.random_start else 1, run,
+                                 score=torch.full(y.shape, -torch.inf, device=x.device, dtype=x.dtype),
+                                 fooled=torch.zeros(y.shape, dtype=torch.bool, device=x.device))
 
     def _single_run(
         self,

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.attacks.base import ATTACKS, Attack, is_success
+from bastion.attacks.restarts import restart_survivors
 from bastion.errors import InputError
 from bastion.losses import cross_entropy, cw_margin
 from bastion.threat import ThreatModel
@@ -143,19 +144,14 @@ class Square(Attack):
         """Run the restarts, each on the points neither the clean input nor an earlier run fooled."""
         if x.dim() != 4:
             raise InputError(f"Square attacks images shaped (B, C, H, W), got shape {tuple(x.shape)}")
+        def run(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            return self._single_run(model, x[rows], y[rows], None if target is None else target[rows], threat,
+                                    generator)
+
         with torch.no_grad():
-            best, (best_loss, fooled) = x.clone(), self._score(model, x, y, target)
-            for _ in range(self.n_restarts if threat.eps > 0 else 0):
-                rows = (~fooled).nonzero().squeeze(1)
-                if rows.numel() == 0:
-                    break
-                sub_target = None if target is None else target[rows]
-                x_run, loss_run, fooled_run = self._single_run(model, x[rows], y[rows], sub_target, threat, generator)
-                better = fooled_run | (loss_run < best_loss[rows])
-                best[rows] = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x_run, best[rows])
-                best_loss[rows] = torch.where(better, loss_run, best_loss[rows])
-                fooled[rows] = fooled_run
-        return best
+            loss, fooled = self._score(model, x, y, target)
+            return restart_survivors(x, self.n_restarts if threat.eps > 0 else 0, run, score=loss, fooled=fooled,
+                                     higher_is_better=False)
 
     def _score(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
         """One query: the loss to minimize and whether the model is fooled."""

@@ -56,6 +56,7 @@ class Transfer(Attack):
         diversity: Probability of input diversity per step (Xie et al.: 0.5); 0 disables it.
         scale: Largest resize of input diversity, as a multiple of the input size.
         loss: "ce" or "cw".
+        surrogate_weights: A state dict (or safetensors file) for a `surrogate` spec built by a factory.
 
     Example:
         >>> Transfer(surrogate="zoo:mnist-cnn", diversity=0.5)(defended, x, y, ThreatModel("linf", 0.3))
@@ -72,6 +73,7 @@ class Transfer(Attack):
         diversity: float = 0.0,
         scale: float = 1.1,
         loss: str = "ce",
+        surrogate_weights: str | None = None,
     ) -> None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise InputError(f"steps must be an integer >= 1, got {steps!r}")
@@ -85,7 +87,8 @@ class Transfer(Attack):
             raise InputError(f"scale must be > 1, got {scale}")
         get_loss(loss)
         if isinstance(surrogate, str):
-            self._surrogate: nn.Module | None = load_model(surrogate, device="cpu").module
+            loaded = load_model(surrogate, weights=surrogate_weights, device="cpu")
+            self._surrogate: nn.Module | None = loaded.module
         elif surrogate is None or isinstance(surrogate, nn.Module):
             self._surrogate = surrogate
         else:
@@ -93,6 +96,7 @@ class Transfer(Attack):
         self.surrogate = surrogate if isinstance(surrogate, str) or surrogate is None else type(surrogate).__name__
         self.steps, self.rel_step, self.decay = steps, rel_step, float(decay)
         self.diversity, self.scale, self.loss = float(diversity), float(scale), loss
+        self.surrogate_weights = surrogate_weights
 
     def perturb(
         self,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from bastion.certify.votes import count_votes, image_generator
 from bastion.errors import InputError
 from bastion.passes import model_device_dtype
+from bastion.seeding import resolve_generator
 
 __all__ = ["Certificate", "Smooth", "clopper_pearson_lower", "max_certifiable_radius"]
 
@@ -102,7 +103,8 @@ class Smooth:
         return f"Smooth({type(self.base).__name__}, num_classes={self.num_classes}, sigma={self.sigma})"
 
     def predict(
-        self, x: Tensor, n: int, alpha: float, *, batch_size: int = 1000, generator: torch.Generator | None = None
+        self, x: Tensor, n: int, alpha: float, *, batch_size: int = 1000, generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> int:
         """Cohen et al.'s PREDICT: the top class of n noise samples, or ABSTAIN.
 
@@ -116,7 +118,9 @@ class Smooth:
             alpha: Error probability in (0, 1).
             batch_size: Samples per forward pass.
             generator: Source of the noise (on any device); None uses the global one.
+            seed: Instead of `generator`: seeds a new generator on `x`'s device.
         """
+        generator = resolve_generator(generator, seed, x.device)
         return self.predict_many(x[None], n, alpha, batch_size=batch_size, generators=[generator])[0]
 
     def predict_many(
@@ -153,6 +157,7 @@ class Smooth:
         *,
         batch_size: int = 1000,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> Certificate:
         """Cohen et al.'s CERTIFY: select the top class with n0 samples, bound its probability with n fresh ones.
 
@@ -168,7 +173,9 @@ class Smooth:
             alpha: Error probability in (0, 1).
             batch_size: Samples per forward pass.
             generator: Source of the noise (on any device); None uses the global one.
+            seed: Instead of `generator`: seeds a new generator on `x`'s device.
         """
+        generator = resolve_generator(generator, seed, x.device)
         return self.certify_many(x[None], n0, n, alpha, batch_size=batch_size, generators=[generator])[0]
 
     def certify_many(

@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     from bastion.cli import corruptions as corruptions_cli
     from bastion.cli import detect as detect_cli
     from bastion.cli import patch as patch_cli
+    from bastion.cli import requests as requests_cli
+    from bastion.cli import serve as serve_cli
     from bastion.cli import spatial as spatial_cli
     from bastion.cli import universal as universal_cli
 
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     spatial_cli.register(commands)
     detect_cli.register(commands)
     universal_cli.register(commands)
+    serve_cli.register(commands)
+    requests_cli.register(commands)
     return parser
 
 

@@ -16,8 +16,10 @@ __all__ = ["add_data_options", "add_model_options", "add_run_options", "add_thre
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model, --weights, --mean, --std, --device."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", help="zoo:NAME, module:factory, path/file.py:factory, or a TorchScript file")
-    group.add_argument("--weights", help="state dict for a factory-built model (loaded with weights_only=True)")
+    group.add_argument("--model", help="zoo:NAME, hf:NAME_OR_PATH[@REVISION], module:factory, path/file.py:factory, "
+                       "a .pt2 (torch.export), .onnx or TorchScript file (bastion list models)")
+    group.add_argument("--weights", help="state dict for a factory-built model: .safetensors, or a torch checkpoint "
+                       "(loaded with weights_only=True)")
     group.add_argument("--mean", help="per-channel normalization mean, e.g. 0.49,0.48,0.45")
     group.add_argument("--std", help="per-channel normalization std, e.g. 0.25,0.24,0.26")
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -27,7 +29,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     """--data, --data-root, --limit, --subset-seed, --batch-size."""
     group = parser.add_argument_group("data")
     group.add_argument(
-        "--data", help="mnist-sample[:eval|train|all], npz:PATH, pt:PATH, imagefolder:PATH, cifar10:test, ..."
+        "--data", help="mnist-sample[:eval|train|all], npz:PATH, pt:PATH, imagefolder:PATH, cifar10:test, "
+        "hf:NAME_OR_PATH[:SPLIT], ... (bastion list datasets)"
     )
     group.add_argument("--data-root", help="where torchvision datasets are stored (and downloaded)")
     group.add_argument("--limit", type=int, help="use only this many points")

@@ -43,9 +43,11 @@ def register(commands: Any) -> None:
     attack.add_argument("--loss", help="attack loss: ce (default), cw (C&W margin) or dlr (Croce & Hein's "
                         "difference of logits ratio)")
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
-    attack.add_argument("--suite", choices=["autoattack", "pgd", "extended"], help="attacks after PGD: the AutoAttack "
-                        "ensemble (the standard protocol), none (quick), or AutoAttack plus the threat models beyond "
-                        "the Lp ball (patch, spatial, corruptions, one-pixel, universal, HopSkipJump)")
+    attack.add_argument("--suite", choices=["autoattack", "pgd", "extended", "deployed"],
+                        help="attacks after PGD: the AutoAttack ensemble (the standard protocol, default), none "
+                        "(quick), or AutoAttack plus the threat models beyond the Lp ball (patch, spatial, "
+                        "corruptions, one-pixel, universal, HopSkipJump); deployed: no gradients (Square, "
+                        "HopSkipJump, transfer from --surrogate), chosen by itself for an .onnx model")
     attack.add_argument("--extended-train-data", help="data spec the extended suite trains its patch and universal "
                         "perturbation on (default: the first half of the evaluated points; the second half measures)")
     attack.add_argument("--aa-steps", type=int, help="iterations of AutoAttack's gradient attacks (default 100)")
@@ -63,6 +65,9 @@ def register(commands: Any) -> None:
     defense.add_argument("--adaptive", action="store_true", default=None, help="run the adaptive attacks (BPDA, EOT, "
                          "transfer, Square) even if no gradient-masking check fires")
     defense.add_argument("--surrogate", metavar="MODEL", help="surrogate model spec for transfer attacks")
+    defense.add_argument("--surrogate-weights", metavar="FILE",
+                         help="state dict of a factory-built --surrogate (with an .onnx --model, --weights is taken "
+                              "as the surrogate's)")
     defense.add_argument("--eot-samples", type=int, help="draws per EOT gradient for randomized models (10)")
     detection = parser.add_argument_group("run-time detection")
     detection.add_argument("--detect", action="store_true", default=None, help="calibrate the detectors (feature "

@@ -23,10 +23,12 @@ def run(args: argparse.Namespace) -> int:
             doc = (factory.__doc__ or "").strip().splitlines()[0]
             print(f"{name:<14} {doc}")
     elif args.what == "models":
-        from bastion.models import ZOO
+        from bastion.models import MODELS_HELP, ZOO
 
         for name, entry in sorted(ZOO.items()):
             print(f"zoo:{name:<16} {entry.description}\n{'':<20} rebuild: {entry.recipe}")
+        for line in MODELS_HELP:
+            print(line)
     else:
         from bastion.data import DATASETS_HELP
 

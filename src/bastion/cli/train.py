@@ -88,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     from bastion.evaluate.config import parse_floats
     from bastion.models import Normalized, load_model
     from bastion.models.loading import fingerprint_model
+    from bastion.models.tensorfile import save_safetensors
     from bastion.threat import ThreatModel
     from bastion.train import TRAINERS, FitConfig, fit, heldout_accuracy
     from bastion.train.card import outcome_warnings, write_card, write_training_html
-    from bastion.train.checkpoint import CARD_NAME, CHECKPOINT_NAME, WEIGHTS_NAME, save_atomic
+    from bastion.train.checkpoint import CARD_NAME, CHECKPOINT_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, save_atomic
 
     if args.model is None:
         raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
@@ -109,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)  # the initial weights, reproducibly, without touching the caller's RNG
         loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
+    if loaded.gradient_free:
+        raise InputError(f"{args.model} runs without gradients (onnxruntime) and cannot be trained; train the "
+                         "PyTorch model it was exported from")
     model = loaded.module
     options = {k: getattr(args, k) for k in _METHOD_OPTIONS}
     if args.teacher is not None:
@@ -125,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
                  progress=not args.quiet and sys.stderr.isatty())
     model.load_state_dict(result.state_dict)
     raw = model.model if isinstance(model, Normalized) else model
-    save_atomic({k: v.detach().cpu() for k, v in raw.state_dict().items()}, out / WEIGHTS_NAME)
+    weights = {k: v.detach().cpu() for k, v in raw.state_dict().items()}
+    save_atomic(weights, out / WEIGHTS_NAME)
+    save_safetensors(weights, out / SAFETENSORS_NAME)
     start = time.perf_counter()
     held_out = val.select(min(args.val_limit, len(val))) if args.val_limit else val
     clean, robust = heldout_accuracy(model, held_out, threat, steps=args.eval_steps, restarts=args.eval_restarts,
@@ -157,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
     robust_text = "" if robust is None or threat is None else (
         f", PGD-{args.eval_steps} accuracy {robust:.4f} at {threat.describe()}")
     print(f"{args.method}: held-out clean accuracy {clean:.4f}{robust_text} on {len(held_out)} images "
-          f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, {out / CARD_NAME}, "
-          f"{out / 'training.html'}")
+          f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, "
+          f"{out / SAFETENSORS_NAME}, {out / CARD_NAME}, {out / 'training.html'}")
     return history.record("train", card, out=out, report=out / "training.html", artifacts=[out / CARD_NAME])
 
 

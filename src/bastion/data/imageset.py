@@ -14,7 +14,7 @@ from torch import Tensor
 
 from bastion.errors import InputError
 
-__all__ = ["ImageSet"]
+__all__ = ["ImageSet", "selection"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -230,15 +230,24 @@ class ImageSet:
             The selected `ImageSet` (this one when `limit` is None).
 
         """
-        if limit is None:
-            return self
-        if limit < 1 or limit > len(self):
-            raise InputError(f"limit must lie in [1, {len(self)}], the size of {self.name} (got {limit})")
-        if seed is None:
-            return self.subset(torch.arange(limit))
-        generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(len(self), generator=generator)[:limit]
-        return self.subset(torch.sort(chosen).values)
+        chosen = selection(len(self), limit, seed, self.name)
+        return self if chosen is None else self.subset(chosen)
+
+
+def selection(n: int, limit: int | None, seed: int | None, name: str) -> Tensor | None:
+    """The positions `ImageSet.select` keeps of a set of `n` images (None: all of them, in order).
+
+    Sources that decode lazily (`hf:` datasets) call it before decoding, so they decode only
+    these images and still select exactly what `select` would.
+    """
+    if limit is None:
+        return None
+    if limit < 1 or limit > n:
+        raise InputError(f"limit must lie in [1, {n}], the size of {name} (got {limit})")
+    if seed is None:
+        return torch.arange(limit)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.sort(torch.randperm(n, generator=generator)[:limit]).values
 
 
 def _as_tensor(obj: Any, source: str, what: str) -> Tensor:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from bastion.data.hf import load_hf_dataset
 from bastion.data.idx import parse_idx
 from bastion.data.imageset import ImageSet
 from bastion.errors import InputError
@@ -34,10 +35,12 @@ DATASETS_HELP: list[str] = [
     "torchvision:NAME[:SPLIT]  any torchvision.datasets class, e.g. torchvision:SVHN:test (default test)",
     "mnist|fashion-mnist|cifar10|cifar100[:train|test]  torchvision shorthands (split default test); "
     "stored under --data-root, $BASTION_DATA or ~/.cache/bastion/data",
+    "hf:NAME_OR_PATH[:SPLIT][:SIZE]  Hugging Face datasets (pip install 'bastion[hf]'): a save_to_disk folder "
+    "or a hub name (cached in $HF_HOME); Image and ClassLabel columns; split default test; SIZE resizes",
 ]
 _FORMS = (
     "mnist-sample[:train|eval|all], npz:PATH, pt:PATH, imagefolder:PATH[:SIZE], torchvision:NAME[:SPLIT], "
-    "mnist|fashion-mnist|cifar10|cifar100[:train|test]"
+    "mnist|fashion-mnist|cifar10|cifar100[:train|test], hf:NAME_OR_PATH[:SPLIT][:SIZE]"
 )
 _SHORTHANDS = {
     "mnist": "MNIST",
@@ -83,6 +86,8 @@ def load_dataset(
     """
     prefix, _, rest = spec.partition(":")
     kind = prefix.strip().lower()
+    if kind == "hf":  # selects before decoding: only the kept images are decoded
+        return load_hf_dataset(rest, limit=limit, seed=seed, cache_dir=str(root) if root is not None else None)
     if kind == "mnist-sample":
         data = _mnist_sample(rest or "eval")
     elif kind in ("npz", "pt"):

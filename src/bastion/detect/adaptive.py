@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.attacks.base import Attack
+from bastion.attacks.restarts import restart_survivors
 from bastion.detect.calibrate import CalibratedDetector
 from bastion.errors import InputError
 from bastion.losses import cw_margin
@@ -105,17 +106,13 @@ class DetectorAwarePGD(Attack):
         """Run the restarts on the points not yet misclassified-and-undetected."""
         if target is not None:
             raise InputError("DetectorAwarePGD is untargeted")
-        best = x.clone()
-        rank = torch.full(y.shape, -torch.inf, device=x.device, dtype=torch.float64)
-        for _ in range(self.n_restarts if self.random_start else 1):
-            rows = (rank < 2.0).nonzero().squeeze(1)  # rank 2 marks success (see _rank)
-            if rows.numel() == 0:
-                break
+        def run(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             x_run, rank_run = self._run(model, x[rows], y[rows], threat, generator)
-            better = rank_run > rank[rows]
-            best[rows] = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x_run, best[rows])
-            rank[rows] = torch.maximum(rank_run, rank[rows])
-        return best
+            return x_run, rank_run, rank_run >= 2.0  # rank 2 marks success (see _rank)
+
+        return restart_survivors(x, self.n_restarts if self.random_start else 1, run,
+                                 score=torch.full(y.shape, -torch.inf, device=x.device, dtype=torch.float64),
+                                 fooled=torch.zeros(y.shape, dtype=torch.bool, device=x.device))
 
     def _objective(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(capped margin, detector excess, flagged by any detector, pull), each (B,).

@@ -43,7 +43,9 @@ class EvalConfig:
         fgsm: Run the FGSM sanity check.
         suite: "autoattack" (FGSM, PGD, then the AutoAttack members: the standard protocol), "pgd"
             (FGSM and PGD only: quick, and not enough for a robustness claim) or "extended" (the
-            standard protocol plus threat models beyond the Lp ball: `bastion.evaluate.extended`).
+            standard protocol plus threat models beyond the Lp ball: `bastion.evaluate.extended`) or
+            "deployed" (no gradients: Square, HopSkipJump and, with a surrogate, transfer; chosen by
+            itself for a model without gradients, such as an ONNX file).
         aa_version: AutoAttack version: "standard", "plus" or "rand".
         aa_steps: Iterations of AutoAttack's gradient attacks; None keeps the version's (100).
         aa_queries: Square's query budget; None keeps the version's (5,000). Smaller budgets are
@@ -82,6 +84,7 @@ class EvalConfig:
             gradient-masking check fires; they always run when one does.
         surrogate: Model spec of a surrogate for transfer attacks (MI-FGSM with input diversity);
             without one, a defended model's undefended network is the surrogate.
+        surrogate_weights: State dict of a factory-built surrogate.
         eot_samples: Draws per EOT gradient estimate for randomized models.
         blackbox_queries: Query budget of the Square attack of the black-box check (escalation: 5 times it).
         probe_points: Most correctly classified points used by the gradient and large-eps checks.
@@ -139,6 +142,7 @@ class EvalConfig:
     ensemble_mode: str = "logits"
     adaptive: bool = False
     surrogate: str | None = None
+    surrogate_weights: str | None = None
     eot_samples: int = 10
     blackbox_queries: int = 200
     probe_points: int = 256
@@ -170,8 +174,8 @@ class EvalConfig:
                 _check_int(name, getattr(self, name), 1)
         if self.limit is not None:
             _check_int("limit", self.limit, 1)
-        if self.suite not in ("autoattack", "pgd", "extended"):
-            raise InputError(f"unknown suite {self.suite!r}; choose autoattack, pgd or extended")
+        if self.suite not in ("autoattack", "pgd", "extended", "deployed"):
+            raise InputError(f"unknown suite {self.suite!r}; choose autoattack, pgd, extended or deployed")
         if self.aa_version not in ("standard", "plus", "rand"):
             raise InputError(f"unknown AutoAttack version {self.aa_version!r}; choose standard, plus or rand")
         if not math.isfinite(self.eps):

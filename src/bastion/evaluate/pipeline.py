@@ -27,6 +27,7 @@ from torch import nn
 
 from bastion.data import ImageSet, load_dataset
 from bastion.defenses import Defended, Ensemble, apply_defenses
+from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
 from bastion.evaluate.result import AttackRecord, CleanRecord, EvalResult, GalleryItem, StageRecord, Summary
@@ -42,8 +43,9 @@ from bastion.evaluate.stages import (
 from bastion.evaluate.suites import plan
 from bastion.evaluate.verdict import build_verdict
 from bastion.evaluate.verdicts import protocol_warnings
-from bastion.models import load_model, model_device_dtype
+from bastion.models import is_gradient_free, load_model, model_device_dtype
 from bastion.models.loading import fingerprint_model
+from bastion.outputs import returning_logits
 from bastion.render.png import image_to_data_uri, perturbation_to_data_uri
 from bastion.threat import ThreatModel
 from bastion.version import __version__
@@ -61,6 +63,12 @@ def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None 
     """Load the model (or ensemble) and data a config names, and evaluate them; progress is kept in `config.out`."""
     options: dict[str, Any] = {"weights": config.weights, "mean": config.mean, "std": config.std,
                                "device": config.device}
+    if config.weights and Path(config.model).suffix == ".onnx":
+        # A deployed ONNX file carries its weights: --weights belongs to the PyTorch surrogate it came from.
+        if not config.surrogate:
+            raise InputError("an .onnx model carries its own weights; --weights needs a --surrogate to go to")
+        config = replace(config, weights=None, surrogate_weights=config.surrogate_weights or config.weights)
+        options["weights"] = None
     if config.ensemble:
         members = [load_model(spec, **options).module for spec in config.ensemble]
         model: nn.Module = Ensemble(members, mode=config.ensemble_mode, names=list(config.ensemble))
@@ -95,7 +103,7 @@ def evaluate_model(
         >>> result = evaluate_model(model, load_dataset("mnist-sample", limit=500), EvalConfig(eps=0.3))
         >>> result.summary.robust_accuracy
     """
-    model = apply_defenses(model, config.defense)
+    model = apply_defenses(returning_logits(model), config.defense)
     device, dtype = model_device_dtype(model)
     threat = ThreatModel(config.norm, config.eps)
     ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
@@ -150,12 +158,21 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
         per_class=per_class.classes if per_class else [],
         class_floor=per_class.floor if per_class else 0.0,
         gallery=[_gallery_item(e, ctx.threat) for e in ctx.gallery()],
-        warnings=ctx.warnings + protocol_warnings(clean.top1, records, points, ctx.threat.eps),
+        warnings=ctx.warnings + protocol_warnings(clean.top1, records, points, ctx.threat.eps) + _deployed(ctx.model),
         provenance=provenance,
         config=config.to_dict(),
         verdict=build_verdict(checks, escalation, curve, robust, ctx.model),
         stages=stages,
     )
+
+
+def _deployed(model: nn.Module) -> list[str]:
+    """The warning a gradient-free (deployed, e.g. ONNX) model's report carries."""
+    if not is_gradient_free(model):
+        return []
+    return ["the model runs without gradients (a deployed ONNX model): gradient attacks and the masking checks "
+            "were skipped; the robust accuracy is an upper bound from query-based (Square, HopSkipJump) and "
+            "transfer attacks"]
 
 
 def _gallery_item(example: Example, threat: ThreatModel) -> GalleryItem:

@@ -16,6 +16,7 @@ then runs it through the contract every stage must keep.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -47,9 +48,15 @@ class StageResult:
 
 @dataclass(frozen=True)
 class SectionResult(StageResult):
-    """The result of a stage whose report section is a free-form JSON object (certification, detection, ...)."""
+    """The result of a stage whose report section is a free-form JSON object (certification, detection, ...).
+
+    The section is stored as its JSON form (tuples become lists), so the result equals its round trip.
+    """
 
     section: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "section", json.loads(json.dumps(self.section, default=str)))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ report shows the robust accuracy after each member and a resumed run restarts at
 stopped in. `plan` turns an `EvalConfig` into the stages to run: the suite, the flat options of the
 CLI and the TOML file mapped onto stage settings, the optional stages the options ask for, and the
 TOML's `[stages.NAME]` tables last (they override any setting of the stage called NAME).
+
+A model without gradients (a deployed ONNX file) gets the `deployed` suite whatever `--suite` says:
+query-based attacks (Square, HopSkipJump), and with a `--surrogate` the transfer attack and a
+comparison of the two models' predictions.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages import AttackSettings, find_ensemble
+from bastion.models import is_gradient_free
 
 __all__ = ["SUITES", "curve_grid", "plan"]
 
@@ -40,6 +45,14 @@ SUITES: dict[str, list[Entry]] = {
                    ("per-class", "per-class", {})],
     "extended": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
                  ("extended", "extended", {}), ("per-class", "per-class", {})],
+    "deployed": [("clean", "clean", {}), ("agreement", "agreement", {}),
+                 ("transfer", "attack", {"attack": "transfer", "params": {"steps": 40, "diversity": 0.5},
+                                         "role": "transfer from the surrogate (MI-FGSM, input diversity)"}),
+                 ("square", "attack", {"attack": "square", "params": {"n_queries": 5000},
+                                       "role": "gradient-free main attack"}),
+                 ("hopskipjump", "attack", {"attack": "hopskipjump", "params": {"n_queries": 1000},
+                                            "role": "label-only"}),
+                 ("per-class", "per-class", {})],
 }
 
 
@@ -58,7 +71,9 @@ def curve_grid(config: EvalConfig) -> list[float]:
 
 def plan(config: EvalConfig, model: nn.Module | None = None) -> list[Stage]:
     """The stages an evaluation with `config` runs on `model`, in order."""
-    entries = [e for e in SUITES[config.suite] if config.fgsm or e[0] != "fgsm"]
+    suite = "deployed" if model is not None and is_gradient_free(model) else config.suite
+    entries = [e for e in SUITES[suite] if (config.fgsm or e[0] != "fgsm")
+               and (config.surrogate or e[0] not in ("agreement", "transfer"))]
     settings = _flat_settings(config)
     stages: list[Stage] = []
     for name, kind, base in entries:
@@ -68,7 +83,7 @@ def plan(config: EvalConfig, model: nn.Module | None = None) -> list[Stage]:
                 stages.append(_build(attack, "attack", {"attack": attack, "params": params,
                                                         "role": f"autoattack {version}"}))
             continue
-        stages.append(_build(name, kind, {**base, **settings.get(name, {})}))
+        stages.append(_build(name, kind, _merge(base, settings.get(name, {}))))
         if name == "curve":
             stages += _optional(config, model, settings)
     if config.detect:
@@ -80,15 +95,19 @@ def plan(config: EvalConfig, model: nn.Module | None = None) -> list[Stage]:
 def _flat_settings(config: EvalConfig) -> dict[str, dict[str, Any]]:
     """Today's flat options (CLI flags, top-level TOML keys), mapped onto the settings of the stage that owns them."""
     attack = {"steps": config.steps, "rel_step": config.rel_step, "loss": config.loss}
+    surrogate = {"surrogate": config.surrogate, "surrogate_weights": config.surrogate_weights}
     return {
         "fgsm": {"params": {"loss": config.loss}},
+        "agreement": {"surrogate": config.surrogate or "", "weights": config.surrogate_weights},
+        "transfer": {"params": {**surrogate, "loss": config.loss}},
+        "square": {"params": {"n_queries": config.aa_queries}},
         "pgd": {"params": {"steps": config.steps, "n_restarts": config.restarts, "rel_step": config.rel_step,
                            "loss": config.loss}},
-        "checks": {**attack, "probe_points": config.probe_points, "blackbox_queries": config.blackbox_queries,
-                   "surrogate": config.surrogate},
+        "checks": {**attack, **surrogate, "probe_points": config.probe_points,
+                   "blackbox_queries": config.blackbox_queries},
         "escalation": {"adaptive": config.adaptive, "eot_samples": config.eot_samples, "steps": config.steps,
                        "restarts": config.restarts, "loss": config.loss, "blackbox_queries": config.blackbox_queries,
-                       "surrogate": config.surrogate},
+                       **surrogate},
         "curve": {**attack, "grid": curve_grid(config), "restarts": config.curve_restarts},
         "members": {**attack, "fgsm": config.fgsm, "restarts": config.restarts},
         "min-norm": {"attack": config.min_norm or "fab", "grid": curve_grid(config) or [0.0, config.eps]},
@@ -99,6 +118,15 @@ def _flat_settings(config: EvalConfig) -> dict[str, dict[str, Any]]:
                       "adaptive_limit": config.detect_adaptive_limit, "data_root": config.data_root},
         "per-class": {"floor": config.class_floor},
     }
+
+
+def _merge(base: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
+    """A suite entry's settings under the flat options (an attack's params merged key by key, None dropped)."""
+    merged = {**base, **flat}
+    if "params" in base or "params" in flat:
+        params = {**base.get("params", {}), **flat.get("params", {})}
+        merged["params"] = {k: v for k, v in params.items() if v is not None}
+    return merged
 
 
 def _optional(config: EvalConfig, model: nn.Module | None, settings: dict[str, dict[str, Any]]) -> list[Stage]:

@@ -11,10 +11,14 @@ from bastion.models import load_model
 __all__ = ["surrogate_of"]
 
 
-def surrogate_of(model: nn.Module, spec: str | None, device: torch.device) -> tuple[nn.Module | None, str | None]:
-    """The transfer attack's surrogate and how the report names it: `spec`, else a `Defended` model's network."""
+def surrogate_of(model: nn.Module, spec: str | None, device: torch.device,
+                 weights: str | None = None) -> tuple[nn.Module | None, str | None]:
+    """The transfer attack's surrogate and how the report names it.
+
+    `spec` (with `weights` for a factory spec) when given, else a `Defended` model's own network.
+    """
     if spec:
-        return load_model(spec, device=str(device)).module, spec
+        return load_model(spec, weights=weights, device=str(device)).module, spec
     if isinstance(model, Defended) and (len(model.inputs) or len(model.outputs)):
         return model.model, "the undefended model"
     return None, None

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.errors import InputError
+from bastion.outputs import logits_of
 
 __all__ = ["checked_logits"]
 
@@ -18,13 +19,15 @@ def checked_logits(model: nn.Module, x: Tensor, num_classes: int | None = None) 
             classes than the data has, or NaN/infinite values.
     """
     try:
-        logits = model(x)
+        output = model(x)
+    except InputError:  # already one line, e.g. from a loaded model's output adapter
+        raise
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"the model rejected data of shape {tuple(x.shape[1:])}: {first}") from None
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise InputError(f"the model must return logits of shape (batch, classes), got {shape}")
+    logits = logits_of(output)
+    if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        raise InputError(f"the model must return logits of shape (batch, classes), got {tuple(logits.shape)}")
     if num_classes is not None and logits.shape[1] < num_classes:
         raise InputError(f"the model outputs {logits.shape[1]} classes but the data has {num_classes}")
     if not bool(torch.isfinite(logits).all()):

@@ -1,7 +1,8 @@
-"""Load a model from a spec string: `zoo:NAME`, `module:factory`, `path/file.py:factory`, or TorchScript.
+"""Load a model from a spec: `zoo:NAME`, `hf:NAME`, `module:factory`, `file.py:factory`, `.pt2`, `.onnx`, TorchScript.
 
-Weights are always read with `torch.load(weights_only=True)`: a checkpoint holds tensors, and
-loading one must never run code.
+Weights are read with `torch.load(weights_only=True)` or from safetensors: a checkpoint holds
+tensors, and loading one must never run code. Every loaded model returns logits
+(`bastion.outputs.returning_logits`), whatever its own output type.
 """
 
 from __future__ import annotations
@@ -23,11 +24,30 @@ import torch
 from torch import nn
 
 from bastion.errors import InputError
+from bastion.models.exported import is_exported_program, load_exported
+from bastion.models.hf import load_hf_model
 from bastion.models.normalize import Normalized
+from bastion.models.onnx_model import load_onnx
+from bastion.models.tensorfile import is_safetensors, read_safetensors
 from bastion.models.trained import read_card, trained_weights
+from bastion.models.traits import class_names, is_gradient_free
 from bastion.models.zoo import load_zoo_model
+from bastion.outputs import returning_logits
 
-__all__ = ["LoadedModel", "fingerprint_model", "load_model", "load_weights", "resolve_device"]
+__all__ = ["MODELS_HELP", "LoadedModel", "fingerprint_model", "load_model", "load_weights", "resolve_device"]
+
+MODELS_HELP: list[str] = [
+    "hf:NAME_OR_PATH[@REVISION]  a transformers image classifier (pip install 'bastion[hf]'): a hub repo "
+    "(cached in $HF_HOME; @REVISION pins a branch, tag or commit) or a save_pretrained folder; its image "
+    "processor runs inside the model on pixels in [0, 1]; class names from config.id2label",
+    "package.module:factory | path/file.py:factory  a callable returning an nn.Module; --weights FILE gives "
+    "its state dict (.safetensors, or a torch checkpoint read with weights_only=True)",
+    "FILE.pt2  a torch.export program (torch.export.save; export with a dynamic batch dimension)",
+    "FILE.onnx  an ONNX model run by onnxruntime (pip install 'bastion[onnx]'), without gradients: "
+    "query-based and transfer attacks only",
+    "FILE.pt  a TorchScript module (deprecated upstream; prefer .pt2)",
+    "DIR  the output folder of bastion train (model_card.json + model.pt / model.safetensors)",
+]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -35,12 +55,20 @@ _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready for evaluation, with where it came from."""
+    """A model ready for evaluation, with where it came from.
+
+    Attributes:
+        classes: Class names the model itself carries (a Hugging Face config's `id2label`), or None.
+        gradient_free: True for models that run without autograd (ONNX under onnxruntime): only
+            query-based and transfer attacks apply to them.
+    """
 
     module: nn.Module
     spec: str
     fingerprint: str
     device: torch.device
+    classes: list[str] | None = None
+    gradient_free: bool = False
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -145,12 +173,16 @@ def _state_dict_of(checkpoint: object, source: str) -> Mapping[str, torch.Tensor
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a state dict (or a checkpoint holding one) into `model`, strictly, without running code."""
+    """Load a state dict (a `.safetensors` file, or a torch checkpoint holding one) into `model`, strictly."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"weights file not found: {path}")
-    checkpoint = _read_tensors(path)
-    state = _state_dict_of(checkpoint, str(path))
+    if is_safetensors(path):
+        return _fit_or_raise(model, _state_dict_of(read_safetensors(path), str(path)), path)
+    return _fit_or_raise(model, _state_dict_of(_read_tensors(path), str(path)), path)
+
+
+def _fit_or_raise(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> nn.Module:
     result = _check_fit(model, state, path)
     if result:
         raise InputError(f"the weights in {path} do not fit the model: {result}")
@@ -167,8 +199,9 @@ def _read_tensors(path: Path) -> Any:
         if "Module" in str(error) or "torch.nn" in str(error):
             raise InputError(f"{path} holds a whole pickled model (nn.Module), which bastion never unpickles (that "
                              "could run code): save its weights instead, torch.save(model.state_dict(), PATH), and "
-                             "give --model module:factory --weights PATH; or save the model as TorchScript "
-                             "(torch.jit.script(model).save(PATH)) and give that file as --model") from None
+                             "give --model module:factory --weights PATH; or export the model, "
+                             "torch.export.save(torch.export.export(model, (x,)), 'model.pt2'), and give that file "
+                             "as --model") from None
         reason = _one_line(error).partition(": ")[2].split(". ")[0] or "unsupported content"
         raise InputError(f"{path} holds objects other than tensors, refused by weights_only loading: {reason}. "
                          "Save a state dict: torch.save(model.state_dict(), PATH)") from None
@@ -208,10 +241,12 @@ def load_model(
     """Build the model a spec names, load its weights, wrap normalization, move it to `device`.
 
     Args:
-        spec: `zoo:NAME`, `package.module:factory`, `path/to/file.py:factory` (the factory is a
-            callable returning an `nn.Module`), the path of a TorchScript file, or the output
-            directory of `bastion train`.
-        weights: State dict to load into a factory-built model.
+        spec: `zoo:NAME`, `hf:NAME_OR_PATH[@REVISION]` (a transformers image classifier),
+            `package.module:factory`, `path/to/file.py:factory` (the factory is a callable
+            returning an `nn.Module`), a `.pt2` torch.export program, an `.onnx` file (run by
+            onnxruntime, without gradients), a TorchScript file, or the output directory of
+            `bastion train`.
+        weights: State dict (`.safetensors` or a torch checkpoint) for a factory-built model.
         mean: Per-channel normalization mean, if the model expects standardized inputs.
         std: Per-channel normalization std, given together with `mean`.
         device: Where to run it; None or "auto" picks the best available.
@@ -227,11 +262,19 @@ def load_model(
         if weights is not None:
             raise InputError("zoo models carry their own weights; drop --weights")
         model = load_zoo_model(spec[4:])
+    elif spec.startswith("hf:"):
+        if weights is not None:
+            raise InputError("hf: models carry their own weights (save_pretrained folder or hub repo); drop --weights")
+        model = load_hf_model(spec[3:])
+    elif Path(spec).is_file() and (spec.lower().endswith(".onnx") or is_exported_program(Path(spec))):
+        if weights is not None:
+            raise InputError(f"{spec} carries its own weights; drop --weights")
+        model = load_onnx(spec) if spec.lower().endswith(".onnx") else load_exported(spec)
     elif Path(spec).is_file():
         if not _is_torchscript(Path(spec)):
             raise InputError(
-                f"{spec} is not a TorchScript file; for a state dict give the architecture as "
-                "--model module:factory and the file as --weights"
+                f"{spec} is not a TorchScript file, a torch.export program (.pt2) or an ONNX model; for a state dict "
+                "give the architecture as --model module:factory and the file as --weights"
             )
         with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what many users ship
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -247,12 +290,15 @@ def load_model(
             load_weights(model, weights)
     else:
         raise InputError(
-            f"cannot load model {spec!r}: use zoo:NAME, module:factory, path/file.py:factory or a TorchScript file"
+            f"cannot load model {spec!r}: use zoo:NAME, hf:NAME, module:factory, path/file.py:factory, "
+            "or a .pt2, .onnx or TorchScript file"
         )
+    model = returning_logits(model)
     if mean is not None and std is not None:
         model = Normalized(model, mean, std)
     model = model.to(target).eval()
-    return LoadedModel(module=model, spec=spec, fingerprint=fingerprint_model(model), device=target)
+    return LoadedModel(module=model, spec=spec, fingerprint=fingerprint_model(model), device=target,
+                       classes=class_names(model), gradient_free=is_gradient_free(model))
 
 
 def _load_trained(directory: str) -> nn.Module:

@@ -13,9 +13,11 @@ from typing import Any
 
 from bastion.errors import InputError
 
-__all__ = ["CARD_NAME", "WEIGHTS_NAME", "read_card", "trained_weights"]
+__all__ = ["CARD_NAME", "SAFETENSORS_NAME", "WEIGHTS_NAME", "read_card", "trained_weights"]
 
 WEIGHTS_NAME, CARD_NAME = "model.pt", "model_card.json"
+#: The same weights as model.pt, for tools outside PyTorch's pickle format (it cannot carry code).
+SAFETENSORS_NAME = "model.safetensors"
 
 
 def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:

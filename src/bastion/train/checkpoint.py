@@ -11,10 +11,10 @@ import torch
 
 from bastion._io import save_torch_atomic
 from bastion.errors import InputError
-from bastion.models.trained import CARD_NAME, WEIGHTS_NAME, read_card
+from bastion.models.trained import CARD_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, read_card
 
-__all__ = ["CARD_NAME", "CHECKPOINT_NAME", "WEIGHTS_NAME", "check_same_settings", "load_checkpoint", "plain_settings",
-           "read_card", "save_atomic"]
+__all__ = ["CARD_NAME", "CHECKPOINT_NAME", "SAFETENSORS_NAME", "WEIGHTS_NAME", "check_same_settings", "load_checkpoint",
+           "plain_settings", "read_card", "save_atomic"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

@@ -1,5 +1,6 @@
 """The evaluation's stages, one module each; importing this package registers them all in `STAGES`."""
 
+from bastion.evaluate.stages.agreement import AgreementSettings, AgreementStage
 from bastion.evaluate.stages.attack import AttackSettings, AttackStage, AttackStageResult, attack_stage
 from bastion.evaluate.stages.certify import CertifySettings, CertifyStage
 from bastion.evaluate.stages.checks import ChecksResult, ChecksSettings, ChecksStage
@@ -13,6 +14,8 @@ from bastion.evaluate.stages.min_norm import MinNormSettings, MinNormStage
 from bastion.evaluate.stages.per_class import PerClassResult, PerClassSettings, PerClassStage
 
 __all__ = [
+    "AgreementSettings",
+    "AgreementStage",
     "AttackSettings",
     "AttackStage",
     "AttackStageResult",

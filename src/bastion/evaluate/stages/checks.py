@@ -39,6 +39,7 @@ class ChecksSettings:
     rel_step: float | None = None
     loss: str = "ce"
     surrogate: str | None = None
+    surrogate_weights: str | None = None
 
     def __post_init__(self) -> None:
         check_int("probe_points", self.probe_points, 1)
@@ -60,6 +61,7 @@ class ChecksResult(StageResult):
     hits: dict[str, list[int]]
     flattering: float
     surrogate: str | None = None
+    surrogate_weights: str | None = None
 
 
 @STAGES.register("checks")
@@ -89,7 +91,7 @@ class ChecksStage(Stage):
         square = next((r.record for r in attacks if r.record.name == "square"), None)
         if square is not None:
             findings.append(masking.cascade_finding(square, int(ctx.correct.sum())))
-        surrogate, described = surrogate_of(ctx.model, s.surrogate, ctx.device)
+        surrogate, described = surrogate_of(ctx.model, s.surrogate, ctx.device, s.surrogate_weights)
         if s.surrogate and surrogate is not None:
             transfer = Transfer(surrogate=surrogate, steps=s.steps, diversity=0.5, loss=s.loss)
             hits[transfer.name] = []

@@ -41,6 +41,7 @@ class EscalationSettings:
     loss: str = "ce"
     blackbox_queries: int = 200
     surrogate: str | None = None
+    surrogate_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("eot_samples", "steps", "restarts", "blackbox_queries"):
@@ -58,6 +59,7 @@ class EscalationResult(StageResult):
     adaptive: dict[str, Any] = field(default_factory=dict)
     random: bool = False
     surrogate: str | None = None
+    surrogate_weights: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,7 +111,7 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
     ran_square = any(isinstance(r, AttackStageResult) and r.record.name == "square" for r in ctx.results.values())
     plan: list[tuple[Attack, str, nn.Module]] = [(a, role, adaptive.module)
                                                  for a, role in _attacks(settings, adaptive, ran_square)]
-    surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device)
+    surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)
     if surrogate is not None:
         transfer = Transfer(surrogate=surrogate, steps=2 * settings.steps, diversity=0.5, loss="ce")
         at = len(plan) - 1 if plan[-1][0].name == "square" else len(plan)

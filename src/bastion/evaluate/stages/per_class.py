@@ -10,6 +10,7 @@ from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import ClassRecord
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
+from bastion.models import class_names
 
 __all__ = ["PerClassResult", "PerClassSettings", "PerClassStage"]
 
@@ -46,7 +47,7 @@ class PerClassStage(Stage):
         """Split the correct and robust masks by label."""
         floor = mean_of(ctx.robust) / 2 if self.settings.floor is None else self.settings.floor
         records = []
-        for label, name in enumerate(ctx.data.classes):
+        for label, name in enumerate(_names(ctx)):
             members = ctx.data.labels == label
             n = int(members.sum())
             robust = mean_of(ctx.robust[members]) if n else 0.0
@@ -61,3 +62,12 @@ class PerClassStage(Stage):
         flagged = [f"{c.name} ({c.robust_accuracy:.1%})" for c in result.classes if c.flagged]
         return (f"classes under the floor {result.floor:.1%}: {', '.join(flagged)}" if flagged
                 else f"no class under the floor {result.floor:.1%}")
+
+
+def _names(ctx: EvalContext) -> list[str]:
+    """The data's class names, or the model's own (a Hugging Face config's) when the data only numbers them."""
+    given = [str(c) for c in ctx.data.classes]
+    carried = class_names(ctx.model)
+    if carried and len(carried) >= len(given) and given == [str(i) for i in range(len(given))]:
+        return carried[: len(given)]
+    return given

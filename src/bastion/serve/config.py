@@ -1,0 +1,185 @@
+"""Settings of `bastion serve`: one frozen pydantic model, read from TOML and overridden by flags.
+
+A `serve.toml` has one table per section below; every key is optional:
+
+    [model]     spec = "zoo:mnist-cnn-at"   name = "mnist"   device = "cpu"
+    [guard]     calibration = "mnist-sample:train"   detectors = ["squeeze"]   fpr = 0.01
+                on_flag = "fallback"   fallback = "abstain"   reject_fpr = 0.001
+    [batching]  max_batch = 32   max_wait_ms = 10
+    [limits]    max_body_bytes = 8000000   max_image_side = 4096   max_items = 64
+    [security]  api_key_file = "KEY"   rate_per_second = 50   burst = 100
+    [monitor]   drift_window = 200   drift_run_length = 100000   request_log = "serve.db"   log_sample = 0.1
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bastion.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["BatchingSettings", "GuardSettings", "LimitSettings", "ModelSettings", "MonitorSettings",
+           "SecuritySettings", "ServeConfig", "load_config"]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSettings(BaseModel):
+    """The served model: a `bastion.models.load_model` spec, the name clients use, the device."""
+
+    model_config = _FROZEN
+    spec: str = "zoo:mnist-cnn-at"
+    name: str | None = None
+    weights: str | None = None
+    device: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def served_name(self) -> str:
+        """The name in the `/v2/models/{name}` routes (the spec unless set)."""
+        return self.name or self.spec
+
+
+class GuardSettings(BaseModel):
+    """Detectors, their calibration, the optional probes, and the policy.
+
+    `fpr` is the target false-positive rate on clean inputs of the flag decision, shared across
+    detectors by Bonferroni; `reject_fpr` (optional, smaller) sets a stricter level below which a
+    request is rejected outright. `on_flag` says what a flagged request gets: "flag" (the answer and
+    a warning), "fallback" (the `fallback` answer: "abstain", "smooth" or "label:K"), or "reject".
+    """
+
+    model_config = _FROZEN
+    calibration: str = "mnist-sample:train"
+    calibration_limit: int | None = Field(default=None, ge=2)
+    detectors: tuple[str, ...] = ("squeeze",)
+    squeezers: tuple[str, ...] | None = None
+    fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
+    reject_fpr: float | None = Field(default=None, gt=0.0, lt=1.0)
+    on_flag: Literal["flag", "fallback", "reject"] = "fallback"
+    fallback: str = "abstain"
+    gradient_norm: bool = False
+    boundary_steps: int = Field(default=0, ge=0, le=50)
+    smoothing_sigma: float = Field(default=0.25, gt=0.0)
+    smoothing_n: int = Field(default=100, ge=1)
+    smoothing_alpha: float = Field(default=0.001, gt=0.0, lt=1.0)
+    smoothing_always: bool = False
+    seed: int = 0
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback(cls, value: str) -> str:
+        if value not in ("abstain", "smooth") and not re.fullmatch(r"label:\d+", value):
+            raise ValueError("fallback must be abstain, smooth or label:K")
+        return value
+
+    @model_validator(mode="after")
+    def _levels(self) -> GuardSettings:
+        if self.reject_fpr is not None and self.reject_fpr >= self.fpr:
+            raise ValueError(f"reject_fpr ({self.reject_fpr:g}) must be smaller than fpr ({self.fpr:g})")
+        return self
+
+    @property
+    def uses_smoothing(self) -> bool:
+        """Whether requests need the smoothed prediction."""
+        return self.smoothing_always or self.fallback == "smooth"
+
+
+class BatchingSettings(BaseModel):
+    """Micro-batching: gather up to `max_batch` inputs, waiting at most `max_wait_ms` for more."""
+
+    model_config = _FROZEN
+    max_batch: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=10.0, ge=0.0, le=10_000.0)
+
+
+class LimitSettings(BaseModel):
+    """Limits that keep one request from taking the server down."""
+
+    model_config = _FROZEN
+    max_body_bytes: int = Field(default=8_000_000, ge=1_000)
+    max_image_side: int = Field(default=4096, ge=1)
+    max_items: int = Field(default=64, ge=1)
+    resize: bool = True
+
+
+class SecuritySettings(BaseModel):
+    """API key (read from a file, compared in constant time) and a per-key token-bucket rate limit."""
+
+    model_config = _FROZEN
+    api_key_file: str | None = None
+    rate_per_second: float | None = Field(default=None, gt=0.0)
+    burst: int = Field(default=100, ge=1)
+
+
+class MonitorSettings(BaseModel):
+    """Drift monitor windows and the sampled SQLite request log."""
+
+    model_config = _FROZEN
+    drift_window: int = Field(default=200, ge=20)
+    drift_run_length: int = Field(default=100_000, ge=100)
+    request_log: str | None = None
+    log_sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    check_report: str | None = None
+
+
+class ServeConfig(BaseModel):
+    """Everything `bastion serve` needs, grouped as in the TOML file."""
+
+    model_config = _FROZEN
+    model: ModelSettings = ModelSettings()
+    guard: GuardSettings = GuardSettings()
+    batching: BatchingSettings = BatchingSettings()
+    limits: LimitSettings = LimitSettings()
+    security: SecuritySettings = SecuritySettings()
+    monitor: MonitorSettings = MonitorSettings()
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    def with_overrides(self, overrides: dict[str, dict[str, Any] | Any]) -> ServeConfig:
+        """A copy with some settings replaced: {"guard": {"fpr": 0.05}, "port": 9000}; None values are dropped."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if isinstance(value, dict):
+                data[key].update({k: v for k, v in value.items() if v is not None})
+            elif value is not None:
+                data[key] = value
+        return _validate(data, "the command-line options")
+
+
+def _validate(data: dict[str, Any], source: str) -> ServeConfig:
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"{source}: {where}: {first['msg']}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ServeConfig:
+    """Read a serve.toml (or the defaults when `path` is None) and apply `overrides`.
+
+    Raises:
+        InputError: for a missing or unreadable file, bad TOML, or a setting out of range.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise InputError(f"no config file at {file}")
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"{file} is not valid TOML: {error}") from None
+    config = _validate(data, str(path) if path else "defaults")
+    return config.with_overrides(overrides) if overrides else config

@@ -1,0 +1,188 @@
+"""The guard run on every request: prediction, confidence signals, conformal p-values, probes, policy.
+
+Detector scores become conformal p-values against clean calibration scores (Vovk et al. 2005;
+Angelopoulos & Bates 2021, arXiv:2107.07511; see `bastion.serve.conformal`), so the share of clean
+inputs flagged is at most the configured rate. The probes (input-gradient norm, a DeepFool
+distance estimate, randomized smoothing of Cohen et al. 2019, arXiv:1902.02918) are optional and
+each stage's time is returned for the latency metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bastion.certify import Smooth, image_generator
+from bastion.detect import Detector, score_batches
+from bastion.errors import InputError
+from bastion.passes import attack_mode, model_device_dtype
+from bastion.serve.config import GuardSettings
+from bastion.serve.conformal import ConformalScores, bonferroni_level
+from bastion.serve.policy import Policy
+from bastion.serve.probes import boundary_distance, gradient_norm
+
+__all__ = ["Guard", "GuardBatch", "Verdict", "input_hash", "output_signals"]
+
+
+def input_hash(x: Tensor) -> str:
+    """sha256 of one input's float32 bytes (hex, first 16 characters): the request log's key."""
+    data = x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def output_signals(logits: Tensor) -> dict[str, Tensor]:
+    """Confidence (top softmax probability), logit margin (top-1 minus top-2) and entropy (nats), each (B,)."""
+    log_p = logits.detach().double().log_softmax(dim=1)
+    top2 = logits.detach().double().topk(2, dim=1).values
+    return {"confidence": log_p.exp().amax(dim=1), "margin": top2[:, 0] - top2[:, 1],
+            "entropy": -(log_p.exp() * log_p).sum(dim=1)}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The guard's answer for one input (see `Policy` for `outcome`)."""
+
+    outcome: str
+    label: int | None
+    reason: str
+    model_label: int
+    confidence: float
+    margin: float
+    entropy: float
+    scores: dict[str, float]
+    p_values: dict[str, float]
+    flagged_by: tuple[str, ...]
+    input_hash: str
+    gradient_norm: float | None = None
+    boundary_distance: float | None = None
+    smoothed_label: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        out = asdict(self)
+        out["flagged_by"] = list(self.flagged_by)
+        return out
+
+
+@dataclass(frozen=True)
+class GuardBatch:
+    """Verdicts for a batch and the seconds each stage took."""
+
+    verdicts: list[Verdict]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Guard:
+    """A classifier, its calibrated detectors and the policy; `run` guards a batch.
+
+    Build it with `Guard.calibrate`. The policy's per-detector level is `fpr / m` for m detectors,
+    so P(flagged | clean) <= fpr for clean inputs exchangeable with the calibration set.
+
+    Args:
+        model: Images (B, C, H, W) in [0, 1] to logits (B, K).
+        detectors: The detectors, in the order of `conformal`.
+        conformal: Each detector's clean calibration scores.
+        settings: Guard settings.
+        num_classes: K.
+        reference: Clean calibration "confidence" and "margin" values (for the drift monitor).
+    """
+
+    def __init__(self, model: nn.Module, detectors: Sequence[Detector], conformal: Sequence[ConformalScores],
+                 settings: GuardSettings, num_classes: int, reference: dict[str, Tensor]) -> None:
+        if len(detectors) != len(conformal) or not detectors:
+            raise InputError("the guard needs one calibration per detector, and at least one detector")
+        if settings.fallback.startswith("label:") and int(settings.fallback.split(":")[1]) >= num_classes:
+            raise InputError(f"fallback {settings.fallback} names no class of a {num_classes}-class model")
+        self.model, self.detectors, self.conformal = model, list(detectors), list(conformal)
+        self.settings, self.num_classes, self.reference = settings, num_classes, reference
+        flag_level = bonferroni_level(settings.fpr, self.conformal)
+        reject = None if settings.reject_fpr is None else settings.reject_fpr / len(self.conformal)
+        self.policy = Policy(settings, flag_level, reject)
+        self.smooth = Smooth(model, num_classes, settings.smoothing_sigma) if settings.uses_smoothing else None
+        self.device, self.dtype = model_device_dtype(model)
+
+    @classmethod
+    def calibrate(cls, model: nn.Module, detectors: Sequence[Detector], x_clean: Tensor, settings: GuardSettings,
+                  *, batch_size: int = 256) -> Guard:
+        """Score clean images (N, C, H, W) in [0, 1] with each detector and the model's outputs."""
+        device, dtype = model_device_dtype(model)
+        x_clean = x_clean.to(device, dtype)
+        conformal = [ConformalScores.fit(d.name, score_batches(d, model, x_clean, batch_size)) for d in detectors]
+        with attack_mode(model), torch.no_grad():
+            logits = torch.cat([model(chunk) for chunk in torch.split(x_clean, batch_size)])
+        signals = output_signals(logits)
+        reference = {"confidence": signals["confidence"].cpu(), "margin": signals["margin"].cpu()}
+        return cls(model, detectors, conformal, settings, int(logits.shape[1]), reference)
+
+    @property
+    def flag_level(self) -> float:
+        """Per-detector p-value level of a flag."""
+        return self.policy.flag_level
+
+    def summary(self) -> dict[str, Any]:
+        """Calibration and policy, for the status page and the model metadata route."""
+        return {"fpr": self.settings.fpr, "flag_level": self.flag_level, "reject_level": self.policy.reject_level,
+                "on_flag": self.settings.on_flag, "fallback": self.settings.fallback,
+                "calibration": self.settings.calibration,
+                "detectors": {c.name: {**c.summary(), "settings": repr(d)}
+                              for d, c in zip(self.detectors, self.conformal, strict=True)},
+                "probes": {"gradient_norm": self.settings.gradient_norm,
+                           "boundary_steps": self.settings.boundary_steps,
+                           "smoothing": self.smooth is not None}}
+
+    def run(self, x: Tensor) -> GuardBatch:
+        """Guard a batch (B, C, H, W) in [0, 1] (already validated): one `Verdict` per input."""
+        seconds: dict[str, float] = {}
+        x = x.to(self.device, self.dtype)
+        start = time.perf_counter()
+        with attack_mode(self.model), torch.no_grad():
+            logits = self.model(x)
+            seconds["model"] = time.perf_counter() - start
+            start = time.perf_counter()
+            scores = {d.name: d.score(self.model, x).detach().cpu() for d in self.detectors}
+        p_values = {c.name: c.p_values(scores[c.name]) for c in self.conformal}
+        seconds["detectors"] = time.perf_counter() - start
+        signals = {k: v.cpu() for k, v in output_signals(logits).items()}
+        labels = logits.argmax(dim=1).cpu()
+        hashes = [input_hash(item) for item in x]
+        extras = self._probes(x, hashes, seconds)
+        verdicts = []
+        for i in range(len(x)):
+            p_i = {name: float(p[i]) for name, p in p_values.items()}
+            smoothed = None if extras["smoothed"] is None else int(extras["smoothed"][i])
+            decision = self.policy.decide(int(labels[i]), p_i, smoothed)
+            verdicts.append(Verdict(
+                outcome=decision.outcome, label=decision.label, reason=decision.reason, model_label=int(labels[i]),
+                confidence=float(signals["confidence"][i]), margin=float(signals["margin"][i]),
+                entropy=float(signals["entropy"][i]), scores={k: float(v[i]) for k, v in scores.items()},
+                p_values=p_i, flagged_by=decision.flagged_by, input_hash=hashes[i],
+                gradient_norm=None if extras["gradient"] is None else float(extras["gradient"][i]),
+                boundary_distance=None if extras["boundary"] is None else float(extras["boundary"][i]),
+                smoothed_label=smoothed))
+        return GuardBatch(verdicts, seconds)
+
+    def _probes(self, x: Tensor, hashes: list[str], seconds: dict[str, float]) -> dict[str, Any]:
+        out: dict[str, Any] = {"gradient": None, "boundary": None, "smoothed": None}
+        if self.settings.gradient_norm:
+            start = time.perf_counter()
+            out["gradient"] = gradient_norm(self.model, x)
+            seconds["gradient"] = time.perf_counter() - start
+        if self.settings.boundary_steps > 0:
+            start = time.perf_counter()
+            out["boundary"] = boundary_distance(self.model, x, self.settings.boundary_steps)
+            seconds["boundary"] = time.perf_counter() - start
+        if self.smooth is not None:
+            start = time.perf_counter()
+            # Noise seeded by the input itself: resending an input cannot re-roll the smoothed answer.
+            generators = [image_generator(self.settings.seed, int(h, 16), x.device) for h in hashes]
+            s = self.settings
+            out["smoothed"] = self.smooth.predict_many(x, s.smoothing_n, s.smoothing_alpha,
+                                                       batch_size=max(s.smoothing_n, 1), generators=generators)
+            seconds["smoothing"] = time.perf_counter() - start
+        return out

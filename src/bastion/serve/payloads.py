@@ -1,0 +1,133 @@
+"""Request and response payloads of the Open Inference Protocol v2 (KServe, Triton, Seldon).
+
+The protocol's infer request carries named tensors as {"name", "shape", "datatype", "data"} with the
+data flattened in row-major order (nested lists are accepted too). bastion takes one image tensor
+of shape (B, C, H, W) or (C, H, W): FP16/FP32/FP64 in [0, 1], or UINT8 in 0-255.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import Tensor
+
+from bastion.errors import InputError
+
+__all__ = ["InferInput", "InferRequest", "RequestError", "decode_infer", "parse_json"]
+
+_FLOAT_TYPES = {"FP16", "FP32", "FP64"}
+_TYPES = _FLOAT_TYPES | {"UINT8"}
+
+
+class RequestError(InputError):
+    """A request the server refuses: the HTTP status and a one-line reason.
+
+    Args:
+        status: 4xx status code.
+        message: The reason, one line.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InferInput(BaseModel):
+    """One input tensor of an infer request."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    shape: list[int] = Field(min_length=1, max_length=8)
+    datatype: str
+    data: list[Any]
+
+
+class InferRequest(BaseModel):
+    """An Open Inference Protocol v2 infer request."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    inputs: list[InferInput] = Field(min_length=1)
+    parameters: dict[str, Any] | None = None
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document in `body`, or a 400 naming where it breaks."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as error:
+        raise RequestError(400, f"the body is not valid JSON: {error.msg} at line {error.lineno} column "
+                           f"{error.colno}") from None
+    except UnicodeDecodeError:
+        raise RequestError(400, "the body is not valid JSON: not UTF-8 text") from None
+
+
+def _validated(document: Any) -> InferRequest:
+    try:
+        return InferRequest.model_validate(document)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise RequestError(422, f"not an infer request: {where}: {first['msg']}") from None
+
+
+def decode_infer(body: bytes, shape: tuple[int, int, int], max_items: int) -> tuple[InferRequest, Tensor]:
+    """Parse an infer request into its images (B, C, H, W), float32 in [0, 1].
+
+    Raises:
+        RequestError: 400 for bad JSON, 422 for a wrong structure, datatype, shape, channel count,
+            NaN or out-of-range values, 413 for more than `max_items` images.
+    """
+    request = _validated(parse_json(body))
+    if len(request.inputs) != 1:
+        raise RequestError(422, f"send exactly one input tensor, got {len(request.inputs)}")
+    tensor = request.inputs[0]
+    datatype = tensor.datatype.upper()
+    if datatype not in _TYPES:
+        raise RequestError(422, f"datatype {tensor.datatype!r} is not accepted; use FP32, FP64, FP16 or UINT8")
+    dims = list(tensor.shape)
+    if len(dims) == 3:
+        dims = [1, *dims]
+    if len(dims) != 4 or any(d < 1 for d in dims):
+        raise RequestError(422, f"shape {tensor.shape} is not (B, C, H, W) or (C, H, W) with positive sizes")
+    if dims[1] != shape[0]:
+        raise RequestError(422, f"the model takes {shape[0]} channel(s), the input has {dims[1]}")
+    if tuple(dims[2:]) != shape[1:]:
+        raise RequestError(422, f"the model takes images of {shape[1]}x{shape[2]}, the input is "
+                           f"{dims[2]}x{dims[3]}")
+    if dims[0] > max_items:
+        raise RequestError(413, f"{dims[0]} images in one request; at most {max_items} are accepted")
+    try:
+        array = np.asarray(tensor.data, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise RequestError(422, "data must be numbers (flat or nested lists of equal lengths)") from None
+    if array.size != math.prod(dims):
+        raise RequestError(422, f"data holds {array.size} values, shape {tensor.shape} needs {math.prod(dims)}")
+    if not bool(np.isfinite(array).all()):
+        raise RequestError(422, "data contains NaN or infinite values")
+    if datatype == "UINT8":
+        if bool((array < 0).any() or (array > 255).any() or (array != np.round(array)).any()):
+            raise RequestError(422, "UINT8 data must be whole numbers in 0-255")
+        array = array / 255.0
+    elif bool((array < 0).any() or (array > 1).any()):
+        raise RequestError(422, f"{datatype} pixel values must lie in [0, 1], got min {array.min():.4g} "
+                           f"max {array.max():.4g}")
+    return request, torch.from_numpy(array.astype(np.float32).reshape(dims))
+
+
+def infer_response(name: str, version: str, request_id: str | None, verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The infer response: label, outcome and confidence tensors, and each input's guard details."""
+    labels = [-1 if v["label"] is None else v["label"] for v in verdicts]
+    n = len(verdicts)
+    return {"model_name": name, "model_version": version, "id": request_id,
+            "outputs": [{"name": "label", "datatype": "INT64", "shape": [n], "data": labels},
+                        {"name": "outcome", "datatype": "BYTES", "shape": [n],
+                         "data": [v["outcome"] for v in verdicts]},
+                        {"name": "confidence", "datatype": "FP64", "shape": [n],
+                         "data": [v["confidence"] for v in verdicts]}],
+            "parameters": {"guard": verdicts}}

@@ -1,0 +1,119 @@
+"""Protection of the server itself: API key, per-key rate limit, body-size limit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.errors import InputError
+from bastion.serve.payloads import RequestError
+
+__all__ = ["ApiKey", "BodyLimit", "RateLimiter", "read_key_file"]
+
+
+def read_key_file(path: str | Path) -> str:
+    """The key in a file (surrounding whitespace dropped); at least 16 characters."""
+    file = Path(path)
+    try:
+        key = file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read the API key file {file}: {error}") from None
+    if len(key) < 16:
+        raise InputError(f"the API key in {file} is shorter than 16 characters")
+    return key
+
+
+class ApiKey:
+    """Checks `Authorization: Bearer KEY` or `X-API-Key: KEY` in constant time (`hmac.compare_digest`).
+
+    Both sides are hashed first, so the comparison time does not even depend on the key's length.
+    """
+
+    def __init__(self, key: str) -> None:
+        self._digest = hashlib.sha256(key.encode()).digest()
+
+    def check(self, headers: Any) -> str:
+        """The presented key's identity (a short hash) if valid; RequestError 401 otherwise."""
+        presented = headers.get("x-api-key")
+        auth = headers.get("authorization", "")
+        if presented is None and auth.lower().startswith("bearer "):
+            presented = auth[7:].strip()
+        if not presented:
+            raise RequestError(401, "an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")
+        digest = hashlib.sha256(presented.encode()).digest()
+        if not hmac.compare_digest(digest, self._digest):
+            raise RequestError(401, "the API key is not valid")
+        return digest.hex()[:12]
+
+
+class RateLimiter:
+    """A token bucket per client key: `rate` requests per second on average, bursts up to `burst`.
+
+    Args:
+        rate: Tokens added per second.
+        burst: Bucket size.
+        clock: Monotonic clock (replaceable in tests).
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Any = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, cost: float = 1.0) -> None:
+        """Spend `cost` tokens of `key`'s bucket; RequestError 429 when it is short."""
+        with self._lock:
+            now = self.clock()
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens < cost:
+                self._buckets[key] = (tokens, now)
+                wait = (cost - tokens) / self.rate
+                raise RequestError(429, f"rate limit of {self.rate:g} requests per second exceeded; retry in "
+                                   f"{wait:.2f} s")
+            self._buckets[key] = (tokens - cost, now)
+            if len(self._buckets) > 100_000:  # forget idle clients rather than grow without bound
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 3600}
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to bodies over `max_bytes` (declared or actually sent)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, refusing it once its body exceeds the limit."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _reject(send, 413, f"the body is larger than {self.max_bytes} bytes")
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestError(413, f"the body is larger than {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _reject(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,173 @@
+"""The server's state: model, guard, batcher, metrics, drift monitor, request log; built from a config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bastion.data import load_dataset
+from bastion.detect import make_detector
+from bastion.errors import InputError
+from bastion.models import load_model
+from bastion.serve.batching import MicroBatcher
+from bastion.serve.config import ServeConfig
+from bastion.serve.drift import DriftMonitor
+from bastion.serve.guard import Guard, Verdict
+from bastion.serve.metrics import ServeMetrics
+from bastion.serve.requestlog import LogRow, RequestLog
+from bastion.serve.security import ApiKey, RateLimiter, read_key_file
+
+__all__ = ["GuardedServer", "build_server"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class GuardedServer:
+    """Everything the routes use. `process` runs on the batcher's worker thread.
+
+    Attributes:
+        config: The settings.
+        guard: The calibrated guard.
+        input_shape: (C, H, W) of the model's inputs.
+        fingerprint: sha256 of the weights.
+        metrics: Prometheus metrics.
+        drift: The drift monitor.
+        request_log: The sampled request log, or None.
+        api_key: The key check, or None when the server is open.
+        limiter: The rate limiter, or None.
+        check_report: A `bastion serve --check` report shown on the status page, or None.
+    """
+
+    config: ServeConfig
+    guard: Guard
+    input_shape: tuple[int, int, int]
+    fingerprint: str
+    metrics: ServeMetrics
+    drift: DriftMonitor
+    request_log: RequestLog | None = None
+    api_key: ApiKey | None = None
+    limiter: RateLimiter | None = None
+    check_report: dict[str, Any] | None = None
+    started: float = field(default_factory=time.time)
+    ready: bool = False
+    batcher: MicroBatcher[Verdict] = field(init=False)
+    log_writer: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        b = self.config.batching
+        self.batcher = MicroBatcher(self.process, b.max_batch, b.max_wait_ms / 1000.0)
+        self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-log")
+
+    @property
+    def name(self) -> str:
+        """The served model name."""
+        return self.config.model.served_name
+
+    def process(self, x: Tensor) -> Sequence[Verdict]:
+        """Guard one micro-batch and record its metrics and drift (worker thread)."""
+        result = self.guard.run(x)
+        m = self.metrics
+        m.batch_size.observe(len(x))
+        for stage, seconds in result.seconds.items():
+            m.stage.labels(stage=stage).observe(seconds)
+        for v in result.verdicts:
+            for name in v.flagged_by:
+                m.flags.labels(detector=name).inc()
+            for name, p in v.p_values.items():
+                m.score.labels(detector=name).observe(p)
+            if v.outcome == "fallback":
+                m.fallbacks.inc()
+            alarmed = self.drift.update({"confidence": v.confidence, "margin": v.margin})
+            if alarmed:
+                _log.warning("drift alarm: %s", self.drift.state().statistics)
+            m.observe_drift(self.drift.state(), alarmed)
+        return result.verdicts
+
+    def record(self, route: str, verdicts: Sequence[Verdict], seconds: float) -> None:
+        """Count the answered inputs and queue the sampled ones for the request log."""
+        for v in verdicts:
+            self.metrics.requests.labels(outcome=v.outcome).inc()
+        if self.request_log is None:
+            return
+        rows = [LogRow(self.name, route, v.input_hash, v.outcome, v.label, v.model_label, v.reason, v.confidence,
+                       v.margin, v.p_values, v.scores, seconds * 1000.0) for v in verdicts if self.request_log.keep()]
+        if rows:
+            self.log_writer.submit(self._write_log, rows)
+
+    def _write_log(self, rows: list[LogRow]) -> None:
+        try:
+            if self.request_log is not None:
+                self.request_log.write(rows)
+        except Exception:  # a full disk must not take the server down; the metrics still count
+            _log.exception("could not write %d rows to the request log", len(rows))
+
+    def close(self) -> None:
+        """Flush the request log (called after the batcher has stopped); the server can be started again."""
+        self.log_writer.shutdown(wait=True)
+        self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-log")
+
+    def status(self) -> dict[str, Any]:
+        """The status page's data."""
+        drift = self.drift.state()
+        return {"model": self.name, "spec": self.config.model.spec, "fingerprint": self.fingerprint,
+                "uptime_seconds": time.time() - self.started, "ready": self.ready,
+                "requests": self.metrics.counts(), "guard": self.guard.summary(),
+                "batching": self.config.batching.model_dump(),
+                "drift": {"window": drift.window, "run_length": drift.run_length, "statistics": drift.statistics,
+                          "thresholds": drift.thresholds, "windows": drift.windows_done, "alarms": drift.alarms,
+                          "alarm": drift.alarm, "filled": drift.filled},
+                "check": self.check_report}
+
+
+def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerprint: str | None = None,
+                 calibration: Tensor | None = None) -> GuardedServer:
+    """Load the model and the calibration images, calibrate the guard and the drift monitor.
+
+    The guarantees hold for traffic exchangeable with the calibration images: calibrate on
+    held-out images of the deployment distribution, not on the model's training set (on which the
+    model is more confident than on new inputs, which the drift monitor then reports as drift).
+
+    Args:
+        config: The settings.
+        model: A model already loaded (tests); None loads `config.model.spec`.
+        fingerprint: Its fingerprint when `model` is given.
+        calibration: Calibration images (N, C, H, W) in [0, 1]; None loads `config.guard.calibration`.
+    """
+    m, g = config.model, config.guard
+    if model is None:
+        loaded = load_model(m.spec, weights=m.weights, mean=m.mean, std=m.std, device=m.device)
+        model, fingerprint = loaded.module, loaded.fingerprint
+    if calibration is None:
+        data = load_dataset(g.calibration, limit=g.calibration_limit, seed=g.seed if g.calibration_limit else None)
+        calibration = data.images.float() / 255.0 if data.images.dtype == torch.uint8 else data.images.float()
+    x = calibration
+    detectors = [make_detector(name, list(g.squeezers) if g.squeezers else None) for name in g.detectors]
+    guard = Guard.calibrate(model, detectors, x, g)
+    mon = config.monitor
+    drift = DriftMonitor(guard.reference, mon.drift_window, mon.drift_run_length, seed=g.seed)
+    metrics = ServeMetrics(m.served_name, fingerprint or "unknown", [d.name for d in detectors])
+    log = None
+    if mon.request_log:
+        log = RequestLog(mon.request_log, sample=mon.log_sample, seed=g.seed)
+        log.create()
+    sec = config.security
+    api_key = ApiKey(read_key_file(sec.api_key_file)) if sec.api_key_file else None
+    limiter = RateLimiter(sec.rate_per_second, sec.burst) if sec.rate_per_second else None
+    check = None
+    if mon.check_report:
+        try:
+            check = json.loads(Path(mon.check_report).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"cannot read the check report {mon.check_report}: {error}") from None
+    shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+    return GuardedServer(config, guard, shape, fingerprint or "unknown", metrics, drift, log, api_key, limiter, check)

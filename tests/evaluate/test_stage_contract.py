@@ -1,0 +1,158 @@
+"""The contract every registered stage keeps: deterministic, resumable, JSON round trip, renders itself.
+
+Parametrized over `STAGES`, so registering a stage is enough to get it tested (add its small settings
+to `CASES`: the test that CASES covers the registry fails until then).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from bastion.data import ImageSet
+from bastion.defenses import Ensemble
+from bastion.evaluate import STAGES, Runner
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.stage import Stage
+from bastion.report import render_html
+from bastion.report.terminal import format_result
+from bastion.threat import ThreatModel
+from tests.conftest import TinyCNN
+
+ATTACK = {"attack": "pgd", "params": {"steps": 3, "n_restarts": 1}, "role": "main attack"}
+CHECKS = {"probe_points": 12, "blackbox_queries": 15, "steps": 3}
+EXTENDED = {"patch_steps": 2, "patch_placements": 1, "spatial_angles": 3, "spatial_translations": 3,
+            "spatial_steps": 1, "corruptions": ["contrast"], "severities": [1], "max_points": 3,
+            "onepixel_population": 6, "onepixel_steps": 1, "hsj_queries": 30, "gallery": 1, "universal_epochs": 1}
+
+#: For each stage kind: the stages before it that it reads (with small settings), then the stage itself.
+CASES: dict[str, list[tuple[str, str, dict]]] = {
+    "clean": [("clean", "clean", {})],
+    "attack": [("clean", "clean", {}), ("pgd", "attack", ATTACK)],
+    "checks": [("clean", "clean", {}), ("fgsm", "attack", {"attack": "fgsm"}), ("checks", "checks", CHECKS)],
+    "escalation": [("clean", "clean", {}), ("checks", "checks", CHECKS),
+                   ("escalation", "escalation", {"adaptive": True, "steps": 2, "restarts": 1, "blackbox_queries": 10,
+                                                 "eot_samples": 2})],
+    "curve": [("clean", "clean", {}), ("pgd", "attack", ATTACK), ("curve", "curve", {"grid": [0.0, 0.05, 0.1],
+                                                                                      "steps": 3})],
+    "per-class": [("clean", "clean", {}), ("pgd", "attack", ATTACK), ("per-class", "per-class", {})],
+    "members": [("clean", "clean", {}), ("members", "members", {"steps": 2, "restarts": 1})],
+    "min-norm": [("clean", "clean", {}), ("min-norm", "min-norm", {"attack": "fab", "grid": [0.0, 0.05]})],
+    "certify": [("clean", "clean", {}), ("certify", "certify", {"sigma": 0.25, "n0": 10, "n": 64})],
+    "extended": [("clean", "clean", {}), ("extended", "extended", {"budget": EXTENDED})],
+    "agreement": [("clean", "clean", {}), ("agreement", "agreement", {"surrogate": "tests.conftest:seeded_tiny_cnn"})],
+    "detection": [("clean", "clean", {}), ("detection", "detection", {"fpr": 0.2, "adaptive_limit": 3, "steps": 2})],
+}
+
+
+def _model(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    first = TinyCNN().eval()
+    if kind != "members":
+        return first
+    torch.manual_seed(1)
+    return Ensemble([first, TinyCNN().eval()], names=["a", "b"])
+
+
+def _data(model: torch.nn.Module) -> ImageSet:
+    images = torch.rand(24, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    labels[:3] = (labels[:3] + 1) % 4
+    return ImageSet(images=images, labels=labels, classes=["a", "b", "c", "d"], name="toy")
+
+
+def _stages(kind: str) -> list[Stage]:
+    return [STAGES.get(k)(name=name, **settings) for name, k, settings in CASES[kind]]
+
+
+def _context(kind: str) -> EvalContext:
+    model = _model(kind)
+    return EvalContext(model, _data(model), ThreatModel("linf", 0.1), torch.device("cpu"), torch.float32,
+                       batch_size=8, seed=5)
+
+
+def _results(records) -> list[dict]:
+    """The records without wall-clock times (which differ between runs)."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("seconds", "seconds_per_image")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return [strip(asdict(r)) for r in records]
+
+
+def test_cases_cover_every_registered_stage():
+    assert set(CASES) == set(STAGES.names())
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def kind(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(kind):
+    ctx = _context(kind)
+    return ctx, Runner(_stages(kind)).run(ctx)
+
+
+def test_deterministic_under_a_seed(kind, uninterrupted):
+    _, first = uninterrupted
+    ctx = _context(kind)
+    assert _results(Runner(_stages(kind)).run(ctx)) == _results(first)
+
+
+def test_result_round_trips_through_json(kind, uninterrupted):
+    ctx, records = uninterrupted
+    for stage, record in zip(_stages(kind), records, strict=True):
+        text = json.dumps(record.result, allow_nan=False)
+        rebuilt = stage.Result.from_dict(json.loads(text))
+        assert rebuilt == ctx.results[stage.name]
+        assert rebuilt.to_dict() == record.result
+
+
+def test_renders_a_terminal_row_and_an_html_section(kind, uninterrupted):
+    ctx, records = uninterrupted
+    cls = STAGES.get(kind)
+    subject = records[-1]
+    assert subject.kind == kind and isinstance(subject.headline, str) and subject.headline.strip()
+    assert isinstance(cls.html_section(ctx.results[subject.name]), str)
+    report = {"summary": {"model": "tiny", "data": "toy", "n_samples": 24, "norm": "linf", "eps": 0.1,
+                          "clean_accuracy": 0.9, "robust_accuracy": 0.5},
+              "attacks": [], "stages": [asdict(r) for r in records]}
+    text, page = format_result(report), render_html(report)
+    assert subject.headline in text and f"<b>{subject.name}</b>" in page
+    section = cls.html_section(ctx.results[subject.name])
+    assert section == "" or section.split(">")[0] in page  # a stage's own section is part of the page
+
+
+def test_resumes_to_the_same_result_after_a_kill_in_the_stage(kind, uninterrupted, tmp_path):
+    _, expected = uninterrupted
+    stages = _stages(kind)
+    subject = stages[-1]
+    real_run = subject.run
+
+    def killed(ctx):
+        raise KeyboardInterrupt
+
+    subject.run = killed  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        Runner(stages, state_dir=tmp_path).run(_context(kind))
+    assert (tmp_path / "state.pt").is_file() == (len(stages) > 1)  # saved after each finished stage
+    subject.run = real_run  # type: ignore[method-assign]
+    ran: list[str] = []
+    for stage in stages:
+        stage.run = (lambda s, run: lambda ctx: (ran.append(s.name), run(ctx))[1])(stage, stage.run)
+    runner = Runner(stages, state_dir=tmp_path, resume=True)
+    resumed = runner.run(_context(kind))
+    assert ran == [subject.name]  # the finished stages were restored, not run again
+    assert _results(resumed) == _results(expected)
+    runner.finish()
+    assert not (tmp_path / "state.pt").exists()

@@ -1,0 +1,152 @@
+"""Suites as data: their stages, random streams, settings from flags and TOML, resume after a change."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from bastion.cli import main
+from bastion.data import ImageSet
+from bastion.defenses import Ensemble
+from bastion.errors import InputError
+from bastion.evaluate import SUITES, EvalConfig, EvalResult, Runner, evaluate_model, plan, read_toml
+from bastion.evaluate.context import EvalContext, stream_seed
+from bastion.evaluate.stages import AttackStage, CleanStage, CurveStage
+from bastion.threat import ThreatModel
+from tests.conftest import TinyCNN
+
+
+def _everything(suite: str) -> EvalConfig:
+    return EvalConfig(model="m", data="d", suite=suite, min_norm="fab", certify=True, detect=True)
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_no_two_stages_of_a_suite_share_a_name_or_a_random_stream(suite):
+    torch.manual_seed(0)
+    ensemble = Ensemble([TinyCNN(), TinyCNN()], names=["a", "b"])
+    stages = plan(_everything(suite), ensemble)
+    names = [s.name for s in stages]
+    assert len(set(names)) == len(names)
+    for seed in (0, 1, 12345):
+        seeds = [stream_seed(seed, name) for name in names]
+        assert len(set(seeds)) == len(seeds)
+    # streams of one run differ across seeds too, and parts of one stage get streams of their own
+    assert stream_seed(0, "pgd") != stream_seed(1, "pgd") and stream_seed(0, "checks", "a") != stream_seed(0, "checks")
+
+
+def test_the_autoattack_suite_runs_each_member_as_a_stage_of_its_own():
+    names = [s.name for s in plan(EvalConfig(model="m", data="d", aa_version="standard"))]
+    assert names == ["clean", "fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square", "checks", "escalation", "curve",
+                     "per-class"]
+    assert [s.name for s in plan(EvalConfig(model="m", data="d", suite="pgd", fgsm=False))][:2] == ["clean", "pgd"]
+
+
+def test_flat_options_map_onto_the_stage_that_owns_them():
+    stages = {s.name: s for s in plan(EvalConfig(model="m", data="d", steps=7, restarts=3, curve_points=3,
+                                                 aa_steps=11, probe_points=9, class_floor=0.4, eps=0.2))}
+    assert stages["pgd"].settings.params == {"steps": 7, "n_restarts": 3, "loss": "ce"}
+    assert stages["apgd-t"].settings.params["steps"] == 11
+    assert stages["checks"].settings.probe_points == 9
+    assert stages["curve"].settings.grid == pytest.approx([0.0, 0.2, 0.4])
+    assert stages["per-class"].settings.floor == 0.4
+
+
+def test_toml_stage_tables_set_any_stage_setting(tmp_path):
+    path = tmp_path / "eval.toml"
+    path.write_text('[evaluate]\nmodel = "zoo:mnist-cnn"\ndata = "mnist-sample"\nsteps = 5\n\n'
+                    '[stages.pgd]\nsteps = 40\nrole = "long PGD"\n\n[stages.curve]\nrestarts = 2\n')
+    stages = {s.name: s for s in plan(EvalConfig.from_options(read_toml(path)))}
+    assert stages["pgd"].settings.params["steps"] == 40 and stages["pgd"].settings.role == "long PGD"
+    assert stages["fgsm"].settings.params == {"loss": "ce"} and stages["curve"].settings.restarts == 2
+    assert stages["checks"].settings.steps == 5  # the flat option still reaches the stages it owns
+    path.write_text('model = "m"\ndata = "d"\n[stages.nope]\nsteps = 1\n')
+    with pytest.raises(InputError, match="names no stage nope"):
+        plan(EvalConfig.from_options(read_toml(path)))
+    path.write_text('model = "m"\ndata = "d"\n[stages.curve]\nwobble = 1\n')
+    with pytest.raises(InputError, match="stage 'curve'.*wobble"):
+        plan(EvalConfig.from_options(read_toml(path)))
+
+
+def _toy():
+    torch.manual_seed(0)
+    model = TinyCNN().eval()
+    images = torch.rand(24, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    return model, ImageSet(images=images, labels=labels, classes=["a", "b", "c", "d"], name="toy")
+
+
+def test_a_changed_setting_reruns_its_stage_and_the_ones_after_and_says_so(tmp_path, caplog):
+    model, data = _toy()
+
+    def stages(steps):
+        return [CleanStage(), AttackStage("fgsm", attack="fgsm"),
+                AttackStage("pgd", attack="pgd", params={"steps": steps}), CurveStage(grid=[0.0, 0.05], steps=2)]
+
+    def ctx():
+        return EvalContext(model, data, ThreatModel("linf", 0.05), torch.device("cpu"), torch.float32, batch_size=8)
+
+    Runner(stages(3), state_dir=tmp_path).run(ctx())
+    ran: list[str] = []
+    changed = stages(4)
+    for stage in changed:
+        stage.run = (lambda s, run: lambda c: (ran.append(s.name), run(c))[1])(stage, stage.run)
+    with caplog.at_level(logging.WARNING, logger="bastion.evaluate.runner"):
+        Runner(changed, state_dir=tmp_path, resume=True).run(ctx())
+    assert ran == ["pgd", "curve"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "stage 'pgd' changed" in messages[0] and "steps" in messages[0]
+    assert "3" in messages[0] and "4" in messages[0] and "1 stage(s) after it" in messages[0]
+
+
+def test_a_schema_1_report_still_loads_and_renders():
+    from pathlib import Path
+
+    from bastion.report import render_html
+    from bastion.report.terminal import format_result
+
+    report = json.loads((Path(__file__).parent / "data" / "report_schema1.json").read_text())
+    assert report["schema_version"] == 1
+    result = EvalResult.from_dict(report)
+    assert {s.kind for s in result.stages} >= {"curve", "min-norm", "certify"}
+    page, text = render_html(report), format_result(report)
+    assert 'id="certified"' in page and 'id="min-norm"' in page and "robust accuracy" in text
+
+
+def test_schema_1_and_2_reports_meet_in_history_compare_and_dashboard(tmp_path, capsys):
+    from pathlib import Path
+
+    from bastion.history.record import from_result
+    from bastion.history.store import RunStore
+
+    old = json.loads((Path(__file__).parent / "data" / "report_schema1.json").read_text())
+    model, data = _toy()
+    new = evaluate_model(model, data, EvalConfig(model="zoo:mnist-cnn", data="mnist-sample", suite="pgd", steps=2,
+                                                 restarts=1, curve_points=0, certify=True, n0=10, n=32)).to_dict()
+    db = tmp_path / "bastion.db"
+    store = RunStore(db)
+    for report in (old, new):
+        store.record(from_result("evaluate", report))
+    runs = store.runs()
+    assert len(runs) == 2
+    assert all(any(k.startswith("certified") for k in run.metrics) for run in runs)  # both versions' certify
+    assert main(["history", "--db", str(db)]) == 0
+    ids = [run.run_id for run in runs]
+    assert main(["compare", ids[0], ids[1], "--db", str(db), "--max-drop", "1"]) in (0, 1)
+    assert main(["dashboard", "--db", str(db), "--out", str(tmp_path / "site")]) == 0
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert capsys.readouterr().out
+
+
+def test_evaluate_prints_the_certification_and_minimal_norm_headlines(tmp_path, capsys):
+    code = main(["evaluate", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--limit", "6", "--eps", "0.3",
+                 "--suite", "pgd", "--steps", "2", "--restarts", "1", "--curve-points", "0", "--certify",
+                 "--n0", "10", "--n", "40", "--min-norm", "fab", "--out", str(tmp_path / "run"), "--no-db"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "certified accuracy" in out and "at the threat model" in out
+    assert "fab: minimal adversarial norm found on" in out and "median" in out
+    assert "stages (" in out and "passes/pt" in out

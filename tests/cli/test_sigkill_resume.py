@@ -89,7 +89,7 @@ def test_train_killed_ten_times_resumes_to_the_same_weights(tmp_path):
 
     reference = tmp_path / "reference"
     for folder in _kill_and_resume(TRAIN, tmp_path, resume, seed=15):
-        expected = {"checkpoint.pt", "model.pt", "model_card.json", "training.html"}
+        expected = {"checkpoint.pt", "model.pt", "model.safetensors", "model_card.json", "training.html"}
         assert _left_over(folder, expected) == set()  # no .model.pt.XXXX.tmp left by a kill mid-write
         weights = torch.load(reference / "model.pt", weights_only=True)
         resumed = torch.load(folder / "model.pt", weights_only=True)

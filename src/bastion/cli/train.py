@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                        ramp_epochs=args.ramp_epochs, augment=args.augment, seed=args.seed, check_size=args.check_size,
                        check_steps=args.check_steps, keep_best=args.keep_best, amp=args.amp)
     if args.overwrite:  # never mix runs: a new run killed before its first checkpoint must not resume the old one
-        for name in (CHECKPOINT_NAME, WEIGHTS_NAME, CARD_NAME, "training.html"):
+        for name in (CHECKPOINT_NAME, WEIGHTS_NAME, SAFETENSORS_NAME, CARD_NAME, "training.html"):
             (out / name).unlink(missing_ok=True)
     result = fit(model, trainer, train, threat=threat, config=config, val=val, out=out, resume=args.resume,
                  progress=not args.quiet and sys.stderr.isatty())

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bastion evaluate --model zoo:mnist-cnn --data mnist-sample --norm linf --eps 0.3 --out runs/demo
+	$(BIN)/bastion evaluate --model zoo:mnist-cnn --data mnist-sample --norm linf --eps 0.3 --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["save_torch_atomic", "write_atomic", "write_atomic_with"]
+__all__ = ["remove_temporaries", "save_torch_atomic", "write_atomic", "write_atomic_with"]
 
 
 def write_atomic_with(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -33,6 +33,21 @@ def write_atomic_with(path: str | os.PathLike[str], write: Callable[[IO[bytes]],
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def remove_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files a killed writer left in `directory` (`.NAME.XXXXXXXX.tmp`); returns them.
+
+    `write_atomic_with` removes its temporary file on any exception, but not on SIGKILL or power
+    loss; a run that takes over an output folder (a fresh start or --resume) calls this first.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    left = [p for p in folder.glob(".*.tmp") if p.is_file() and p.name.count(".") >= 3]
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:

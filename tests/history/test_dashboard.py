@@ -47,7 +47,7 @@ def test_site_is_self_contained(tmp_path: Path) -> None:
     for i, link in enumerate(links):
         assert (page.parent / link).read_text().endswith(f"report of checkpoint {i}</title>")
     assert html.count('class="no-report"') == 2  # "gone" and the certify run without a report
-    assert 'id="eps-overlay"' in html and "certified at r=0.5" in html
+    assert 'id="eps-overlay"' in html and "Certified accuracy against radius (one run so far)" in html
 
 
 def test_cli_writes_and_serves_the_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

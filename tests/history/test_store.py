@@ -67,10 +67,11 @@ def test_migrates_an_old_database(tmp_path: Path) -> None:
         connection.execute("PRAGMA user_version = 1")
     connection.close()
     store = RunStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 2
-    old = store.get("v1run")
+    old = store.get("v1run")  # read as it is: reading never writes, so never migrates
     assert old.gate is None and old.metrics == {"robust_accuracy": 0.5}
+    assert store.schema_version() == 1
     _record(store, "new", 0.4, gate="fail")
+    assert store.schema_version() == SCHEMA_VERSION == 2
     assert store.baseline("last", model="net", kind="evaluate", threat="linf eps=0.3").run_id == "v1run"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import sys
 import typing
 from pathlib import Path
@@ -24,6 +25,7 @@ from bastion.cli.common import (
     add_model_options,
     add_run_options,
     add_threat_options,
+    check_out_file,
     load_data_from_args,
     load_model_from_args,
     require,
@@ -78,6 +80,7 @@ def run_attack_command(argv: list[str]) -> int:
     add_threat_options(parser)
     parser.add_argument("--target", help="targeted attack: random, least-likely, or a class index")
     parser.add_argument("--out", help="write adversarial examples and per-point results to this .npz file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--defense", action="append", help="a defense before (or after) the model, repeatable, "
                         "in order: name:key=value,... e.g. jpeg:quality=75")
     parser.add_argument("--adaptive", action="store_true", help="attack the defenses as they declare: BPDA through "
@@ -86,11 +89,12 @@ def run_attack_command(argv: list[str]) -> int:
     option_names = _attack_options(parser, factory)
     args = parser.parse_args(argv[1:])
     require(args, "model", "data")
+    out = check_out_file(args.out, overwrite=args.overwrite) if args.out else None  # before the work, not after
     attack = ATTACKS.create(name, **{k: getattr(args, f"opt_{k}") for k in option_names})
     summary, arrays = _run(args, attack)
-    print(json.dumps(summary, indent=2))
-    if args.out:
-        print(f"wrote {_save_npz(Path(args.out), summary, arrays)}")
+    print(json.dumps(summary, indent=2), flush=True)  # stdout holds the JSON only: `| jq .` works
+    if out is not None:
+        print(f"wrote {_save_npz(out, summary, arrays)}", file=sys.stderr)
     return 0
 
 
@@ -116,12 +120,14 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     batch_size = args.batch_size or 256
     columns: dict[str, list[np.ndarray]] = {}
     batches = data.batches(batch_size, device=device, dtype=dtype)
-    progress = tqdm(batches, total=-(-len(data) // batch_size), desc=attack.name,
+    progress = tqdm(total=len(data), desc=attack.name, unit="pt",  # points, not batches: a useful ETA
                     disable=args.quiet or not sys.stderr.isatty(), leave=False)
-    for _, x, y in progress:
+    for _, x, y in batches:
         row = _attack_batch(attack, model, x, y, threat, args.target, generator, data.num_classes)
+        progress.update(len(y))
         for key, value in row.items():
             columns.setdefault(key, []).append(value.detach().cpu().numpy())
+    progress.close()
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
     labels = data.labels.numpy()
     summary = {
@@ -129,6 +135,8 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
         "settings": attack.settings(),
         "threat": threat.describe(),
         "targeted": args.target,
+        "defense": list(args.defense or []),
+        "adaptive": bool(args.adaptive),
         "n": len(data),
         "clean_accuracy": float((arrays["clean_prediction"] == labels).mean()),
         "robust_accuracy": float((arrays["prediction"] == labels).mean()),
@@ -139,9 +147,23 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     if attack.minimizes_norm and args.target is None:
         correct = torch.from_numpy(arrays["clean_prediction"] == labels)
         fooled = torch.from_numpy(arrays["success"]) & correct
-        grid = [float(v) for v in np.linspace(0.0, threat.eps, 11)]
+        top = _grid_top(arrays["norm"][fooled.numpy()], threat.eps) if args.eps in ("max", "inf") else threat.eps
+        grid = [round(float(v), 12) for v in np.linspace(0.0, top, 11)]
         summary["norm_profile"] = norm_profile(torch.from_numpy(arrays["norm"]), fooled, correct, grid)
     return summary, {"y": labels, **{k: v for k, v in arrays.items() if not k.startswith("passes_")}}
+
+
+def _grid_top(found: np.ndarray, bound: float) -> float:
+    """The curve's largest radius for an unbounded search: the largest norm found, rounded up to 2 digits.
+
+    The box bound (28 for L2 on MNIST) would put nearly all of the curve at zero accuracy.
+    """
+    found = found[np.isfinite(found) & (found > 0)]
+    if not len(found):
+        return bound
+    top = float(found.max())
+    scale = 10.0 ** (math.floor(math.log10(top)) - 1)
+    return min(bound, math.ceil(top / scale - 1e-9) * scale)
 
 
 def _defended(model: Any, specs: list[str], adaptive: bool) -> Any:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_model_options, load_model_from_args, require
+from bastion.cli.common import add_model_options, check_out_dir, load_model_from_args, require
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.data import load_dataset
 
     require(args, "model", "data")
+    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     sigma = 0.25 if args.sigma is None else args.sigma
     if not sigma > 0:
         raise InputError(f"--sigma must be > 0, got {sigma}")

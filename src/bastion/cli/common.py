@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from bastion.errors import InputError
 
-__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options", "load_data_from_args",
-           "load_model_from_args", "require"]
+__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options", "check_out_dir",
+           "check_out_file", "load_data_from_args", "load_model_from_args", "require", "take_over_out_dir"]
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -36,12 +38,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, help="points per forward pass (default 256)")
 
 
-def add_threat_options(parser: argparse.ArgumentParser) -> None:
-    """--norm, --eps."""
+def add_threat_options(parser: argparse.ArgumentParser, *, eps_default: str | None = "0.3") -> None:
+    """--norm, --eps (its help names the default the command applies, if any)."""
     group = parser.add_argument_group("threat model")
     group.add_argument("--norm", help="linf (default) or l2")
-    group.add_argument("--eps", help="radius of the threat model: a number or a fraction such as 8/255 "
-                       "(bastion attack: 'max' for an unbounded minimal-norm search)")
+    default = f"default {eps_default}, the MNIST convention" if eps_default else "no default"
+    group.add_argument("--eps", help=f"radius of the threat model: a number or a fraction such as 8/255 ({default}"
+                       "; bastion attack: 'max' for an unbounded minimal-norm search)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -72,3 +75,57 @@ def load_data_from_args(args: argparse.Namespace) -> Any:
     from bastion.data import load_dataset
 
     return load_dataset(args.data, root=args.data_root, limit=args.limit, seed=args.subset_seed)
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create the output folder now and make sure it can be written: one line before the work, not a traceback after.
+
+    Args:
+        path: The folder a command will write into (created with its parents if missing).
+        flag: The option that named it, for the message.
+
+    Raises:
+        InputError: If it is a file, lies under a file, or cannot be created or written.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{flag} {out} is a file, not a directory: name a folder (it is created if missing)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{flag} {out} lies under {parent}, which is a file, not a directory")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise InputError(f"{flag} {out} cannot be written: {error.strerror or error}") from None
+    return out
+
+
+def take_over_out_dir(out: Path) -> None:
+    """Remove what a killed earlier run left half-written in `out` (its atomic writes' temporary files)."""
+    import logging
+
+    from bastion._io import remove_temporaries
+
+    for path in remove_temporaries(out):
+        logging.getLogger(__name__).info("removed %s, left by an interrupted run", path)
+
+
+def check_out_file(path: str | Path, *, overwrite: bool, flag: str = "--out") -> Path:
+    """Make sure an output file can be written before the work starts, and never replace one unasked.
+
+    Raises:
+        InputError: If it is a directory, exists (without `overwrite`), or its folder cannot be written.
+    """
+    file = Path(path)
+    if file.is_dir():
+        raise InputError(f"{flag} {file} is a directory: name a file, e.g. {file / 'adversarial.npz'}")
+    if file.exists() and not overwrite:
+        raise InputError(f"{flag} {file} exists: give --overwrite to replace it, or another file name")
+    if file.name in ("", ".", ".."):
+        raise InputError(f"{flag} {path} does not name a file")
+    check_out_dir(file.parent, flag=f"{flag} {file}: folder")
+    return file

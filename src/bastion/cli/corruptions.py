@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, load_data_from_args, load_model_from_args, require
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    check_out_dir,
+    load_data_from_args,
+    load_model_from_args,
+    require,
+)
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -41,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.models import load_model, model_device_dtype
 
     require(args, "model", "data")
+    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     names = [n.strip() for n in args.corruptions.split(",") if n.strip()] if args.corruptions else list(CORRUPTIONS)
     try:
         severities = [int(s) for s in args.severities.split(",") if s.strip()]

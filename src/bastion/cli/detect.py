@@ -15,6 +15,7 @@ from bastion.cli.common import (
     add_data_options,
     add_model_options,
     add_threat_options,
+    check_out_dir,
     load_data_from_args,
     load_model_from_args,
     require,
@@ -58,6 +59,7 @@ def register(commands: Any) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     require(args, "model", "data")
+    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     if not 0.0 < args.fpr < 1.0:
         raise InputError(f"--fpr must lie strictly between 0 and 1, got {args.fpr:g}")
     if args.adaptive_steps < 0 or args.adaptive_limit < 1:
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                       progress=progress)
     section = detection_stage(ctx, fpr=args.fpr, detectors=detectors, calibration=calibration, attacks=attacks,
                               adaptive_steps=args.adaptive_steps, adaptive_limit=args.adaptive_limit)
+    section["warnings"] += fpr_warnings(section)
     report = {"schema_version": 1, "kind": "detection",
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "provenance": {"model": loaded.spec, "model_fingerprint": loaded.fingerprint, "data": data.name,
@@ -116,6 +119,29 @@ def _write(report: dict[str, Any], out: Path, html: str) -> list[Path]:
             write_atomic(out / "detection.html", html)]
 
 
+def fpr_warnings(section: dict[str, Any]) -> list[str]:
+    """One warning per detector whose held-out false-positive rate misses its target beyond sampling error."""
+    warnings = []
+    for name, d in section["detectors"].items():
+        check = d.get("clean_fpr_check") or {}
+        if check.get("missed"):
+            low, high = check["ci"]
+            warnings.append(f"{name}: held-out false-positive rate {check['rate']:.1%} (95% CI {low:.1%}-{high:.1%}, "
+                            f"{d['n_clean']} clean points) misses the {check['target']:.1%} target: the calibration "
+                            "data differ from the held-out data, or are too few; calibrate on more, or on "
+                            "data like the deployment's")
+    return warnings
+
+
+def _fpr_cell(d: dict[str, Any]) -> str:
+    check = d.get("clean_fpr_check") or {}
+    if not check.get("ci"):
+        return _pct(d["clean_fpr"])
+    low, high = check["ci"]
+    mark = " MISSED" if check["missed"] else " above" if check["above"] else ""
+    return f"{_pct(d['clean_fpr'])} [{low:.1%}-{high:.1%}]{mark}"
+
+
 def _pct(value: Any) -> str:
     return "—" if value is None else f"{value:.1%}"
 
@@ -125,11 +151,11 @@ def format_table(section: dict[str, Any]) -> str:
     settings, detectors = section["settings"], section["detectors"]
     attacks = list(settings["attacks"])
     adaptive = settings["adaptive_steps"] > 0
-    head = ["detector", "threshold", "clean FPR", *(f"{a} detected" for a in attacks)]
+    head = ["detector", "threshold", "held-out FPR [95% CI]", *(f"{a} detected" for a in attacks)]
     head += ["adaptive detected", "adaptive evades"] if adaptive else []
     rows = [head]
     for name, d in detectors.items():
-        row = [name, f"{d['threshold']:.4g}", _pct(d["clean_fpr"])]
+        row = [name, f"{d['threshold']:.4g}", _fpr_cell(d)]
         row += [f"{_pct(d['attacks'][a]['rate'])} ({d['attacks'][a]['n_success']})" for a in attacks]
         if adaptive:
             a = d["adaptive"]

@@ -8,12 +8,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, add_run_options, add_threat_options
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_run_options,
+    add_threat_options,
+    check_out_dir,
+    take_over_out_dir,
+)
 from bastion.cli.history_options import HISTORY_KEYS, add_history_options, prepare_history
+from bastion.errors import InputError
 
 __all__ = ["register"]
 
-_NOT_CONFIG = {"command", "handler", "config", "quiet", *HISTORY_KEYS}
+_NOT_CONFIG = {"command", "handler", "config", "quiet", "overwrite", *HISTORY_KEYS}
 
 
 def register(commands: Any) -> None:
@@ -32,7 +40,8 @@ def register(commands: Any) -> None:
     attack.add_argument("--steps", type=int, help="PGD steps (default 20)")
     attack.add_argument("--restarts", type=int, help="PGD random restarts (default 5)")
     attack.add_argument("--rel-step", type=float, help="PGD step size as a fraction of eps (default 2.5/steps)")
-    attack.add_argument("--loss", help="attack loss: ce (default) or cw")
+    attack.add_argument("--loss", help="attack loss: ce (default), cw (C&W margin) or dlr (Croce & Hein's "
+                        "difference of logits ratio)")
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
     attack.add_argument("--suite", choices=["autoattack", "pgd", "extended", "deployed"],
                         help="attacks after PGD: the AutoAttack ensemble (the standard protocol, default), none "
@@ -84,6 +93,7 @@ def register(commands: Any) -> None:
     report.add_argument("--out", help="directory for report.json and report.html (default runs/)")
     report.add_argument("--resume", action="store_true", default=None,
                         help="continue an interrupted run from the stages saved in --out")
+    report.add_argument("--overwrite", action="store_true", help="replace the report of an earlier run in --out")
     add_run_options(parser)
     add_history_options(parser)
     parser.set_defaults(handler=run)
@@ -111,11 +121,29 @@ def run(args: argparse.Namespace) -> int:
 
     config = EvalConfig.from_options(options_from(args))
     history = prepare_history(args, out=config.out, config=args.config)
+    out = check_out_dir(config.out)
+    _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
+    take_over_out_dir(out)
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = evaluate(config, progress=not args.quiet and sys.stderr.isatty(), command=command)
-    out = Path(config.out)
     json_path = result.save(out / "report.json")
     html_path = write_html(result.to_dict(), out / "report.html")
     print(format_result(result.to_dict()))
     print(f"\nreport: {json_path}\n        {html_path}")
     return history.record("evaluate", result.to_dict(), out=out, report=html_path, artifacts=[json_path])
+
+
+def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Never replace an earlier report unasked.
+
+    --resume continues it (the runner names a changed setting and reruns from that stage); --overwrite replaces it.
+    """
+    from bastion.evaluate.runner import STATE_NAME
+
+    if resume and overwrite:
+        raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    earlier = [name for name in ("report.json", STATE_NAME) if (out / name).exists()]
+    if earlier and not resume and not overwrite:
+        what = "the report" if earlier[0] == "report.json" else "the saved stages"
+        raise InputError(f"--out {out} holds {what} of an earlier evaluation ({earlier[0]}): give --resume to "
+                         "continue it, --overwrite to replace it, or another --out")

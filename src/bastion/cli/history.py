@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bastion.cli.common import check_out_dir
 from bastion.errors import InputError
 
 __all__ = ["default_db", "register"]
@@ -111,7 +112,10 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must lie in [0, 65535], got {args.port}")
     pair = (args.compare[0], args.compare[1]) if args.compare else None
-    page = build_site(RunStore(args.db or default_db()), args.out, compare=pair)
+    store = RunStore(args.db or default_db())
+    store.runs(limit=1)  # a missing or foreign history fails before anything is written
+    check_out_dir(args.out)
+    page = build_site(store, args.out, compare=pair)
     print(f"dashboard: {page}")
     if args.serve:
         try:

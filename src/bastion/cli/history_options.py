@@ -116,6 +116,10 @@ def prepare_history(args: argparse.Namespace, *, out: str | Path, config: str | 
     db = None if args.no_db else Path(args.db) if args.db else Path(out).parent / DB_NAME
     if db is not None and db.exists() and not db.is_file():
         raise InputError(f"--db {db} is not a file")
+    if db is not None:
+        from bastion.history import RunStore
+
+        RunStore(db).check()  # another program's file, or no database at all, fails now, not after the run
     if db is not None and baseline not in (None, "last", "best"):
         from bastion.history import RunStore
 

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         from bastion.models import MODELS_HELP, ZOO
 
         for name, entry in sorted(ZOO.items()):
-            print(f"zoo:{name:<16} {entry.description}")
+            print(f"zoo:{name:<16} {entry.description}\n{'':<20} rebuild: {entry.recipe}")
         for line in MODELS_HELP:
             print(line)
     else:

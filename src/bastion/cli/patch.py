@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, load_data_from_args, load_model_from_args, require
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    check_out_dir,
+    load_data_from_args,
+    load_model_from_args,
+    require,
+)
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.models import model_device_dtype
 
     require(args, "model", "data")
+    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     if args.png_size < 1:
         raise InputError(f"--png-size must be a positive number of pixels, got {args.png_size}")
     model = load_model_from_args(args).module

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, load_data_from_args, load_model_from_args, require
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    check_out_dir,
+    load_data_from_args,
+    load_model_from_args,
+    require,
+)
 
 __all__ = ["register", "run"]
 
@@ -44,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from bastion.models import model_device_dtype
 
     require(args, "model", "data")
+    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)
     data = load_data_from_args(args)

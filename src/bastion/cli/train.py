@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_data_options, add_model_options, add_threat_options, load_data_from_args
+from bastion.cli.common import (
+    add_data_options,
+    add_model_options,
+    add_threat_options,
+    check_out_dir,
+    load_data_from_args,
+    take_over_out_dir,
+)
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
 __all__ = ["register"]
+
+logger = logging.getLogger(__name__)
 
 _METHOD_OPTIONS = ("steps", "rel_step", "beta", "mix", "sigma", "temperature", "replays", "random_start")
 
@@ -28,6 +38,8 @@ def register(commands: Any) -> None:
                         "gaussian, distill")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that already holds a "
+                        "model.pt or checkpoint.pt, replacing them")
     add_model_options(parser)
     add_data_options(parser)
     parser.set_defaults(data="mnist-sample:train")
@@ -35,7 +47,7 @@ def register(commands: Any) -> None:
                         "(default: mnist-sample:eval for mnist-sample data, else the last --val-size of --data)")
     parser.add_argument("--val-size", type=float, default=0.1, help="held-out share of --data without --val-data")
     parser.add_argument("--val-limit", type=int, help="held-out images for the model card's accuracy (default all)")
-    add_threat_options(parser)
+    add_threat_options(parser, eps_default=None)
     method = parser.add_argument_group("method options (each method takes some of them)")
     method.add_argument("--steps", type=int, help="attack steps of the inner maximization (default 10)")
     method.add_argument("--rel-step", type=float, help="attack step size as a fraction of eps")
@@ -79,16 +91,16 @@ def run(args: argparse.Namespace) -> int:
     from bastion.models.tensorfile import save_safetensors
     from bastion.threat import ThreatModel
     from bastion.train import TRAINERS, FitConfig, fit, heldout_accuracy
-    from bastion.train.card import write_card, write_training_html
-    from bastion.train.checkpoint import CARD_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, save_atomic
+    from bastion.train.card import outcome_warnings, write_card, write_training_html
+    from bastion.train.checkpoint import CARD_NAME, CHECKPOINT_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, save_atomic
 
     if args.model is None:
         raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
     trainer_class = TRAINERS.get(args.method)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory")
-    history = prepare_history(args, out=out)
+    history = prepare_history(args, out=args.out)
+    out = check_out_dir(args.out)
+    _refuse_to_replace(out, resume=args.resume, overwrite=args.overwrite)
+    take_over_out_dir(out)
     train, val = _data(args)
     threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None
     if getattr(trainer_class, "adversarial", False) and threat is None:
@@ -110,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
                        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                        ramp_epochs=args.ramp_epochs, augment=args.augment, seed=args.seed, check_size=args.check_size,
                        check_steps=args.check_steps, keep_best=args.keep_best, amp=args.amp)
+    if args.overwrite:  # never mix runs: a new run killed before its first checkpoint must not resume the old one
+        for name in (CHECKPOINT_NAME, WEIGHTS_NAME, SAFETENSORS_NAME, CARD_NAME, "training.html"):
+            (out / name).unlink(missing_ok=True)
     result = fit(model, trainer, train, threat=threat, config=config, val=val, out=out, resume=args.resume,
                  progress=not args.quiet and sys.stderr.isatty())
     model.load_state_dict(result.state_dict)
@@ -136,10 +151,13 @@ def run(args: argparse.Namespace) -> int:
                     "selected_epoch": result.selected_epoch, "train_seconds": round(result.seconds, 2),
                     "eval_seconds": round(time.perf_counter() - start, 2)},
         "wall_time_s": round(result.seconds, 2),
-        "warnings": result.warnings,
+        "warnings": result.warnings + outcome_warnings(clean, robust, result.history, train.num_classes,
+                                                       adversarial=bool(getattr(trainer_class, "adversarial", False))),
         "history": result.history,
         "command": "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
+    for warning in card["warnings"][len(result.warnings):]:
+        logger.warning(warning)
     write_card(out / CARD_NAME, card)
     write_training_html(out / "training.html", card)
     robust_text = "" if robust is None or threat is None else (
@@ -148,6 +166,18 @@ def run(args: argparse.Namespace) -> int:
           f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, "
           f"{out / SAFETENSORS_NAME}, {out / CARD_NAME}, {out / 'training.html'}")
     return history.record("train", card, out=out, report=out / "training.html", artifacts=[out / CARD_NAME])
+
+
+def _refuse_to_replace(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """An earlier run's weights or checkpoint in `out` are replaced only when asked (--overwrite), or continued."""
+    from bastion.train.checkpoint import CHECKPOINT_NAME, WEIGHTS_NAME
+
+    if resume and overwrite:
+        raise InputError("--resume continues the run in --out and --overwrite starts it afresh: give one of them")
+    found = [name for name in (WEIGHTS_NAME, CHECKPOINT_NAME) if (out / name).exists()]
+    if found and not resume and not overwrite:
+        raise InputError(f"--out {out} already holds {' and '.join(found)} of an earlier run: give --resume to "
+                         "continue it, --overwrite to replace it, or another --out")
 
 
 def _data(args: argparse.Namespace) -> tuple[Any, Any]:

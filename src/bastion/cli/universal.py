@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.common import add_model_options, load_model_from_args
+from bastion.cli.common import add_model_options, check_out_dir, load_model_from_args
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--eval-data is required: the held-out images to measure the fooling rate on")
     if eval_spec == args.data:
         raise InputError("--eval-data must differ from --data: the fooling rate is measured on unseen images")
+    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     threat = ThreatModel(args.norm, args.eps)
     model = load_model_from_args(args).module
     device, dtype = model_device_dtype(model)

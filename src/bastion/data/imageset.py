@@ -55,7 +55,13 @@ class ImageSet:
         # Frozen: normalize through object.__setattr__; a new tensor, so the caller's is untouched.
         object.__setattr__(self, "labels", y.long())
         object.__setattr__(self, "classes", [str(c) for c in self.classes])
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+        if len(y) and int(y.min()) < 0:
+            count = int((y < 0).sum())
+            raise InputError(
+                f"labels must be class indices >= 0, but {count} of {len(y)} are negative (min {int(y.min())}); "
+                "unlabelled points (often marked -1) cannot be evaluated: drop them or give their true classes"
+            )
+        if len(y) and int(y.max()) >= self.num_classes:
             raise InputError(
                 f"labels must lie in [0, {self.num_classes}) to match the {self.num_classes} classes "
                 f"(got min {int(y.min())}, max {int(y.max())})"

@@ -34,7 +34,7 @@ DATASETS_HELP: list[str] = [
     "imagefolder:PATH[:SIZE]  one sub-folder per class (torchvision); RGB, resized, center-cropped to SIZE",
     "torchvision:NAME[:SPLIT]  any torchvision.datasets class, e.g. torchvision:SVHN:test (default test)",
     "mnist|fashion-mnist|cifar10|cifar100[:train|test]  torchvision shorthands (split default test); "
-    "stored under --root, $BASTION_DATA or ~/.cache/bastion/data",
+    "stored under --data-root, $BASTION_DATA or ~/.cache/bastion/data",
     "hf:NAME_OR_PATH[:SPLIT][:SIZE]  Hugging Face datasets (pip install 'bastion[hf]'): a save_to_disk folder "
     "or a hub name (cached in $HF_HOME); Image and ClassLabel columns; split default test; SIZE resizes",
 ]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import torch
+from scipy.stats import beta
 from torch import Tensor, nn
 
 from bastion.detect.calibrate import CalibratedDetector, score_batches
@@ -15,7 +16,30 @@ from bastion.errors import InputError
 from bastion.passes import attack_mode
 
 __all__ = ["AdversarialBatch", "AttackDetection", "DetectionRates", "DetectorRates", "GuardOutcome",
-           "detection_rates", "guard_outcome"]
+           "detection_rates", "fpr_check", "guard_outcome"]
+
+
+def fpr_check(n_false_positives: int, n_clean: int, target: float, confidence: float = 0.95) -> dict[str, Any]:
+    """The held-out false-positive rate with its two-sided Clopper-Pearson interval, and whether it misses `target`.
+
+    The conformal threshold guarantees the target on average over calibration sets; one held-out
+    rate scatters around it. `missed` is True when the whole interval lies above the target (the
+    detector flags significantly more clean points than promised); `above` when only the rate does.
+
+    Args:
+        n_false_positives: Held-out clean points flagged.
+        n_clean: Held-out clean points.
+        target: The false-positive rate the detector was calibrated for.
+        confidence: Coverage of the interval (0.95).
+    """
+    if n_clean <= 0:
+        return {"rate": None, "ci": None, "confidence": confidence, "target": target, "above": False, "missed": False}
+    k, n, tail = n_false_positives, n_clean, (1.0 - confidence) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1.0 - tail, k + 1, n - k))
+    rate = k / n
+    return {"rate": rate, "ci": [low, high], "confidence": confidence, "target": target, "above": rate > target,
+            "missed": low > target}
 
 
 class AdversarialBatch(Protocol):
@@ -76,6 +100,7 @@ class DetectorRates:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN written as None)."""
         return {**self.calibrated.to_dict(), "n_clean": self.n_clean, "clean_fpr": _json(self.clean_fpr),
+                "clean_fpr_check": fpr_check(self.n_false_positives, self.n_clean, self.calibrated.fpr),
                 "attacks": {a.attack: {**asdict(a), "rate": _json(a.rate), "evasion_rate": _json(a.evasion_rate)}
                             for a in self.attacks}}
 

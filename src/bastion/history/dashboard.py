@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bastion._io import write_atomic
+from bastion.errors import InputError
 from bastion.history.charts import overlay_chart, run_ticks
 from bastion.history.record import RunRecord, per_class_robust
 from bastion.history.store import RunStore
@@ -60,13 +61,40 @@ def _curve(run: RunRecord) -> tuple[list[float], list[float]]:
 
 
 def _overlay_pair(runs: Sequence[RunRecord]) -> tuple[RunRecord, RunRecord] | None:
-    """The latest run with a curve and the latest earlier one of the same model and threat (else any)."""
+    """The latest run with a curve and the latest earlier one under the same threat model (same model first).
+
+    Curves under different threat models (L2 eps=1 and Linf eps=0.3) share no x axis: never overlaid.
+    """
     with_curve = [r for r in runs if r.kind == "evaluate" and _curve(r)[0]]
     if len(with_curve) < 2:
         return None
     latest = with_curve[-1]
-    same = [r for r in with_curve[:-1] if (r.model, r.threat) == (latest.model, latest.threat)]
-    return (same or with_curve[:-1])[-1], latest
+    same_threat = [r for r in with_curve[:-1] if r.threat == latest.threat and r.norm == latest.norm]
+    same_model = [r for r in same_threat if r.model == latest.model]
+    earlier = same_model or same_threat
+    return (earlier[-1], latest) if earlier else None
+
+
+def _single_run_chart(kind: str, run: RunRecord, slug: str) -> str | None:
+    """For a model with one run, a chart of that run (its curve, radii or epochs) instead of a one-point trend."""
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]] = {}
+    if kind == "evaluate" and _curve(run)[0]:
+        curves, x_label, title = {"robust accuracy": _curve(run)}, "eps", f"Accuracy against eps ({run.threat})"
+    elif kind == "certify":
+        radii = sorted((float(k.partition("@")[2]), v) for k, v in run.metrics.items()
+                       if k.startswith("certified_accuracy@"))
+        curves = {"certified accuracy": ([r for r, _ in radii], [v for _, v in radii])} if radii else {}
+        x_label, title = "L2 radius", "Certified accuracy against radius"
+    else:
+        rows = [row for row in run.result.get("history") or [] if isinstance(row, dict) and "epoch" in row]
+        for key, label in (("val_clean", "held-out clean"), ("val_robust", "held-out PGD")):
+            if any(key in row for row in rows):
+                curves[label] = ([float(row["epoch"]) for row in rows], [row.get(key, math.nan) for row in rows])
+        x_label, title = "epoch", "Held-out accuracy during training"
+    if not curves:
+        return None
+    return overlay_chart(curves, title=title + " (one run so far)", x_label=x_label, y_label="accuracy",
+                         element_id=f"single-{slug}")
 
 
 def _pct(value: float | None) -> str:
@@ -90,12 +118,14 @@ def _section(key: tuple[str, str, str], runs: list[RunRecord], links: dict[str, 
     numbers = list(range(1, len(runs) + 1))
     xs, ticks = [float(i) for i in numbers], run_ticks(len(runs))
     trend = {name: (xs, ys) for name, ys in _trend_series(kind, runs).items()}
-    charts = [overlay_chart(trend, x_label="run (oldest to newest)", y_label="accuracy", x_ticks=ticks,
-                            title=f"{'Certified' if kind == 'certify' else 'Clean and robust'} accuracy over runs",
-                            element_id=f"trend-{slug}")]
+    single = _single_run_chart(kind, runs[0], slug) if len(runs) == 1 else None
+    charts = [single] if single else [
+        overlay_chart(trend, x_label="run (oldest to newest)", y_label="accuracy", x_ticks=ticks,
+                      title=f"{'Certified' if kind == 'certify' else 'Clean and robust'} accuracy over runs",
+                      element_id=f"trend-{slug}")]
     classes = [per_class_robust(r.result) for r in runs]
     names = list(dict.fromkeys(name for row in classes for name in row))
-    if kind == "evaluate" and names:
+    if kind == "evaluate" and names and len(runs) > 1:
         per_class = {f"class {n}": (xs, [row.get(n, math.nan) for row in classes]) for n in names}
         charts.append(overlay_chart(per_class, x_label="run (oldest to newest)", y_label="robust accuracy",
                                     x_ticks=ticks, title="Per-class robust accuracy over runs",
@@ -129,10 +159,11 @@ def render_dashboard(runs: Sequence[RunRecord], *, links: dict[str, str] | None 
     pair = overlay or _overlay_pair(runs)
     if pair:
         curves = {f"{r.model} {r.run_id}": _curve(r) for r in pair}
-        compare = overlay_chart(curves, title="Accuracy against eps: two runs", x_label="eps",
+        compare = overlay_chart(curves, title=f"Accuracy against eps: two runs at {pair[1].threat}", x_label="eps",
                                 y_label="robust accuracy", element_id="eps-overlay", dashed=[True, False])
     else:
-        compare = '<p class="no-data">Fewer than two evaluations with an accuracy-vs-eps curve.</p>'
+        compare = ('<p class="no-data">No two evaluations with an accuracy-vs-eps curve under the same threat '
+                   "model: each model's own curve is in its section below.</p>")
     nav = "".join(f'<a href="#{_slug(*key)}">{escape(key[1])} ({escape(key[0])}, {escape(key[2])})</a>'
                   for key, _ in groups)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -164,6 +195,9 @@ def build_site(store: RunStore, out: str | Path, *, compare: tuple[str, str] | N
     site = Path(out)
     runs = store.runs()
     pair = (store.get(compare[0]), store.get(compare[1])) if compare else None
+    if pair and pair[0].threat != pair[1].threat:
+        raise InputError(f"--compare: {pair[0].run_id} is at {pair[0].threat}, {pair[1].run_id} at "
+                         f"{pair[1].threat}: only curves of the same threat model are overlaid")
     links = _copy_reports(runs, site)
     return write_atomic(site / "index.html", render_dashboard(runs, links=links, overlay=pair,
                                                              source=str(store.path)))

@@ -8,6 +8,7 @@ flat record. Missing keys are skipped, never an error: reports gain sections ove
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import secrets
 from dataclasses import dataclass, field, replace
@@ -124,13 +125,37 @@ def _evaluate_fields(result: dict[str, Any]) -> dict[str, Any]:
         metrics["min_class_robust_accuracy"] = min(classes.values())
     _certified(metrics, _get(_stage_section(result, "certify"), "summary", "certified_accuracy"))
     norm, eps = _get(result, "summary", "norm"), _number(_get(result, "summary", "eps"))
+    spec, fingerprint = _evaluated_identity(result)
     return {"metrics": metrics, "norm": norm, "eps": eps,
             "threat": f"{norm} eps={eps:.6g}" if norm and eps is not None else "unknown",
-            "model_spec": _get(result, "provenance", "model", "spec") or _get(result, "summary", "model"),
-            "model_fingerprint": _get(result, "provenance", "model", "fingerprint"),
+            "model_spec": spec, "model_fingerprint": fingerprint,
             "data": _get(result, "provenance", "data", "spec") or _get(result, "summary", "data"),
             "data_fingerprint": _get(result, "provenance", "data", "fingerprint"),
             "command": _get(result, "provenance", "command")}
+
+
+def _evaluated_identity(result: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The spec and fingerprint of what was evaluated: the model, or ensemble, with its defenses in order.
+
+    A defended run (`--defense jpeg:quality=75`) is another system than the bare model: its spec
+    reads "zoo:mnist-cnn + jpeg:quality=75" and its fingerprint mixes the defenses (and ensemble
+    members) into the weights' fingerprint, so baselines and comparisons never pair the two.
+    """
+    spec = _get(result, "provenance", "model", "spec") or _get(result, "summary", "model")
+    fingerprint = _get(result, "provenance", "model", "fingerprint")
+    config: dict[str, Any] = result["config"] if isinstance(result.get("config"), dict) else {}
+    defenses = [str(d) for d in config.get("defense") or []]
+    members = [str(m) for m in config.get("ensemble") or []]
+    if members and not _get(result, "provenance", "model", "spec"):
+        spec = f"ensemble[{config.get('ensemble_mode') or 'logits'}]({', '.join(members)})"
+    if defenses and spec is not None:
+        suffix = " + " + " + ".join(defenses)
+        spec = str(spec) if str(spec).endswith(suffix) else f"{spec}{suffix}"
+    if (defenses or members) and fingerprint is not None:
+        mixed = json.dumps({"weights": fingerprint, "defense": defenses, "ensemble": members,
+                            "mode": config.get("ensemble_mode") if members else None}, sort_keys=True)
+        fingerprint = hashlib.sha256(mixed.encode()).hexdigest()[:16]
+    return (str(spec) if spec else None), (str(fingerprint) if fingerprint else None)
 
 
 def _certify_fields(result: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +188,12 @@ def _train_fields(result: dict[str, Any]) -> dict[str, Any]:
             "model_fingerprint": _get(result, "model", "fingerprint"),
             "data": _get(result, "data", "name"), "data_fingerprint": _get(result, "data", "fingerprint"),
             "command": result.get("command")}
+
+
+def _with_defenses(name: str, spec: Any) -> str:
+    """A --model-name keeps the defenses the run was evaluated with: "net" + " + jpeg:quality=75"."""
+    _, plus, defenses = str(spec or "").partition(" + ")
+    return f"{name} + {defenses}" if plus and not name.endswith(f" + {defenses}") else name
 
 
 def _new_id(created: datetime, seed: str) -> str:
@@ -200,7 +231,7 @@ def from_result(kind: str, result: dict[str, Any], *, model_name: str | None = N
         run_id=run_id or _new_id(created, f"{kind}{spec}{fields['data_fingerprint']}"),
         created_at=created.isoformat(timespec="seconds"),
         kind=kind,
-        model=model_name or (str(spec) if spec else "unnamed"),
+        model=_with_defenses(model_name, spec) if model_name else (str(spec) if spec else "unnamed"),
         result=result,
         model_spec=str(spec) if spec else None,
         out_dir=out_dir,

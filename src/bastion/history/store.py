@@ -86,19 +86,25 @@ class RunStore:
     # -- connections -------------------------------------------------------------------------
     @contextmanager
     def _connect(self, *, create: bool) -> Iterator[sqlite3.Connection]:
+        """A connection; with `create=False` read-only (a reading command never writes, nor migrates)."""
         if not create and not self.path.is_file():
             raise InputError(f"no run history at {self.path} (bastion evaluate, certify and train write one)")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            if create:
+                connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            else:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                connection = sqlite3.connect(uri, timeout=self.timeout, isolation_level=None, uri=True)
         except sqlite3.Error as error:
             raise InputError(f"cannot open the run history {self.path}: {error}") from None
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            self._check_ours(connection)
             if create:
                 self._retry(lambda: connection.execute("PRAGMA journal_mode = WAL"))
-            self._retry(lambda: self._migrate(connection))
+                self._retry(lambda: self._migrate(connection))
             yield connection
         except sqlite3.DatabaseError as error:
             if isinstance(error, sqlite3.OperationalError) and _is_busy(error):
@@ -106,6 +112,28 @@ class RunStore:
             raise InputError(f"{self.path} is not a usable bastion history: {error}") from None
         finally:
             connection.close()
+
+    def _check_ours(self, connection: sqlite3.Connection) -> None:
+        """Refuse another program's SQLite file (tables but no bastion schema), and a newer bastion's."""
+        row = connection.execute(  # one statement, so one snapshot: never a migration half seen
+            "SELECT (SELECT user_version FROM pragma_user_version), (SELECT group_concat(name, char(10)) FROM "
+            "sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%')").fetchone()
+        version, tables = int(row[0]), sorted((row[1] or "").split("\n")) if row[1] else []
+        if version > SCHEMA_VERSION:
+            raise InputError(f"run history schema version {version} is newer than this bastion's "
+                             f"({SCHEMA_VERSION}): upgrade bastion")
+        if (version == 0 and tables) or (version > 0 and "runs" not in tables):
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise InputError(f"{self.path} is not a bastion run history (it holds the tables {shown}): "
+                             "give another --db")
+
+    @staticmethod
+    def _select(connection: sqlite3.Connection) -> str:
+        """The SELECT list of a read: columns an older schema lacks read as NULL (reading never migrates)."""
+        present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        if not present:
+            raise InputError("no runs recorded yet (the history file is empty)")
+        return ", ".join(["seq", *(c if c in present else f"NULL AS {c}" for c in _COLUMNS)])
 
     def _retry(self, action: Callable[[], T]) -> T:
         """Run `action`, retrying while the database is locked, for at most `timeout` seconds."""
@@ -140,8 +168,14 @@ class RunStore:
             connection.execute("ROLLBACK")
             raise
 
+    def check(self) -> None:
+        """Refuse now, without writing, a file that is not a bastion history (a no-op when it does not exist yet)."""
+        if self.path.exists():
+            with self._connect(create=False):
+                pass
+
     def schema_version(self) -> int:
-        """The database's schema version (after migration)."""
+        """The database's schema version (reading does not migrate: the next write does)."""
         with self._connect(create=False) as connection:
             return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
@@ -175,18 +209,19 @@ class RunStore:
              limit: int | None = None) -> list[RunRecord]:
         """Runs matching the filters, oldest first (the last `limit` of them when given)."""
         where, params = _where(model=model, kind=kind, threat=threat)
-        query = f"SELECT seq, {', '.join(_COLUMNS)} FROM runs{where} ORDER BY seq DESC"
-        if limit is not None:
-            query += f" LIMIT {int(limit)}"
         with self._connect(create=False) as connection:
+            query = f"SELECT {self._select(connection)} FROM runs{where} ORDER BY seq DESC"
+            if limit is not None:
+                query += f" LIMIT {int(limit)}"
             rows = self._retry(lambda: connection.execute(query, params).fetchall())
         return [_from_row(row) for row in reversed(rows)]
 
     def get(self, run_id: str) -> RunRecord:
         """The run with this id, or the only run whose id starts with it."""
         with self._connect(create=False) as connection:
+            columns = self._select(connection)
             rows = self._retry(lambda: connection.execute(
-                f"SELECT seq, {', '.join(_COLUMNS)} FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' "
+                f"SELECT {columns} FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' "
                 "ORDER BY seq", (run_id, _like_prefix(run_id))).fetchall())
         exact = [row for row in rows if row[1] == run_id]
         if exact or len(rows) == 1:

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import pickle
+import re
 import sys
 import warnings
 import zipfile
@@ -48,6 +49,7 @@ MODELS_HELP: list[str] = [
     "DIR  the output folder of bastion train (model_card.json + model.pt / model.safetensors)",
 ]
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 
@@ -109,15 +111,48 @@ def _import_factory(spec: str) -> Any:
             raise InputError(f"cannot import {target}")
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[module_name] = module
-        loader_spec.loader.exec_module(module)
+        try:
+            loader_spec.loader.exec_module(module)
+        except SyntaxError as error:
+            sys.modules.pop(module_name, None)
+            raise InputError(f"cannot import {target}: syntax error at line {error.lineno}: {error.msg}") from None
+        except Exception as error:  # the user's module failed while importing: say so in one line
+            sys.modules.pop(module_name, None)
+            raise InputError(f"cannot import {target}: {_one_line(error)}") from None
     else:
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, "")  # like `python -m`: modules in the current directory can be named
         try:
             module = importlib.import_module(target)
         except ImportError as error:
             raise InputError(f"cannot import model module {target!r}: {error}") from None
+        except SyntaxError as error:
+            raise InputError(f"cannot import model module {target!r}: syntax error in {error.filename} at line "
+                             f"{error.lineno}: {error.msg}") from None
+        except Exception as error:  # the user's module failed while importing
+            raise InputError(f"cannot import model module {target!r}: {_one_line(error)}") from None
     if not hasattr(module, attr):
         raise InputError(f"unknown factory {attr!r} in {target}")
     return getattr(module, attr)
+
+
+def _one_line(error: BaseException) -> str:
+    """`TypeName: first line of the message`, without terminal escape codes."""
+    text = _ANSI.sub("", str(error)).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _call_factory(spec: str, factory: Any) -> Any:
+    """Call a model factory with no arguments; its failure is the user's, reported in one line."""
+    try:
+        return factory()
+    except TypeError as error:
+        if "required" in str(error) and "argument" in str(error):
+            raise InputError(f"the factory {spec} must build the model without arguments ({error}); wrap it in a "
+                             "function that passes them, e.g. def build(): return Net(width=64)") from None
+        raise InputError(f"the factory {spec} failed: {_one_line(error)}") from None
+    except Exception as error:  # the user's code raised: one line, no traceback
+        raise InputError(f"the factory {spec} failed: {_one_line(error)}") from None
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -144,14 +179,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise InputError(f"weights file not found: {path}")
     if is_safetensors(path):
         return _fit_or_raise(model, _state_dict_of(read_safetensors(path), str(path)), path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
-        raise InputError(f"{path} holds objects other than tensors, refused by weights_only loading: {first}") from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise InputError(f"cannot read weights {path}: {str(error).splitlines()[0] if str(error) else error}") from None
-    return _fit_or_raise(model, _state_dict_of(checkpoint, str(path)), path)
+    return _fit_or_raise(model, _state_dict_of(_read_tensors(path), str(path)), path)
 
 
 def _fit_or_raise(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> nn.Module:
@@ -159,6 +187,28 @@ def _fit_or_raise(model: nn.Module, state: Mapping[str, torch.Tensor], path: Pat
     if result:
         raise InputError(f"the weights in {path} do not fit the model: {result}")
     return model
+
+
+def _read_tensors(path: Path) -> Any:
+    """`torch.load(weights_only=True)`, with every way a file can fail to be a state dict said in one line."""
+    if path.stat().st_size == 0:
+        raise InputError(f"cannot read weights {path}: the file is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Module" in str(error) or "torch.nn" in str(error):
+            raise InputError(f"{path} holds a whole pickled model (nn.Module), which bastion never unpickles (that "
+                             "could run code): save its weights instead, torch.save(model.state_dict(), PATH), and "
+                             "give --model module:factory --weights PATH; or export the model, "
+                             "torch.export.save(torch.export.export(model, (x,)), 'model.pt2'), and give that file "
+                             "as --model") from None
+        reason = _one_line(error).partition(": ")[2].split(". ")[0] or "unsupported content"
+        raise InputError(f"{path} holds objects other than tensors, refused by weights_only loading: {reason}. "
+                         "Save a state dict: torch.save(model.state_dict(), PATH)") from None
+    except (RuntimeError, OSError) as error:
+        raise InputError(f"cannot read weights {path}: {_one_line(error)}") from None
+    except Exception:  # torch's unpickler fails in many ways on a file that is not its own
+        raise InputError(f"cannot read weights {path}: not a file written by torch.save") from None
 
 
 def _check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> str:
@@ -233,7 +283,7 @@ def load_model(
             raise InputError("a TorchScript model carries its own weights; drop --weights")
     elif ":" in spec:
         factory = _import_factory(spec)
-        model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+        model = _call_factory(spec, factory) if callable(factory) and not isinstance(factory, nn.Module) else factory
         if not isinstance(model, nn.Module):
             raise InputError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
         if weights is not None:

@@ -15,9 +15,35 @@ from bastion._io import write_atomic
 from bastion.render.svg import line_chart
 from bastion.version import __version__
 
-__all__ = ["CARD_SCHEMA_VERSION", "write_card", "write_training_html"]
+__all__ = ["CARD_SCHEMA_VERSION", "outcome_warnings", "write_card", "write_training_html"]
 
 CARD_SCHEMA_VERSION = 1
+
+
+def outcome_warnings(clean: float, robust: float | None, history: list[dict[str, float]], num_classes: int,
+                     *, adversarial: bool) -> list[str]:
+    """What a model card must say when training failed silently: chance-level accuracy, robustness that never rose.
+
+    Args:
+        clean: Held-out clean accuracy of the kept weights.
+        robust: Held-out PGD accuracy of the kept weights (None without a threat model).
+        history: The per-epoch rows (`val_robust` is the per-epoch held-out PGD accuracy).
+        num_classes: Classes of the data; chance is 1 / num_classes.
+        adversarial: Whether the method trains against an attack (then PGD accuracy should rise).
+    """
+    warnings, chance = [], 1.0 / max(1, num_classes)
+    if clean <= chance + max(0.05, 0.5 * chance):
+        warnings.append(f"held-out clean accuracy {clean:.3f} is near chance ({chance:.3f}): the model did not learn; "
+                        "train longer, lower --lr, or grow eps with --ramp-epochs (large eps such as MNIST 0.3)")
+    robust_curve = [row["val_robust"] for row in history if "val_robust" in row]
+    if adversarial and robust is not None and len(robust_curve) >= 2:
+        if max(robust_curve[1:]) <= robust_curve[0] + 0.01 or robust <= chance / 2:
+            warnings.append(f"held-out PGD accuracy did not rise during training ({robust_curve[0]:.3f} after epoch 1, "
+                            f"{robust_curve[-1]:.3f} after the last; {robust:.3f} on the model card's check): the "
+                            "adversarial training did not work")
+    elif adversarial and robust is not None and robust <= chance / 2 and clean > chance + 0.05:
+        warnings.append(f"held-out PGD accuracy is {robust:.3f}: the adversarial training gave no robustness")
+    return warnings
 
 
 def write_card(path: str | Path, fields: dict[str, Any]) -> Path:

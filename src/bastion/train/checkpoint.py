@@ -13,8 +13,8 @@ from bastion._io import save_torch_atomic
 from bastion.errors import InputError
 from bastion.models.trained import CARD_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, read_card
 
-__all__ = ["CARD_NAME", "CHECKPOINT_NAME", "SAFETENSORS_NAME", "WEIGHTS_NAME", "load_checkpoint", "read_card",
-           "save_atomic"]
+__all__ = ["CARD_NAME", "CHECKPOINT_NAME", "SAFETENSORS_NAME", "WEIGHTS_NAME", "check_same_settings", "load_checkpoint",
+           "plain_settings", "read_card", "save_atomic"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -36,3 +36,23 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != 1:
         raise InputError(f"{file} is not a bastion training checkpoint")
     return state
+
+
+def plain_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as checkpoint-safe plain values (read back with weights_only): anything else becomes its repr."""
+    return {k: v if v is None or isinstance(v, (bool, int, float, str)) else repr(v) for k, v in settings.items()}
+
+
+def check_same_settings(saved: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint under other settings, naming each one that changed (old -> new).
+
+    Args:
+        saved: The checkpoint (its `config`, `trainer` and `threat` entries; older checkpoints lack some).
+        now: This run's loop config, trainer settings and "eps/norm".
+    """
+    before = {**saved.get("config", {}), **saved.get("trainer", {}), "eps/norm": saved.get("threat", now["eps/norm"])}
+    changed = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(before))
+               if before.get(k, now.get(k)) != now.get(k)]
+    if changed:
+        raise InputError(f"cannot resume with other settings than the checkpoint's: {', '.join(changed)} "
+                         "(give the same settings, or start afresh with --overwrite)")

@@ -20,7 +20,13 @@ from bastion.threat import ThreatModel
 from bastion.train._check import heldout_accuracy
 from bastion.train.augment import augment, resolve_augment
 from bastion.train.base import StepOutput, Trainer
-from bastion.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_atomic
+from bastion.train.checkpoint import (
+    CHECKPOINT_NAME,
+    check_same_settings,
+    load_checkpoint,
+    plain_settings,
+    save_atomic,
+)
 from bastion.train.schedule import build_optimizer, build_schedule, ramped_eps
 
 __all__ = ["FitConfig", "FitResult", "fit"]
@@ -180,9 +186,9 @@ class _Run:
         self.model.train()
         order = torch.randperm(len(self.train), generator=self.generator)
         totals = {"loss": 0.0, "n": 0.0, "clean": 0.0, "n_clean": 0.0, "robust": 0.0, "n_robust": 0.0}
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
-                   disable=not self.progress, leave=False)
-        for index in bar:
+        bar = tqdm(total=self.config.epochs * len(self.train), initial=self.epoch * len(self.train), unit="img",
+                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", disable=not self.progress, leave=False)
+        for index in range(self.steps_per_epoch):  # the bar counts images over the whole run: its ETA is the run's
             rows = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
             x, y = self.train.batch(rows, device=self.device, dtype=self.dtype)
             x = augment(x, self.padding, self.flip, self.generator)
@@ -191,7 +197,9 @@ class _Run:
             out = self._step(x, y, self.epoch + index / self.steps_per_epoch)
             self.schedule.step()
             _accumulate(totals, out, y)
+            bar.update(len(y))
             bar.set_postfix(loss=f"{totals['loss'] / totals['n']:.3f}", **_accuracies(totals, short=True))
+        bar.close()
         row: dict[str, float] = {"epoch": float(self.epoch + 1), "lr": float(self.schedule.get_last_lr()[0]),
                "train_loss": totals["loss"] / max(1.0, totals["n"])}
         row.update({f"train_{k}": v for k, v in _accuracies(totals).items()})
@@ -245,7 +253,8 @@ class _Run:
     def _snapshot(self) -> dict[str, Any]:
         best = None if self.best is None else {"epoch": self.best[0], "robust": self.best[1], "model": self.best[2]}
         return {"format": 1, "epoch": self.epoch, "seconds": self.seconds, "config": asdict(self.config),
-                "method": self.trainer.name, "model": self.model.state_dict(),
+                "method": self.trainer.name, "trainer": plain_settings(self.trainer.settings()),
+                "threat": self.threat.describe() if self.threat is not None else None, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "trainer_state": dict(self.state), "history": self.history, "best": best, "warnings": self.warnings}
@@ -253,10 +262,8 @@ class _Run:
     def _restore(self, saved: dict[str, Any]) -> None:
         if saved.get("method") != self.trainer.name:
             raise InputError(f"the checkpoint was written by method {saved.get('method')!r}, not {self.trainer.name!r}")
-        previous = {k: v for k, v in saved.get("config", {}).items() if k != "epochs"}
-        changed = sorted(k for k, v in previous.items() if asdict(self.config).get(k) != v)
-        if changed or saved["config"].get("epochs") != self.config.epochs:
-            raise InputError(f"cannot resume with other settings ({', '.join(changed) or 'epochs'} changed)")
+        check_same_settings(saved, {**asdict(self.config), **plain_settings(self.trainer.settings()),
+                                    "eps/norm": self.threat.describe() if self.threat is not None else None})
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.schedule.load_state_dict(saved["schedule"])

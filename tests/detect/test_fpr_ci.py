@@ -5,8 +5,8 @@ import json
 import pytest
 
 from bastion.cli import main
-from bastion.cli.detect import format_table, fpr_warnings
-from bastion.detect.rates import fpr_check
+from bastion.cli.detect import format_table
+from bastion.detect.rates import fpr_check, fpr_warnings
 
 from .test_cli import FAST
 

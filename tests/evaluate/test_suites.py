@@ -150,3 +150,19 @@ def test_evaluate_prints_the_certification_and_minimal_norm_headlines(tmp_path, 
     assert "certified accuracy" in out and "at the threat model" in out
     assert "fab: minimal adversarial norm found on" in out and "median" in out
     assert "stages (" in out and "passes/pt" in out
+
+
+def test_a_run_that_cannot_resume_names_what_changed(tmp_path, monkeypatch, caplog):
+    from bastion.evaluate.stages import PerClassStage
+
+    model, data = _toy()
+    config = EvalConfig(model="m", data="d", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
+    monkeypatch.setattr(PerClassStage, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(model, data, config, state_dir=tmp_path)
+    monkeypatch.undo()
+    other = EvalConfig(model="m", data="d", eps=0.1, steps=2, restarts=1, curve_points=0, suite="pgd", resume=True)
+    with caplog.at_level(logging.WARNING, logger="bastion.evaluate.runner"):
+        result = evaluate_model(model, data, other, state_dir=tmp_path)
+    assert result.summary.eps == 0.1
+    assert [r.getMessage() for r in caplog.records if "starting over" in r.getMessage()][0].count("eps 0.05 -> 0.1")

@@ -16,7 +16,7 @@ from bastion.errors import InputError
 from bastion.passes import attack_mode
 
 __all__ = ["AdversarialBatch", "AttackDetection", "DetectionRates", "DetectorRates", "GuardOutcome",
-           "detection_rates", "fpr_check", "guard_outcome"]
+           "detection_rates", "fpr_check", "fpr_warnings", "guard_outcome"]
 
 
 def fpr_check(n_false_positives: int, n_clean: int, target: float, confidence: float = 0.95) -> dict[str, Any]:
@@ -203,3 +203,17 @@ def guard_outcome(
     for d in detectors:
         flagged |= d.flags(score_batches(d.detector, model, x_adv, batch_size))
     return GuardOutcome(misclassified=(predictions != y.to(predictions.device)).to(flagged.device), flagged=flagged)
+
+
+def fpr_warnings(section: dict[str, Any]) -> list[str]:
+    """One warning per detector whose held-out false-positive rate misses its target beyond sampling error."""
+    warnings = []
+    for name, d in section["detectors"].items():
+        check = d.get("clean_fpr_check") or {}
+        if check.get("missed"):
+            low, high = check["ci"]
+            warnings.append(f"{name}: held-out false-positive rate {check['rate']:.1%} (95% CI {low:.1%}-{high:.1%}, "
+                            f"{d['n_clean']} clean points) misses the {check['target']:.1%} target: the calibration "
+                            "data differ from the held-out data, or are too few; calibrate on more, or on "
+                            "data like the deployment's")
+    return warnings

@@ -15,7 +15,7 @@ from bastion.attacks.base import Attack
 from bastion.data import ImageSet
 from bastion.detect.calibrate import calibrate
 from bastion.detect.detectors import Detector, make_detector
-from bastion.detect.rates import detection_rates
+from bastion.detect.rates import detection_rates, fpr_warnings
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.detection_parts import adaptive_row, adaptive_warnings, clean_images, correct_mask, images_of
 
@@ -122,5 +122,6 @@ def detection_stage(
         "attacks": list(adversarial), "adaptive_steps": adaptive_steps, "adaptive_points": len(adaptive_points),
         "threshold_rule": "conformal: s_(ceil((n+1)(1-fpr))) of the calibration scores; flag score > threshold",
     }
+    section["warnings"] += fpr_warnings(section)
     section["seconds"] = time.perf_counter() - start
     return section

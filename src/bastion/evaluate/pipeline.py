@@ -50,7 +50,7 @@ from bastion.render.png import image_to_data_uri, perturbation_to_data_uri
 from bastion.threat import ThreatModel
 from bastion.version import __version__
 
-__all__ = ["evaluate", "evaluate_model", "run_key"]
+__all__ = ["evaluate", "evaluate_model", "run_identity"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,19 +108,23 @@ def evaluate_model(
     threat = ThreatModel(config.norm, config.eps)
     ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
     counted = model.model if isinstance(model, Defended) else model
+    identity = run_identity(config, fingerprint_model(model), data.fingerprint)
     runner = Runner(plan(config, model), state_dir=state_dir, resume=config.resume, counted=counted,
-                    run_key=run_key(config, fingerprint_model(model), data.fingerprint))
+                    run_key=_hash(identity), identity=identity)
     records = runner.run(ctx)
     result = _assemble(ctx, config, records, command)
     runner.finish()
     return result
 
 
-def run_key(config: EvalConfig, model_fingerprint: str, data_fingerprint: str) -> str:
-    """Identifies what a saved state belongs to: the model, the data and the options every stage depends on."""
-    relevant = {k: v for k, v in config.to_dict().items() if k in _RUN_OPTIONS}
-    text = json.dumps(relevant, sort_keys=True, default=str) + model_fingerprint + data_fingerprint
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+def run_identity(config: EvalConfig, model_fingerprint: str, data_fingerprint: str) -> dict[str, Any]:
+    """What a saved state belongs to: the model, the data and the options every stage depends on."""
+    options = {k: v for k, v in config.to_dict().items() if k in _RUN_OPTIONS}
+    return {"model fingerprint": model_fingerprint, "data fingerprint": data_fingerprint, **options}
+
+
+def _hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], command: str | None) -> EvalResult:

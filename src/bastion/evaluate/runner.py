@@ -59,12 +59,15 @@ class Runner:
         resume: Restore the stages a matching earlier run finished.
         run_key: Identifies the run's model, data, threat model and seed; a state with another key
             is not resumed.
+        identity: What `run_key` hashes, by name (model and data fingerprints, eps, seed, ...): saved
+            with the state, so a run that cannot resume names what changed.
         counted: The module whose passes are counted per stage (the classifier itself, not the
             defenses around it); None counts `ctx.model`.
     """
 
     def __init__(self, stages: Sequence[Stage], *, state_dir: str | Path | None = None, resume: bool = False,
-                 run_key: str = "", counted: nn.Module | None = None) -> None:
+                 run_key: str = "", identity: dict[str, Any] | None = None,
+                 counted: nn.Module | None = None) -> None:
         names = [s.name for s in stages]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -73,6 +76,7 @@ class Runner:
         self.path = None if state_dir is None else Path(state_dir) / STATE_NAME
         self.resume = resume
         self.run_key = run_key
+        self.identity = dict(identity or {})
         self.counted = counted
         self.keys = stage_keys(run_key, self.stages)
         self._saved: list[dict[str, Any]] = []
@@ -113,9 +117,15 @@ class Runner:
         except Exception as error:  # noqa: BLE001 - any unreadable state means: start over, and say so
             logger.warning("resume: cannot read %s (%s); starting over", self.path, str(error).splitlines()[0][:80])
             return []
-        if not isinstance(saved, dict) or saved.get("format") != _FORMAT or saved.get("run_key") != self.run_key:
-            logger.warning("resume: %s belongs to another model, data set, threat model or seed; starting over",
-                           self.path)
+        if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
+            logger.warning("resume: %s was written by another version of bastion; starting over", self.path)
+            return []
+        if saved.get("run_key") != self.run_key:
+            old = saved.get("identity") or {}
+            changed = [f"{k} {old.get(k)!r} -> {self.identity.get(k)!r}" for k in sorted(set(old) | set(self.identity))
+                       if old.get(k) != self.identity.get(k)]
+            logger.warning("resume: %s belongs to another run (%s); starting over", self.path,
+                           ", ".join(changed) or "another model, data set, threat model or seed")
             return []
         entries: list[dict[str, Any]] = list(saved["stages"])
         kept = 0
@@ -141,8 +151,8 @@ class Runner:
         if self.path is not None:
             examples = [{"x": e.x, "x_adv": e.x_adv, **{k: getattr(e, k) for k in _EXAMPLE_FIELDS}}
                         for e in ctx.examples]
-            save_torch_atomic({"format": _FORMAT, "run_key": self.run_key, "stages": self._saved,
-                               "examples": examples}, self.path)
+            save_torch_atomic({"format": _FORMAT, "run_key": self.run_key, "identity": self.identity,
+                               "stages": self._saved, "examples": examples}, self.path)
 
 
 def _what_changed(entry: dict[str, Any], stage: Stage | None) -> str:

@@ -53,8 +53,10 @@ class DetectionStage(Stage):
         s = self.settings
         calibration = load_dataset(s.calibration, root=s.data_root) if s.calibration else None
         attacks = [FGSM(loss=s.loss), PGD(steps=s.steps, rel_step=s.rel_step, loss=s.loss)]
-        return SectionResult(section=detection_stage(ctx, fpr=s.fpr, calibration=calibration, attacks=attacks,
-                                                     adaptive_limit=s.adaptive_limit))
+        section = detection_stage(ctx, fpr=s.fpr, calibration=calibration, attacks=attacks,
+                                  adaptive_limit=s.adaptive_limit)
+        ctx.warnings.extend(f"detection: {w}" for w in section.get("warnings", []))
+        return SectionResult(section=section)
 
     @classmethod
     def headline(cls, result: SectionResult) -> str:

@@ -200,3 +200,19 @@ def test_bar_chart_rotates_long_labels_and_grows_with_categories() -> None:
     rotated = [t for t in root.iter(f"{SVG}text") if "rotate(-40" in (t.get("transform") or "")]
     assert len(rotated) == 40
     assert float(root.get("width") or 0) > 640
+
+
+def _marker_label_y(svg):
+    import re
+
+    marker = svg.split('<g class="marker">', 1)[1].split("</g>", 1)[0]
+    return float(re.search(r'<text[^>]* y="([0-9.]+)"', marker).group(1))
+
+
+def test_a_marker_label_moves_off_a_line_that_runs_under_it():
+    xs = [0.0, 0.5, 1.0, 1.5, 2.0]
+    high = line_chart(xs, {"certified": [1.0, 1.0, 1.0, 1.0, 1.0]}, x_marker=0.2, x_marker_label="largest radius",
+                      x_label="r", y_label="acc", title="t")
+    low = line_chart(xs, {"certified": [0.0, 0.0, 0.0, 0.0, 0.0]}, x_marker=0.2, x_marker_label="largest radius",
+                      x_label="r", y_label="acc", title="t")
+    assert _marker_label_y(high) > _marker_label_y(low) + 100  # high line: label at the bottom; low line: at the top

@@ -151,6 +151,21 @@ def _legend(frame: _Frame, items: Sequence[tuple[str, str]], dashed: str = "") -
     return parts
 
 
+def _marker_label_y(frame: _Frame, xs: Sequence[float], series: Mapping[str, Sequence[float]], left: float,
+                    right: float) -> float:
+    """The height of a marker's label: the top of the plot unless a line runs there under the label.
+
+    The label spans `left`..`right` (pixels); the lines' points under that span decide whether the
+    top or the bottom of the plot is clear (top when both are taken: the label has a halo).
+    """
+    top, bottom = frame.top + 12, frame.sy(frame.y_lo) - 8
+    under = [frame.sy(float(ys[i])) for ys in series.values() for i, x in enumerate(xs)
+             if i < len(ys) and _finite(x) and _finite(ys[i]) and left - 10 <= frame.sx(float(x)) <= right + 10]
+    if not any(abs(y - top) < 18 for y in under):
+        return top
+    return bottom if not any(abs(y - bottom) < 18 for y in under) else top
+
+
 def line_chart(xs: Sequence[float], series: dict[str, list[float]], *, x_label: str, y_label: str,
                title: str, y_range: tuple[float, float] | None = (0.0, 1.0), element_id: str | None = None,
                x_marker: float | None = None, x_marker_label: str = "") -> str:
@@ -189,8 +204,11 @@ def line_chart(xs: Sequence[float], series: dict[str, list[float]], *, x_label: 
     if _finite(x_marker):
         x = frame.sx(float(x_marker))
         near_right = x > frame.width - frame.right - 120
+        width = 6.5 * len(x_marker_label)
+        span = (x - 6 - width, x) if near_right else (x, x + 6 + width)
+        label_y = _marker_label_y(frame, xs, series, *span)
         parts.append('<g class="marker">' + _line(x, frame.top, x, base, _INK, _DASH)
-                     + _text(x - 6 if near_right else x + 6, frame.top + 12, x_marker_label,
+                     + _text(x - 6 if near_right else x + 6, label_y, x_marker_label,
                              anchor="end" if near_right else "start", fill=_INK, extra=_HALO) + "</g>")
     parts += [] if finite_y else [_no_data(frame)]
     for index, (name, ys) in enumerate(series.items()):

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.attacks.base import ATTACKS, Attack, is_success
+from bastion.attacks.restarts import restart_survivors
 from bastion.errors import InputError
 from bastion.losses import get_loss
 from bastion.threat import ThreatModel
@@ -111,13 +112,19 @@ def _run(
     rows: Tensor,
     threat: ThreatModel,
     objective: Objective,
-    best: Best,
     hp: _Settings,
     generator: torch.Generator | None,
-) -> None:
-    """One run of Algorithm 1 of Croce & Hein (2020) on the points `rows` of x; updates `best` in place."""
-    x_best, loss_best, fooled = best
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One run of Algorithm 1 of Croce & Hein (2020) on the points `rows` of x.
+
+    Returns, per row: the point that first fooled the model (and its loss), or else the point of
+    highest loss of the run; and whether it fooled the model.
+    """
     shape = (-1, *[1] * (x.dim() - 1))
+    local = torch.full((len(x),), -1, dtype=torch.long, device=rows.device)
+    local[rows] = torch.arange(len(rows), device=rows.device)
+    x_out, loss_out = x[rows].clone(), torch.full((len(rows),), -torch.inf, device=x.device, dtype=x.dtype)
+    fooled_out = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
     start = _random_start(x[rows], threat, generator)
     loss, grad, success = _evaluate(model, start, rows, objective, hp.eot_iter, True)
     eta = torch.full_like(loss, 2.0 * threat.eps)  # eta^(0) = 2 eps
@@ -138,8 +145,8 @@ def _run(
             s.g_max = torch.where(better.view(shape), grad, s.g_max)
             s.f_max = torch.where(better, loss, s.f_max)
         if bool(success.any()):  # keep the first point that fools the model, before any restart moves x
-            idx = s.rows[success]
-            x_best[idx], loss_best[idx], fooled[idx] = s.x[success], s.loss[success], True
+            idx = local[s.rows[success]]
+            x_out[idx], loss_out[idx], fooled_out[idx] = s.x[success], s.loss[success].to(x.dtype), True
         if k in checkpoints:
             # Condition 1: under rho of the steps since w_{j-1} raised the loss; condition 2: eta and f_max unchanged.
             halve = (s.increases < hp.rho * (k - last)) | (~s.halved & (s.f_max <= s.f_max_last))
@@ -151,9 +158,10 @@ def _run(
         if bool(success.any()):  # fooled points leave the batch; the others' schedules are per sample
             s = s.select(~success)
             if len(s.rows) == 0:
-                return
-    better = s.f_max > loss_best[s.rows]  # never fooled: the point of highest loss over all runs
-    x_best[s.rows[better]], loss_best[s.rows[better]] = s.x_max[better], s.f_max[better]
+                return x_out, loss_out, fooled_out
+    idx = local[s.rows]  # never fooled: the point of highest loss of this run
+    x_out[idx], loss_out[idx] = s.x_max, s.f_max.to(x.dtype)
+    return x_out, loss_out, fooled_out
 
 
 def _apgd(
@@ -166,11 +174,12 @@ def _apgd(
     generator: torch.Generator | None,
 ) -> None:
     """`hp.n_restarts` APGD runs, each only on the points no earlier run fooled; updates `best` in place."""
-    for _ in range(hp.n_restarts):
-        rows = (~best[2]).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return
-        _run(model, x, rows, threat, objective, best, hp, generator)
+    x_best, loss_best, fooled = best
+
+    def run(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return _run(model, x, rows, threat, objective, hp, generator)
+
+    x_best.copy_(restart_survivors(x, hp.n_restarts, run, score=loss_best, fooled=fooled, best=x_best))
 
 
 @ATTACKS.register("apgd-ce")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import ClassVar, Protocol
 
 import torch
@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from bastion.attacks._fab_projections import project_onto_hyperplane
 from bastion.attacks.base import ATTACKS, Attack, is_success
+from bastion.attacks.restarts import restart_survivors
 from bastion.errors import InputError
 from bastion.threat import ThreatModel
 
@@ -118,19 +119,23 @@ def _search(
     """
     best, best_norm = x.clone(), torch.full((len(x),), torch.inf, dtype=x.dtype, device=x.device)
     with torch.no_grad():
-        todo = ~is_success(model(x), y, targets[0] if strict else None)
+        misclassified = is_success(model(x), y, targets[0] if strict else None)  # never attacked
     for target in targets:
-        for restart in range(knobs.n_restarts):
-            rows = (todo & ~(best_norm <= threat.eps)).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                return best
+        restarts = iter(range(knobs.n_restarts))
+
+        def run(rows: Tensor, target: Tensor | None = target,
+                restarts: Iterator[int] = restarts) -> tuple[Tensor, Tensor, Tensor]:
             x_rows, radius = x[rows], best_norm[rows].clamp(max=threat.eps) / 2
-            start = x_rows if restart == 0 else _random_start(x_rows, radius, threat, generator)
+            start = x_rows if next(restarts) == 0 else _random_start(x_rows, radius, threat, generator)
             sub_target = None if target is None else target[rows]
             x_run, n_run = _run(knobs, model, x_rows, y[rows], sub_target, strict, start, threat)
-            better = n_run < best_norm[rows]
-            best[rows] = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x_run, best[rows])
-            best_norm[rows] = torch.where(better, n_run, best_norm[rows])
+            return x_run, n_run, n_run <= threat.eps
+
+        done = misclassified | (best_norm <= threat.eps)
+        if bool(done.all()):
+            break
+        best = restart_survivors(x, knobs.n_restarts, run, score=best_norm, fooled=done, higher_is_better=False,
+                                 best=best)
     return best
 
 

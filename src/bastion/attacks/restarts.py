@@ -20,7 +20,7 @@ Run = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
 
 
 def restart_survivors(x: Tensor, runs: int, run: Run, *, score: Tensor, fooled: Tensor,
-                      higher_is_better: bool = True) -> Tensor:
+                      higher_is_better: bool = True, best: Tensor | None = None) -> Tensor:
     """Run `run` up to `runs` times, each on the rows not yet fooled; return each row's best candidate.
 
     Args:
@@ -31,8 +31,9 @@ def restart_survivors(x: Tensor, runs: int, run: Run, *, score: Tensor, fooled: 
         score: (B,) each row's best score so far (updated in place).
         fooled: (B,) bool, rows already fooled, which no run attacks (updated in place).
         higher_is_better: Whether a larger score is a better candidate (a loss to maximize).
+        best: (B, ...) candidates of earlier runs (another target's, say) to improve on; None starts at `x`.
     """
-    best = x.clone()
+    best = x.clone() if best is None else best.clone()
     for _ in range(runs):
         rows = (~fooled).nonzero().squeeze(1)
         if rows.numel() == 0:

@@ -18,7 +18,7 @@ from tests.train.test_cli import FAST, TINY
 from tests.train.tiny import seeded_mlp
 
 
-def test_a_one_process_checkpoint_resumes_on_two_processes(tmp_path):
+def test_a_one_process_checkpoint_resumes_on_two_processes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     argv = ["train", "--model", TINY, "--method", "pgd-at", "--eps", "0.1", "--steps", "2", "--epochs", "2",
             "--out", str(out), "--no-db", *FAST]
@@ -38,6 +38,10 @@ def test_a_one_process_checkpoint_resumes_on_two_processes(tmp_path):
     assert [row["epoch"] for row in card["history"]] == [1.0, 2.0]
     assert load_checkpoint(out / CHECKPOINT_NAME)["world_size"] == 2
     assert 0 <= card["metrics"]["pgd_accuracy"] <= card["metrics"]["clean_accuracy"] <= 1
+    # A group restarted by torchrun --max-restarts continues from the checkpoint without --resume.
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    capsys.readouterr()
+    assert main(argv) == 0 and "resuming with effective batch size 64" in capsys.readouterr().out
 
 
 def test_attacks_inside_training_bypass_the_ddp_wrapper(tmp_path: Path):

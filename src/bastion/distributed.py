@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -108,6 +109,18 @@ def _rank_device(requested: str | None, local_rank: int) -> str | None:
     return requested
 
 
+def _timeout() -> timedelta:
+    """How long a rank waits for the others at a collective (`BASTION_DIST_TIMEOUT` seconds, default 6 hours).
+
+    Rank 0 waits at the final gather while the others finish their last chunk, which can take long
+    on large models; a rank that dies does not leave the others waiting, since torchrun stops the group.
+    """
+    seconds = _env_int("BASTION_DIST_TIMEOUT", 6 * 3600)
+    if seconds < 1:
+        raise InputError(f"BASTION_DIST_TIMEOUT must be a positive number of seconds, got {seconds}")
+    return timedelta(seconds=seconds)
+
+
 def setup(device: str | None = None) -> World:
     """Join torchrun's process group if there is one; return this process's `World`.
 
@@ -128,7 +141,7 @@ def setup(device: str | None = None) -> World:
     if placed is not None and on_cuda:
         torch.cuda.set_device(torch.device(placed))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if on_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if on_cuda else "gloo", timeout=_timeout())
     _DEVICE[0] = placed
     return World(rank, size, local_rank, placed)
 

@@ -98,8 +98,13 @@ def _current_device() -> str | None:
 
 def _rank_device(requested: str | None, local_rank: int) -> str | None:
     """`cuda:LOCAL_RANK` when CUDA is asked for (or auto and available), the requested device otherwise."""
-    wants_cuda = requested in (None, "auto", "cuda") and torch.cuda.is_available()
-    if wants_cuda:
+    if requested is not None and requested.startswith("cuda"):
+        if requested != "cuda":
+            raise InputError(f"--device {requested}: under torchrun each process takes cuda:LOCAL_RANK; give "
+                             "--device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the GPUs")
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for but CUDA is not available here")
+    if requested in (None, "auto", "cuda") and torch.cuda.is_available():
         if local_rank >= torch.cuda.device_count():
             raise InputError(f"LOCAL_RANK {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
                              "start at most that many processes per machine (--nproc-per-node)")

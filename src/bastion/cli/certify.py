@@ -8,11 +8,14 @@ import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.cli.common import add_model_options, check_out_dir, load_model_from_args, require
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
+
+if TYPE_CHECKING:
+    from bastion.distributed import World
 
 __all__ = ["register", "run"]
 
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return _certify(args, world)
 
 
-def _certify(args: argparse.Namespace, world: Any) -> int:
+def _certify(args: argparse.Namespace, world: World) -> int:
     """Each rank certifies chunks of `group_size` points; rank 0 gathers the rows by index and writes."""
     from bastion import distributed
     from bastion.certify.dataset import certify_dataset, group_size

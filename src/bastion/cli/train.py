@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.cli.common import (
     add_data_options,
@@ -20,6 +20,9 @@ from bastion.cli.common import (
 )
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
+
+if TYPE_CHECKING:
+    from bastion.distributed import World
 
 __all__ = ["register"]
 
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return _train(args, world)
 
 
-def _train(args: argparse.Namespace, world: Any) -> int:
+def _train(args: argparse.Namespace, world: World) -> int:
     import torch
 
     from bastion import distributed

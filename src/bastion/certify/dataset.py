@@ -13,7 +13,16 @@ from bastion.certify.smoothing import Smooth
 from bastion.data import ImageSet
 from bastion.passes import model_device_dtype
 
-__all__ = ["certify_dataset"]
+__all__ = ["certify_dataset", "group_size"]
+
+
+def group_size(n0: int, batch_size: int) -> int:
+    """Images certified together (`batch_size // n0`, at least 1): their selection samples fill a forward pass.
+
+    A sharded run (`bastion.distributed.shard_chunks`) deals out chunks of this size, so each
+    process runs the very forward passes a single process would, and gets the same numbers.
+    """
+    return max(1, batch_size // n0)
 
 
 def certify_dataset(
@@ -58,7 +67,7 @@ def certify_dataset(
     Smooth.check_settings(n=n, n0=n0, alpha=alpha, batch_size=batch_size)
     ids = list(range(len(data))) if indices is None else [int(i) for i in indices]
     device, dtype = model_device_dtype(model)
-    group = max(1, batch_size // n0)
+    group = group_size(n0, batch_size)
     rows: list[dict[str, Any]] = []
     with tqdm(total=len(data), desc="certify", unit="image", disable=not progress, leave=False) as bar:
         for start in range(0, len(data), group):

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 
 from bastion.errors import InputError
 
-__all__ = ["main"]
+__all__ = ["DISTRIBUTED_COMMANDS", "main"]
+
+# The subcommands that share their work among torchrun's processes; the others refuse to run under it.
+DISTRIBUTED_COMMANDS = frozenset({"certify", "train"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,10 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args and args[0] == "attack":
+            _refuse_under_torchrun("attack")
             from bastion.cli.attack import run_attack_command
 
             return run_attack_command(args[1:])
         namespace = _parser().parse_args(args)
+        _refuse_under_torchrun(namespace.command)
         code: int = namespace.handler(namespace)
         return code
     except InputError as error:
@@ -65,3 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bastion: interrupted", file=sys.stderr)
         return 130
+
+
+def _refuse_under_torchrun(command: str) -> None:
+    """One clear line instead of N processes each running the whole command and writing the same files."""
+    from bastion.distributed import launched
+
+    size = launched()
+    if size > 1 and command not in DISTRIBUTED_COMMANDS:
+        raise InputError(f"bastion {command} does not share its work among processes yet, and torchrun started "
+                         f"{size} (WORLD_SIZE={size}): run it without torchrun (or with --nproc-per-node 1); "
+                         f"under torchrun: bastion {' or '.join(sorted(DISTRIBUTED_COMMANDS))}")

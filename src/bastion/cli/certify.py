@@ -8,11 +8,14 @@ import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.cli.common import add_model_options, check_out_dir, load_model_from_args, require
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
+
+if TYPE_CHECKING:
+    from bastion.distributed import World
 
 __all__ = ["register", "run"]
 
@@ -37,7 +40,9 @@ def register(commands: Any) -> None:
     smoothing = parser.add_argument_group("smoothing")
     smoothing.add_argument("--sigma", type=float, help="noise standard deviation (default 0.25)")
     smoothing.add_argument("--n0", type=int, default=100, help="selection samples per point (default 100)")
-    smoothing.add_argument("--n", type=int, default=100_000, help="estimation samples per point (default 100000)")
+    smoothing.add_argument("--n", "--samples", dest="n", type=int, default=100_000,
+                           help="estimation samples per point (default 100000); under torchrun write --samples "
+                           "(torchrun's own parser takes --n for an abbreviation of its options)")
     smoothing.add_argument("--alpha", type=float, default=0.001, help="error probability (default 0.001)")
     smoothing.add_argument("--batch-size", type=int, default=1000, help="noise samples per forward pass (1000)")
     smoothing.add_argument("--radii", help="radii of the certified-accuracy table (default 0,0.5,1,1.5,2)")
@@ -49,8 +54,17 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Certify, print the summary, write the files."""
-    from bastion.certify.dataset import certify_dataset
+    """Certify, print the summary, write the files; under torchrun each process certifies its share."""
+    from bastion import distributed
+
+    with distributed.session(args.device) as world:
+        return _certify(args, world)
+
+
+def _certify(args: argparse.Namespace, world: World) -> int:
+    """Each rank certifies chunks of `group_size` points; rank 0 gathers the rows by index and writes."""
+    from bastion import distributed
+    from bastion.certify.dataset import certify_dataset, group_size
     from bastion.certify.smoothing import Smooth
     from bastion.certify.summary import parse_radii, summarize
     from bastion.data import load_dataset
@@ -63,15 +77,24 @@ def run(args: argparse.Namespace) -> int:
     Smooth.check_settings(n=args.n, n0=args.n0, alpha=args.alpha, batch_size=args.batch_size)
     grid = parse_radii(args.radii)
     history = prepare_history(args, out=args.out)
+    args.device = world.device  # under torchrun: this rank's GPU (LOCAL_RANK) or the CPU
     loaded = load_model_from_args(args)
     full = load_dataset(args.data, root=args.data_root)
     indices = _selection(len(full), args.limit, args.subset_seed)
+    positions = distributed.shard_chunks(len(indices), group_size(args.n0, args.batch_size), world.rank, world.size)
+    mine = [indices[p] for p in positions]
+    shard = certify_dataset(loaded.module, full.subset(mine), sigma=sigma, n0=args.n0, n=args.n, alpha=args.alpha,
+                            batch_size=args.batch_size, seed=args.seed, indices=mine,
+                            progress=world.is_main and not args.quiet and sys.stderr.isatty())
+    rows = distributed.gather_by_index(list(zip(positions, shard, strict=True)))
+    if rows is None:
+        return 0  # rank 0 writes the outputs and records the run
     data = full.subset(indices)
-    rows = certify_dataset(loaded.module, data, sigma=sigma, n0=args.n0, n=args.n, alpha=args.alpha,
-                           batch_size=args.batch_size, seed=args.seed, indices=indices,
-                           progress=not args.quiet and sys.stderr.isatty())
     settings = {"sigma": sigma, "n0": args.n0, "n": args.n, "alpha": args.alpha, "batch_size": args.batch_size,
                 "seed": args.seed, "radii": grid, "limit": args.limit, "subset_seed": args.subset_seed}
+    provenance = _provenance(loaded, full, data, args)
+    if world.active:
+        provenance["processes"] = world.size
     report = {
         "schema_version": 1,
         "kind": "certify",
@@ -79,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         "settings": settings,
         "summary": summarize(rows, grid, sigma=sigma, n=args.n, alpha=args.alpha),
         "rows": rows,
-        "provenance": _provenance(loaded, full, data, args),
+        "provenance": provenance,
     }
     paths = write_outputs(report, Path(args.out))
     print(format_summary(report))

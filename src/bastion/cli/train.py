@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.cli.common import (
     add_data_options,
@@ -20,6 +20,9 @@ from bastion.cli.common import (
 )
 from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
+
+if TYPE_CHECKING:
+    from bastion.distributed import World
 
 __all__ = ["register"]
 
@@ -82,9 +85,20 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, save the weights, the model card and the curves; print the held-out result."""
+    """Train, save the weights, the model card and the curves; print the held-out result.
+
+    Under torchrun every process trains its shard (DistributedDataParallel); rank 0 alone writes.
+    """
+    from bastion import distributed
+
+    with distributed.session(args.device) as world:
+        return _train(args, world)
+
+
+def _train(args: argparse.Namespace, world: World) -> int:
     import torch
 
+    from bastion import distributed
     from bastion.evaluate.config import parse_floats
     from bastion.models import Normalized, load_model
     from bastion.models.loading import fingerprint_model
@@ -99,8 +113,13 @@ def run(args: argparse.Namespace) -> int:
     trainer_class = TRAINERS.get(args.method)
     history = prepare_history(args, out=args.out)
     out = check_out_dir(args.out)
-    _refuse_to_replace(out, resume=args.resume, overwrite=args.overwrite)
-    take_over_out_dir(out)
+    # torchrun --max-restarts starts the command again after a failure: continue from rank 0's checkpoint
+    restarted = distributed.broadcast_object(distributed.restart_count() > 0 and world.is_main
+                                             and (out / CHECKPOINT_NAME).is_file())
+    resume, overwrite = args.resume or restarted, args.overwrite and not restarted
+    _refuse_to_replace(out, resume=resume, overwrite=overwrite)
+    if world.is_main:
+        take_over_out_dir(out)
     train, val = _data(args)
     threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None
     if getattr(trainer_class, "adversarial", False) and threat is None:
@@ -109,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     std = parse_floats(args.std, "std") if args.std else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)  # the initial weights, reproducibly, without touching the caller's RNG
-        loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=args.device)
+        loaded = load_model(args.model, weights=args.weights, mean=mean, std=std, device=world.device)
     if loaded.gradient_free:
         raise InputError(f"{args.model} runs without gradients (onnxruntime) and cannot be trained; train the "
                          "PyTorch model it was exported from")
@@ -122,11 +141,15 @@ def run(args: argparse.Namespace) -> int:
                        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
                        ramp_epochs=args.ramp_epochs, augment=args.augment, seed=args.seed, check_size=args.check_size,
                        check_steps=args.check_steps, keep_best=args.keep_best, amp=args.amp)
-    if args.overwrite:  # never mix runs: a new run killed before its first checkpoint must not resume the old one
-        for name in (CHECKPOINT_NAME, WEIGHTS_NAME, SAFETENSORS_NAME, CARD_NAME, "training.html"):
+    if overwrite and world.is_main:  # never mix runs: a new run killed before its first checkpoint must not resume
+        for name in (CHECKPOINT_NAME, WEIGHTS_NAME, SAFETENSORS_NAME, CARD_NAME, "training.html"):  # the old one
             (out / name).unlink(missing_ok=True)
-    result = fit(model, trainer, train, threat=threat, config=config, val=val, out=out, resume=args.resume,
+    if world.is_main:
+        print(_batch_line(args.method, config, world.size, resume), flush=True)
+    result = fit(model, trainer, train, threat=threat, config=config, val=val, out=out, resume=resume,
                  progress=not args.quiet and sys.stderr.isatty())
+    if not world.is_main:
+        return 0  # rank 0 writes the weights, the model card and the run record
     model.load_state_dict(result.state_dict)
     raw = model.model if isinstance(model, Normalized) else model
     weights = {k: v.detach().cpu() for k, v in raw.state_dict().items()}
@@ -178,6 +201,13 @@ def _refuse_to_replace(out: Path, *, resume: bool, overwrite: bool) -> None:
     if found and not resume and not overwrite:
         raise InputError(f"--out {out} already holds {' and '.join(found)} of an earlier run: give --resume to "
                          "continue it, --overwrite to replace it, or another --out")
+
+
+def _batch_line(method: str, config: Any, processes: int, resume: bool) -> str:
+    """The effective batch size and learning rate: what a change of --nproc-per-node changes."""
+    shared = f" ({config.batch_size} per process x {processes} processes)" if processes > 1 else ""
+    return (f"{method}: {'resuming' if resume else 'training'} with effective batch size "
+            f"{config.batch_size * processes}{shared}, learning rate {config.lr:g} ({config.optimizer})")
 
 
 def _data(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from bastion.distributed import unwrap
 from bastion.passes import attack_mode
 from bastion.threat import ThreatModel
 
@@ -32,7 +33,8 @@ def perturb(
     with frozen parameters meanwhile (`attack_mode`) and comes back in its previous mode.
 
     Args:
-        model: The model being trained.
+        model: The model being trained; a `DistributedDataParallel` wrapper is unwrapped, so that
+            the attack's backward passes never arm its gradient all-reduce (MART #125, pytorch #22436).
         x: (B, C, H, W) clean inputs within the threat model's bounds.
         objective: Maps logits (B, K) to per-sample losses (B,) to maximize.
         threat: The perturbation set.
@@ -45,7 +47,7 @@ def perturb(
     Returns:
         (B, C, H, W) detached adversarial inputs inside the threat model.
     """
-    x = x.detach()
+    model, x = unwrap(model), x.detach()
     if start == "uniform":
         delta = threat.norm.random_init(x, threat.eps, generator)
     elif start == "normal":

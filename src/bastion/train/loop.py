@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from bastion import distributed
 from bastion.data import ImageSet
 from bastion.errors import InputError
 from bastion.passes import model_device_dtype
@@ -27,58 +28,13 @@ from bastion.train.checkpoint import (
     plain_settings,
     save_atomic,
 )
+from bastion.train.config import FitConfig
 from bastion.train.schedule import build_optimizer, build_schedule, ramped_eps
+from bastion.train.sharding import epoch_order, reduce_totals, shard_steps, wrap
 
 __all__ = ["FitConfig", "FitResult", "fit"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Settings of the training loop (the method's own hyperparameters live in its `Trainer`).
-
-    Args:
-        epochs: Passes over the training data.
-        batch_size: Images per optimizer step.
-        optimizer: "sgd" (momentum) or "adam".
-        lr: Peak learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        schedule: "piecewise", "cyclic", "cosine" or "constant"; None takes the method's default.
-        ramp_epochs: Epochs over which eps grows linearly from 0 (0: no ramp-up).
-        augment: "auto", "none", "crop" or "crop-flip" (see `resolve_augment`).
-        seed: Seed of the loop's `torch.Generator` (order, augmentation, attacks) and of dropout.
-        check_size: Held-out images checked after each epoch (0: no check).
-        check_steps: PGD steps of that check.
-        keep_best: Keep the epoch of best held-out robust accuracy; None takes the method's default.
-        collapse_drop: Warn when held-out robust accuracy falls this far below its best.
-        amp: bfloat16 autocast and channels_last; None turns them on exactly on CUDA.
-    """
-
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str | None = None
-    ramp_epochs: float = 0.0
-    augment: str = "auto"
-    seed: int = 0
-    check_size: int = 500
-    check_steps: int = 10
-    keep_best: bool | None = None
-    collapse_drop: float = 0.2
-    amp: bool | None = None
-
-    def __post_init__(self) -> None:
-        for name, low in (("epochs", 1), ("batch_size", 1), ("check_size", 0), ("check_steps", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not (math.isfinite(self.ramp_epochs) and self.ramp_epochs >= 0):
-            raise InputError(f"ramp_epochs must be >= 0, got {self.ramp_epochs}")
 
 
 @dataclass
@@ -111,6 +67,10 @@ def fit(
     ends with the same weights as an uninterrupted one. The global RNG is forked, not reseeded for
     the caller. After each epoch the clean and PGD accuracy on the first `check_size` images of
     `val` are recorded; a method with `keep_best` returns the weights of the best robust epoch.
+
+    Under torchrun (an initialized process group of several processes) the model trains as
+    `DistributedDataParallel` on a `DistributedSampler` shard of each epoch (`bastion.train.sharding`);
+    only rank 0 checks, writes checkpoints, and its checkpoint resumes with any number of processes.
 
     Args:
         model: The network, on its device; trained in place.
@@ -145,7 +105,8 @@ class _Run:
         self.device, self.dtype = model_device_dtype(model)
         self.amp = config.amp if config.amp is not None else self.device.type == "cuda"
         self.padding, self.flip = resolve_augment(config.augment, train.shape)
-        self.steps_per_epoch = -(-len(train) // config.batch_size)
+        self.world = distributed.world()
+        self.steps_per_epoch = shard_steps(len(train), config.batch_size, self.world)
         self.optimizer = build_optimizer(model.parameters(), config.optimizer, config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay)
         self.schedule = build_schedule(self.optimizer, config.schedule or trainer.default_schedule,
@@ -160,10 +121,11 @@ class _Run:
         self.epoch, self.seconds = 0, 0.0
         if self.amp:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.net = wrap(model, self.world)  # DDP under torchrun: trainers get it, attacks unwrap it
 
     def run(self, resume: bool) -> FitResult:
         if resume and self.path is not None:
-            self._restore(load_checkpoint(self.path))
+            self._restore(_load_on_main(self.path))
         while self.epoch < self.config.epochs:
             start = time.perf_counter()
             row = self._epoch()
@@ -174,7 +136,7 @@ class _Run:
             self.history.append(row)
             self.epoch += 1
             self._guard(row)
-            if self.path is not None:
+            if self.path is not None and self.world.is_main:
                 save_atomic(self._snapshot(), self.path)
         if self.keep_best and self.best is not None:
             epoch, state = self.best[0], self.best[2]
@@ -184,10 +146,11 @@ class _Run:
 
     def _epoch(self) -> dict[str, float]:
         self.model.train()
-        order = torch.randperm(len(self.train), generator=self.generator)
+        order = epoch_order(len(self.train), self.epoch, self.config.seed, self.world, self.generator)
         totals = {"loss": 0.0, "n": 0.0, "clean": 0.0, "n_clean": 0.0, "robust": 0.0, "n_robust": 0.0}
         bar = tqdm(total=self.config.epochs * len(self.train), initial=self.epoch * len(self.train), unit="img",
-                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", disable=not self.progress, leave=False)
+                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", leave=False,
+                   disable=not (self.progress and self.world.is_main))
         for index in range(self.steps_per_epoch):  # the bar counts images over the whole run: its ETA is the run's
             rows = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
             x, y = self.train.batch(rows, device=self.device, dtype=self.dtype)
@@ -197,9 +160,10 @@ class _Run:
             out = self._step(x, y, self.epoch + index / self.steps_per_epoch)
             self.schedule.step()
             _accumulate(totals, out, y)
-            bar.update(len(y))
+            bar.update(len(y) * self.world.size)  # about the images all processes trained on
             bar.set_postfix(loss=f"{totals['loss'] / totals['n']:.3f}", **_accuracies(totals, short=True))
         bar.close()
+        totals = reduce_totals(totals, self.world)
         row: dict[str, float] = {"epoch": float(self.epoch + 1), "lr": float(self.schedule.get_last_lr()[0]),
                "train_loss": totals["loss"] / max(1.0, totals["n"])}
         row.update({f"train_{k}": v for k, v in _accuracies(totals).items()})
@@ -211,7 +175,7 @@ class _Run:
         threat = self.threat or ThreatModel("linf", 0.0)
         threat = threat.with_eps(ramped_eps(threat.eps, progress, self.config.ramp_epochs))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.trainer.step(self.model, self.optimizer, x, y, threat, generator=self.generator,
+            out = self.trainer.step(self.net, self.optimizer, x, y, threat, generator=self.generator,
                                     state=self.state)
         if not math.isfinite(float(out.loss)):
             raise InputError(f"the training loss became {float(out.loss)} at epoch {self.epoch + 1}: lower --lr")
@@ -220,7 +184,12 @@ class _Run:
     def _check(self) -> dict[str, float]:
         if self.check is None:
             return {}
-        clean, robust = heldout_accuracy(self.model, self.check, self.threat, steps=self.config.check_steps,
+        if self.world.active:  # rank 0 checks (all replicas hold the same weights) and tells the others
+            return distributed.broadcast_object(self._held_out(self.check) if self.world.is_main else {})
+        return self._held_out(self.check)
+
+    def _held_out(self, check: ImageSet) -> dict[str, float]:
+        clean, robust = heldout_accuracy(self.model, check, self.threat, steps=self.config.check_steps,
                                          seed=self.config.seed + 1)
         row = {"val_clean": clean}
         if robust is not None:
@@ -257,7 +226,8 @@ class _Run:
                 "threat": self.threat.describe() if self.threat is not None else None, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "trainer_state": dict(self.state), "history": self.history, "best": best, "warnings": self.warnings}
+                "world_size": self.world.size, "trainer_state": dict(self.state), "history": self.history,
+                "best": best, "warnings": self.warnings}
 
     def _restore(self, saved: dict[str, Any]) -> None:
         if saved.get("method") != self.trainer.name:
@@ -272,9 +242,31 @@ class _Run:
         self.state = {k: v.to(self.device) for k, v in saved["trainer_state"].items()}
         self.history, self.warnings = list(saved["history"]), list(saved["warnings"])
         self.epoch, self.seconds = int(saved["epoch"]), float(saved["seconds"])
+        before = int(saved.get("world_size", 1))
+        if before != self.world.size:  # the sampler follows from the epoch; the schedule from the step count
+            self.schedule.last_epoch = self.epoch * self.steps_per_epoch
+            logger.warning("resuming a run of %d process(es) on %d: the effective batch size changes from %d to %d",
+                           before, self.world.size, before * self.config.batch_size,
+                           self.world.size * self.config.batch_size)
         best = saved.get("best")
         self.best = None if best is None else (int(best["epoch"]), float(best["robust"]), best["model"])
         logger.info("resumed after epoch %d of %d", self.epoch, self.config.epochs)
+
+
+def _load_on_main(path: Path) -> dict[str, Any]:
+    """Rank 0 reads the checkpoint (only its machine need have it) and sends it to the others; errors too."""
+    if not distributed.world().active:
+        return load_checkpoint(path)
+    state, error = None, None
+    if distributed.is_main():
+        try:
+            state = load_checkpoint(path)
+        except InputError as caught:
+            error = str(caught)
+    state, error = distributed.broadcast_object((state, error))
+    if error is not None or state is None:
+        raise InputError(error or f"cannot read checkpoint {path}")
+    return state
 
 
 def _copy(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bastion.distributed import unwrap
 from bastion.errors import InputError
 from bastion.threat import ThreatModel
 from bastion.train._inner import perturb
@@ -59,10 +60,11 @@ class TRADES(KLRegularized):
         self, model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, generator: torch.Generator | None = None
     ) -> StepOutput:
         """Clean cross-entropy + beta * mean KL(clean || adversarial)."""
-        with torch.no_grad():
-            was_training = model.training
-            target = model.eval()(x)
-            model.train(was_training)
+        with torch.no_grad():  # the clean target, through the module itself (not a DDP wrapper)
+            inner = unwrap(model)
+            was_training = inner.training
+            target = inner.eval()(x)
+            inner.train(was_training)
         x_adv = perturb(model, x, lambda z: kl_rows(target, z), threat, steps=self.steps,
                         step_size=check_steps(self.steps, self.rel_step) * threat.eps, start="normal",
                         generator=generator)

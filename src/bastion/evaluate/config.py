@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,7 @@ from bastion.defenses.ensemble import MODES
 from bastion.errors import InputError
 from bastion.losses import LOSSES
 from bastion.threat import get_norm, parse_eps
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+from bastion.tomlfile import read_toml_document
 
 __all__ = ["EvalConfig", "read_toml"]
 
@@ -255,13 +250,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
     `[stages.NAME]` tables set the settings of the stage called NAME (`[stages.pgd] steps = 40`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config file not found: {path}")
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot parse {path}: {error}") from None
+    document = read_toml_document(path)
     table = document.get("evaluate", document)
     if not isinstance(table, dict):
         raise InputError(f"{path}: [evaluate] must be a table")

@@ -18,18 +18,13 @@ accuracy must stay at or above it. Thresholds come from `--max-drop` and the TOM
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from bastion.errors import InputError
 from bastion.history.record import RunRecord, certified_key, per_class_robust
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+from bastion.tomlfile import read_toml_document
 
 __all__ = ["GateReport", "GateRow", "Thresholds", "compare_runs", "read_gate_table"]
 
@@ -195,12 +190,7 @@ def read_gate_table(path: str | Path | None) -> dict[str, Any]:
     """The `[gate]` table of a TOML config (top level or inside `[evaluate]`); empty without one."""
     if path is None:
         return {}
-    try:
-        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"config file not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot parse {path}: {error}") from None
+    document = read_toml_document(path)
     nested = document.get("evaluate")
     table = document.get("gate", nested.get("gate", {}) if isinstance(nested, dict) else {})
     if not isinstance(table, dict):

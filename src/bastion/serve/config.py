@@ -14,18 +14,13 @@ A `serve.toml` has one table per section below; every key is optional:
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bastion.errors import InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+from bastion.tomlfile import read_toml_document
 
 __all__ = ["BatchingSettings", "GuardSettings", "LimitSettings", "ModelSettings", "MonitorSettings",
            "SecuritySettings", "ServeConfig", "load_config"]
@@ -174,12 +169,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """
     data: dict[str, Any] = {}
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise InputError(f"no config file at {file}")
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise InputError(f"{file} is not valid TOML: {error}") from None
+        data = read_toml_document(path)
     config = _validate(data, str(path) if path else "defaults")
     return config.with_overrides(overrides) if overrides else config

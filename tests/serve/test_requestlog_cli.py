@@ -63,7 +63,7 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path, capsys) -> None:
     assert "guard.fpr" in capsys.readouterr().err
     config.write_text('[guard\n')
     assert main(["serve", "--config", str(config)]) == 2
-    assert "not valid TOML" in capsys.readouterr().err
+    assert "cannot parse" in capsys.readouterr().err
     assert main(["serve", "--fallback", "maybe"]) == 2
     assert "abstain, smooth or label:K" in capsys.readouterr().err
     assert main(["serve", "--fpr", "0.01", "--reject-fpr", "0.05"]) == 2

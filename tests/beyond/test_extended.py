@@ -10,9 +10,9 @@ from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.extended import DEFAULTS, ExtendedOptions, extended_stage
+from bastion.evaluate.result import stage_result
 from bastion.evaluate.stages import CleanStage
 from bastion.evaluate.stages.extended_html import extended_sections
-from bastion.report.html import stage_result
 from bastion.threat import ThreatModel
 
 TINY = {"patch_steps": 3, "patch_placements": 2, "spatial_angles": 3, "spatial_translations": 3, "spatial_steps": 2,

@@ -1,7 +1,7 @@
 import json
 
 from bastion.cli import main
-from bastion.report.html import stage_result
+from bastion.evaluate.result import stage_result
 from tests.certify.test_cli import NETS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bastion.cli import main
-from bastion.report.html import stage_result
+from bastion.evaluate.result import stage_result
 
 FAST = ["--data", "mnist-sample", "--limit", "16", "--eps", "0.3", "--suite", "pgd", "--steps", "5", "--restarts",
         "1", "--curve-points", "0", "--quiet"]

@@ -7,8 +7,9 @@ import pytest
 from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.evaluate import EvalConfig, evaluate_model
+from bastion.evaluate.result import stage_result
 from bastion.models import load_model
-from bastion.report.html import render_html, stage_result
+from bastion.report.html import render_html
 from bastion.report.terminal import format_result
 
 

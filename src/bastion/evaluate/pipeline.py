@@ -40,6 +40,7 @@ from bastion.evaluate.stages import (
     EscalationResult,
     PerClassResult,
 )
+from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.suites import plan
 from bastion.evaluate.verdict import build_verdict
 from bastion.evaluate.verdicts import protocol_warnings
@@ -146,7 +147,7 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
     if records and records[0].name == "fgsm":  # the first attack saw every correct point: its number is its own
         records[0] = replace(records[0], standalone_accuracy=records[0].robust_accuracy)
     n = len(ctx.data)
-    robust = float(ctx.robust.float().mean()) if n else 0.0
+    robust = mean_of(ctx.robust)
     points = curve.points if curve is not None else []
     summary = Summary(clean.top1, robust, ctx.threat.norm.name, ctx.threat.eps, n,
                       config.model_id(type(ctx.model).__name__), config.data or ctx.data.name)

@@ -26,6 +26,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "AttackRecord",
     "StageRecord",
+    "legacy_stages",
+    "stage_records",
+    "stage_result",
     "ClassRecord",
     "CleanRecord",
     "CurvePoint",
@@ -275,3 +278,15 @@ def legacy_stages(report: dict[str, Any]) -> list[dict[str, Any]]:
         stages.append({"name": kind, "kind": kind, "settings": {}, "seconds": float(value.get("seconds", 0.0) or 0.0),
                        "passes": {}, "passes_per_point": {}, "headline": "", "result": result})
     return stages
+
+
+def stage_records(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's stages in run order (schema 2), or those a schema-1 report's per-feature keys describe."""
+    stages = [s for s in report.get("stages") or [] if isinstance(s, dict)]  # read leniently
+    return stages or legacy_stages(report)
+
+
+def stage_result(report: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The result of the report's first stage of `kind` (empty when none ran)."""
+    results = (s.get("result") for s in stage_records(report) if s.get("kind") == kind)
+    return next((r for r in results if isinstance(r, dict)), {})

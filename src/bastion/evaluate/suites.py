@@ -121,11 +121,10 @@ def _flat_settings(config: EvalConfig) -> dict[str, dict[str, Any]]:
 
 
 def _merge(base: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
-    """A suite entry's settings under the flat options (an attack's params merged key by key, None dropped)."""
+    """A suite entry's settings under the flat options (an attack's params merged key by key)."""
     merged = {**base, **flat}
     if "params" in base or "params" in flat:
-        params = {**base.get("params", {}), **flat.get("params", {})}
-        merged["params"] = {k: v for k, v in params.items() if v is not None}
+        merged["params"] = {**base.get("params", {}), **flat.get("params", {})}
     return merged
 
 

@@ -10,6 +10,7 @@ from bastion.defenses import find_defenses
 from bastion.evaluate import masking
 from bastion.evaluate.result import AttackRecord, Finding, Verdict
 from bastion.evaluate.stages import ChecksResult, CurveResult, EscalationResult
+from bastion.evaluate.stages.escalation import view_text
 
 __all__ = ["build_verdict"]
 
@@ -52,6 +53,5 @@ def _with_action(finding: Finding, records: list[AttackRecord], escalation: Esca
     if escalation is None:
         return replace(finding, action="reported")
     names = ", ".join(dict.fromkeys(r.name for r in records)) or "adaptive attacks"
-    bpda, eot = escalation.adaptive.get("bpda"), escalation.adaptive.get("eot_samples")
-    how = ", ".join(filter(None, [f"BPDA {' '.join(bpda)}" if bpda else "", f"EOT x{eot}" if eot else ""]))
+    how = view_text(escalation.adaptive)
     return replace(finding, action=f"escalated: {names}" + (f" ({how})" if how else ""))

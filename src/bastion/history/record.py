@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bastion.errors import InputError
+from bastion.evaluate.result import stage_result
 
 __all__ = ["KINDS", "RunRecord", "certified_key", "from_result", "per_class_robust"]
 
@@ -75,14 +76,6 @@ def _get(data: Any, *path: str) -> Any:
     return data
 
 
-def _stage_section(report: dict[str, Any], kind: str) -> Any:
-    """A stage's section: from the `stages` list of a schema-2 report, or the schema-1 key of that name."""
-    for stage in report.get("stages") or []:
-        if isinstance(stage, dict) and stage.get("kind") == kind:
-            return _get(stage, "result", "section")
-    return report.get(kind)
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
@@ -123,7 +116,7 @@ def _evaluate_fields(result: dict[str, Any]) -> dict[str, Any]:
     classes = per_class_robust(result)
     if classes:
         metrics["min_class_robust_accuracy"] = min(classes.values())
-    _certified(metrics, _get(_stage_section(result, "certify"), "summary", "certified_accuracy"))
+    _certified(metrics, _get(stage_result(result, "certify").get("section"), "summary", "certified_accuracy"))
     norm, eps = _get(result, "summary", "norm"), _number(_get(result, "summary", "eps"))
     spec, fingerprint = _evaluated_identity(result)
     return {"metrics": metrics, "norm": norm, "eps": eps,

@@ -14,7 +14,7 @@ from typing import Any
 
 from bastion._io import write_atomic
 from bastion.errors import InputError
-from bastion.evaluate.result import legacy_stages
+from bastion.evaluate.result import stage_records, stage_result
 from bastion.evaluate.stage import STAGES
 from bastion.render.blocks import (
     CSS,
@@ -38,7 +38,7 @@ from bastion.render.blocks import (
 from bastion.render.svg import bar_chart, line_chart
 from bastion.report.verdict_html import verdict_section
 
-__all__ = ["render_html", "stage_records", "stage_result", "write_html"]
+__all__ = ["render_html", "write_html"]
 
 
 def _header(report: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -220,17 +220,6 @@ def _gallery(report: dict[str, Any]) -> str:
         "Adversarial examples",
         intro + (f'<div class="gallery">{figures}</div>' if figures else note_html("No examples.")),
     )
-
-
-def stage_records(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The report's stages in run order (schema 2), or those a schema-1 report's per-feature keys describe."""
-    stages = [as_dict(s) for s in as_list(report.get("stages"))]
-    return stages or legacy_stages(report)
-
-
-def stage_result(report: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The result of the report's first stage of `kind` (empty when none ran)."""
-    return next((as_dict(s.get("result")) for s in stage_records(report) if s.get("kind") == kind), {})
 
 
 def _stages(report: dict[str, Any]) -> str:

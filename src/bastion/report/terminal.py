@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.report.html import stage_records, stage_result
+from bastion.evaluate.result import stage_records, stage_result
 
 __all__ = ["format_result"]
 

@@ -10,7 +10,7 @@ so the robust accuracy never ignores a point known to be broken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -23,10 +23,9 @@ from bastion.evaluate.stages.attack import AttackStageResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss, check_rel_step
+from bastion.passes import PassCount
 
 __all__ = ["ChecksResult", "ChecksSettings", "ChecksStage", "count_check_hits"]
-
-_NO_PASSES = {"forward": 0, "backward": 0, "forward_samples": 0, "backward_samples": 0}
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,6 @@ def count_check_hits(ctx: EvalContext, hits: dict[str, list[int]]) -> list[Attac
         records.append(AttackRecord(
             name=name, role="masking check: points it broke that the attacks above missed", settings={},
             norm=ctx.threat.norm.name, eps=ctx.threat.eps, attacked=len(indices), fooled=int(broken.numel()),
-            robust_accuracy=mean_of(ctx.robust), passes=dict(_NO_PASSES), seconds=0.0))
+            robust_accuracy=mean_of(ctx.robust), passes=asdict(PassCount()), seconds=0.0))
     return records
 

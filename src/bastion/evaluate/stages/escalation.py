@@ -27,7 +27,7 @@ from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
 from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss
 
-__all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "adaptive_view", "escalate"]
+__all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "adaptive_view", "escalate", "view_text"]
 
 
 @dataclass(frozen=True)
@@ -125,12 +125,15 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
                             surrogate=described, settings=asdict(settings))
 
 
+def view_text(adaptive: dict[str, Any]) -> str:
+    """How an adaptive view differs from the model ("BPDA jpeg:identity, EOT x10"); empty when it does not."""
+    bpda, eot = adaptive.get("bpda"), adaptive.get("eot_samples")
+    return ", ".join(filter(None, [f"BPDA {' '.join(bpda)}" if bpda else "", f"EOT x{eot}" if eot else ""]))
+
+
 def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool) -> list[tuple[Attack, str]]:
     """The adaptive attacks, strongest first, with their roles."""
-    how = ", ".join(filter(None, [
-        f"BPDA {' '.join(adaptive.bpda)}" if adaptive.bpda else "",
-        f"EOT x{adaptive.eot_samples}" if adaptive.eot_samples else "",
-    ])) or "plain gradients"
+    how = view_text(adaptive.describe()) or "plain gradients"
     steps, restarts = 2 * s.steps, 2 * s.restarts
     attacks: list[tuple[Attack, str]] = []
     if adaptive.adapted:

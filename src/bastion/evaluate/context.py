@@ -2,7 +2,7 @@
 
 A stage reads the model, data and threat model; which points are correct (`correct`) and still robust
 (`robust`, the per-sample worst case over every attack so far) with their clean `predictions`; the
-results of the stages before it (`earlier`); and takes its random numbers from `generator`, a stream
+results of the stages before it, by type (`earlier`, `all_earlier`); and takes its random numbers from `generator`, a stream
 derived from the run seed and the stage's name. It writes only `robust` (points it broke), `warnings`
 and the gallery's `examples` (`keep_examples`). The runner sets `stage` and saves the rest.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,8 @@ from bastion.data import ImageSet
 from bastion.threat import ThreatModel
 
 __all__ = ["EvalContext", "Example", "stream_seed"]
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,13 @@ class EvalContext:
         """
         return torch.Generator().manual_seed(stream_seed(self.seed, self.stage, stream))
 
-    def earlier(self, name: str) -> Any:
-        """The result of the earlier stage called `name`, or None when no such stage ran."""
-        return self.results.get(name)
+    def earlier(self, kind: type[R]) -> R | None:
+        """The first earlier stage result of type `kind` (a `ChecksResult`, say), or None when none ran."""
+        return next((r for r in self.results.values() if isinstance(r, kind)), None)
+
+    def all_earlier(self, kind: type[R]) -> list[R]:
+        """Every earlier stage result of type `kind`, in run order."""
+        return [r for r in self.results.values() if isinstance(r, kind)]
 
     def batches(self, indices: Tensor, description: str) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(indices, x, y) for the given points, on the model's device and dtype, with a progress bar in points."""

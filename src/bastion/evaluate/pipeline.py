@@ -130,14 +130,13 @@ def _hash(identity: dict[str, Any]) -> str:
 
 def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], command: str | None) -> EvalResult:
     """The report: the stable top-level keys read off the stages' results, and the stages themselves."""
-    results = list(ctx.results.values())
-    clean = next(r for r in results if isinstance(r, CleanResult))
-    checks = next((r for r in results if isinstance(r, ChecksResult)), None)
-    escalation = next((r for r in results if isinstance(r, EscalationResult)), None)
-    curve = next((r for r in results if isinstance(r, CurveResult)), None)
-    per_class = next((r for r in results if isinstance(r, PerClassResult)), None)
+    clean = ctx.earlier(CleanResult)
+    if clean is None:
+        raise InputError("a suite must begin with the clean stage")
+    checks, escalation = ctx.earlier(ChecksResult), ctx.earlier(EscalationResult)
+    curve, per_class = ctx.earlier(CurveResult), ctx.earlier(PerClassResult)
     records: list[AttackRecord] = []
-    for result in results:
+    for result in ctx.results.values():
         if isinstance(result, AttackStageResult):
             records.append(result.record)
         elif isinstance(result, EscalationResult):

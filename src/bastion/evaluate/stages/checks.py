@@ -75,7 +75,7 @@ class ChecksStage(Stage):
     def run(self, ctx: EvalContext) -> ChecksResult:
         """Probe outputs and gradients, compare FGSM with PGD, try a huge eps, Square and transfer."""
         s, flattering = self.settings, mean_of(ctx.robust)
-        attacks = [r for r in ctx.results.values() if isinstance(r, AttackStageResult)]
+        attacks = ctx.all_earlier(AttackStageResult)
         findings = masking.output_findings(ctx, s.probe_points) + masking.gradient_findings(ctx, s.probe_points)
         fgsm = next((r for r in attacks if r.record.name == "fgsm"), None)
         pgd = PGD(steps=s.steps, rel_step=s.rel_step, loss=s.loss)

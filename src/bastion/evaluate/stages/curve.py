@@ -80,7 +80,7 @@ class CurveStage(Stage):
         if not s.grid:
             return CurveResult(points=[])
         attack = PGD(steps=s.steps, n_restarts=s.restarts, rel_step=s.rel_step, loss=s.loss)
-        earlier = next((r for r in ctx.results.values() if isinstance(r, EscalationResult)), None)
+        earlier = ctx.earlier(EscalationResult)
         escalation_settings = EscalationSettings(**earlier.settings) if earlier and earlier.settings else \
             EscalationSettings()
         view = adaptive_view(ctx, escalation_settings, earlier.random) if earlier and earlier.ran else None

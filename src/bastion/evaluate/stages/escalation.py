@@ -74,7 +74,7 @@ class EscalationStage(Stage):
 
     def run(self, ctx: EvalContext) -> EscalationResult:
         """Escalate, or record why not."""
-        checks = next((r for r in ctx.results.values() if isinstance(r, ChecksResult)), None)
+        checks = ctx.earlier(ChecksResult)
         findings = checks.findings if checks is not None else []
         fired = [f.check for f in findings if f.fired]
         if not (fired or self.settings.adaptive):
@@ -108,7 +108,7 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
     """Attack the points still robust with the adaptive attacks, strongest first; their rows join the cascade."""
     random = any(f.fired for f in findings if f.check == "randomness")
     adaptive = adaptive_view(ctx, settings, random)
-    ran_square = any(isinstance(r, AttackStageResult) and r.record.name == "square" for r in ctx.results.values())
+    ran_square = any(r.record.name == "square" for r in ctx.all_earlier(AttackStageResult))
     plan: list[tuple[Attack, str, nn.Module]] = [(a, role, adaptive.module)
                                                  for a, role in _attacks(settings, adaptive, ran_square)]
     surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)

@@ -4,7 +4,8 @@ A stage reads the model, data and threat model; which points are correct (`corre
 (`robust`, the per-sample worst case over every attack so far) with their clean `predictions`; the
 results of the stages before it, by type (`earlier`, `all_earlier`); and takes its random numbers
 from `generator`, a stream derived from the run seed and the stage's name. It writes only `robust`
-(points it broke), `warnings` and the gallery's `examples` (`keep_examples`). The runner sets `stage` and saves the rest.
+(points it broke), `warnings` and the gallery's `examples` (`keep_examples`). The runner sets `stage`
+and saves the rest.
 """
 
 from __future__ import annotations

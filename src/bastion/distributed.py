@@ -28,8 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bastion.errors import InputError
 
-__all__ = ["World", "all_reduce_sum", "barrier", "broadcast_object", "gather_by_index", "is_main", "launched",
-           "restart_count", "session", "setup", "shard_chunks", "teardown", "unwrap", "world"]
+__all__ = ["World", "all_gather", "all_reduce_and", "all_reduce_sum", "barrier", "broadcast_object", "gather_by_index",
+           "is_main", "launched", "restart_count", "session", "setup", "shard_chunks", "teardown", "unwrap", "world"]
 
 T = TypeVar("T")
 
@@ -220,6 +220,26 @@ def broadcast_object(obj: T) -> T:
     dist.broadcast_object_list(box, src=0)
     value: T = box[0]
     return value
+
+
+def all_gather(obj: T) -> list[T]:
+    """Every rank's `obj`, in rank order, on every rank (with one process, `[obj]`)."""
+    here = world()
+    if not here.active:
+        return [obj]
+    parts: list[Any] = [None] * here.size
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def all_reduce_and(mask: torch.Tensor) -> torch.Tensor:
+    """The element-wise AND of a boolean mask over all ranks (a CPU tensor; with one process, `mask`)."""
+    if not world().active:
+        return mask
+    device = _current_device() if dist.get_backend() == "nccl" else "cpu"
+    values = mask.to(device=device, dtype=torch.uint8)
+    dist.all_reduce(values, op=dist.ReduceOp.MIN)
+    return values.cpu().bool()
 
 
 def all_reduce_sum(values: Sequence[float]) -> list[float]:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from bastion.outputs import logits_of
 
-__all__ = ["PassCount", "PassCounter", "attack_mode", "counting_passes", "model_device_dtype"]
+__all__ = ["PassCount", "PassCounter", "attack_mode", "counting_passes", "model_device_dtype", "uncounted"]
 
 
 @contextmanager
@@ -102,6 +102,19 @@ class _HookCount:
         return PassCount(self.calls[0], self.calls[1], self.samples[0], self.samples[1])
 
 
+_PAUSED = [0]
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """Passes made within the block are not counted by `counting_passes` (work another process counts)."""
+    _PAUSED[0] += 1
+    try:
+        yield
+    finally:
+        _PAUSED[0] -= 1
+
+
 @contextmanager
 def counting_passes(model: nn.Module) -> Iterator[_HookCount]:
     """Count every forward pass through `model`, and every backward pass through its output, within the block.
@@ -113,6 +126,8 @@ def counting_passes(model: nn.Module) -> Iterator[_HookCount]:
     counts = _HookCount()
 
     def on_forward(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if _PAUSED[0]:
+            return
         batch = int(inputs[0].shape[0]) if inputs and isinstance(inputs[0], Tensor) and inputs[0].dim() else 1
         counts.calls[0] += 1
         counts.samples[0] += batch

@@ -40,11 +40,11 @@ def test_one_two_and_three_processes_certify_the_same_radii(tmp_path):
         assert sorted(p.name for p in out.iterdir()) == ["certify.html", "certify.json", "certify.tsv"]
 
 
-def test_evaluate_refuses_to_run_under_torchrun_with_one_line(monkeypatch, capsys):
+def test_a_command_that_does_not_share_its_work_refuses_torchrun_with_one_line(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    code = main(["evaluate", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--eps", "0.3"])
+    code = main(["detect", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--eps", "0.3"])
     lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "bastion evaluate does not share its work" in lines[0], lines
+    assert code == 2 and len(lines) == 1 and "bastion detect does not share its work" in lines[0], lines
 
 
 @pytest.mark.parametrize(("count", "chunk", "size"), [(13, 3, 1), (13, 3, 2), (13, 3, 3), (2, 5, 3), (0, 4, 2)])

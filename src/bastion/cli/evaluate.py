@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.cli.common import (
     add_data_options,
@@ -18,6 +18,9 @@ from bastion.cli.common import (
 )
 from bastion.cli.history_options import HISTORY_KEYS, add_history_options, prepare_history
 from bastion.errors import InputError
+
+if TYPE_CHECKING:
+    from bastion.distributed import World
 
 __all__ = ["register"]
 
@@ -114,18 +117,30 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, print the summary table, write the reports."""
+    """Evaluate, print the summary table, write the reports; under torchrun each process takes its share."""
+    from bastion import distributed
+
+    with distributed.session(args.device) as world:
+        return _evaluate(args, world)
+
+
+def _evaluate(args: argparse.Namespace, world: World) -> int:
+    """Every rank runs the stages on its chunks of points; rank 0 checks --out, writes and records the run."""
     from bastion.evaluate import EvalConfig, evaluate
     from bastion.report import write_html
     from bastion.report.terminal import format_result
 
     config = EvalConfig.from_options(options_from(args))
-    history = prepare_history(args, out=config.out, config=args.config)
     out = check_out_dir(config.out)
-    _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
-    take_over_out_dir(out)
+    history = prepare_history(args, out=config.out, config=args.config) if world.is_main else None
+    if world.is_main:
+        _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
+        take_over_out_dir(out)
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    result = evaluate(config, progress=not args.quiet and sys.stderr.isatty(), command=command)
+    progress = world.is_main and not args.quiet and sys.stderr.isatty()
+    result = evaluate(config, progress=progress, command=command)
+    if history is None:
+        return 0
     json_path = result.save(out / "report.json")
     html_path = write_html(result.to_dict(), out / "report.html")
     print(format_result(result.to_dict()))

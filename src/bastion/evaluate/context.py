@@ -2,24 +2,23 @@
 
 A stage reads the model, data and threat model; which points are correct (`correct`) and still robust
 (`robust`, the per-sample worst case over every attack so far) with their clean `predictions`; the
-results of the stages before it, by type (`earlier`, `all_earlier`); and takes its random numbers
-from `generator`, a stream derived from the run seed and the stage's name. It writes only `robust`
-(points it broke), `warnings` and the gallery's `examples` (`keep_examples`). The runner sets `stage`
-and saves the rest.
+results of the stages before it, by type (`earlier`, `all_earlier`). It iterates over points with
+`batches` (chunks shared among torchrun's processes, each with its own random streams: see
+`bastion.evaluate.shards`) and takes stage-wide random numbers from `generator`, a stream derived
+from the run seed and the stage's name. It writes only `robust` (points it broke), `warnings` and
+the gallery's `examples` (`keep_examples`). The runner sets `stage` and saves the rest.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from bastion.data import ImageSet
+from bastion.evaluate.shards import Shard, stream_seed
 from bastion.threat import ThreatModel
 
 __all__ = ["EvalContext", "Example", "stream_seed"]
@@ -81,20 +80,26 @@ class EvalContext:
         """Every earlier stage result of type `kind`, in run order."""
         return [r for r in self.results.values() if isinstance(r, kind)]
 
-    def batches(self, indices: Tensor, description: str) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """(indices, x, y) for the given points, on the model's device and dtype, with a progress bar in points."""
-        bar = tqdm(total=int(indices.numel()), desc=description, unit="pt", disable=not self.progress, leave=False)
-        with bar:
-            for chunk in torch.split(indices, self.batch_size):
-                x, y = self.data.batch(chunk, device=self.device, dtype=self.dtype)
-                yield chunk, x, y
-                bar.update(int(chunk.numel()))
+    def batches(self, indices: Tensor, description: str, *, replicated: bool = False) -> Shard:
+        """The given points in chunks of `batch_size`: this process's share under torchrun, all of them otherwise.
+
+        Iterating yields `Batch`es (global indices, images and labels on the model's device and
+        dtype, a generator per chunk) with a progress bar in points; after the loop, `merge` the
+        per-point tensors written (see `bastion.evaluate.shards`). `replicated`: every process runs
+        every chunk (cheap probes whose counts every process needs).
+        """
+        return Shard(self, indices, description, replicated=replicated)
+
+    @property
+    def example_budget(self) -> int:
+        """How many adversarial examples are kept for the gallery to choose from."""
+        return 4 * self.gallery_size
 
     def keep_examples(
         self, indices: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, adv_predictions: Tensor, fooled: Tensor, attack: str
     ) -> None:
         """Keep broken points for the gallery, preferring labels not shown yet."""
-        if len(self.examples) >= 4 * self.gallery_size:
+        if len(self.examples) >= self.example_budget:
             return
         for row in fooled.nonzero().squeeze(1).tolist():
             index = int(indices[row])
@@ -109,7 +114,7 @@ class EvalContext:
                     attack=attack,
                 )
             )
-            if len(self.examples) >= 4 * self.gallery_size:
+            if len(self.examples) >= self.example_budget:
                 return
 
     def gallery(self) -> list[Example]:
@@ -124,8 +129,3 @@ class EvalContext:
         chosen.extend(rest[: self.gallery_size - len(chosen)])
         return sorted(chosen, key=lambda e: e.index)
 
-
-def stream_seed(seed: int, stage: str, stream: str = "") -> int:
-    """A 63-bit seed for the random stream `stream` of stage `stage` in a run seeded with `seed`."""
-    digest = hashlib.sha256(f"{seed}/{stage}/{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)

@@ -41,10 +41,9 @@ class AdversarialSet:
 
 def collect_adversarial(ctx: EvalContext, attack: Attack, indices: Tensor, stream: str) -> AdversarialSet:
     """Run `attack` at `ctx.threat` on the given points of `ctx.data` and keep every example."""
-    generator = ctx.generator(stream)
     xs, successes = [], []
-    for _, x, y in ctx.batches(indices, attack.name):
-        result = attack(ctx.model, x, y, ctx.threat, generator=generator)
+    for batch in ctx.batches(indices, attack.name, replicated=True):
+        result = attack(ctx.model, batch.x, batch.y, ctx.threat, generator=batch.generator(stream))
         xs.append(result.x_adv.detach())
         successes.append(result.success.cpu())
     empty = torch.empty(0, *ctx.data.shape, device=ctx.device, dtype=ctx.dtype)

@@ -20,7 +20,9 @@ __all__ = ["adaptive_row", "adaptive_warnings", "clean_images", "correct_mask", 
 
 def clean_images(ctx: EvalContext, indices: Tensor) -> Tensor:
     """The images of `ctx.data` at `indices`, on the model's device and dtype."""
-    return torch.cat([x for _, x, _ in ctx.batches(indices, "clean")]) if len(indices) else torch.empty(0)
+    if not len(indices):
+        return torch.empty(0)
+    return torch.cat([batch.x for batch in ctx.batches(indices, "clean", replicated=True)])
 
 
 def correct_mask(ctx: EvalContext) -> Tensor:
@@ -29,8 +31,8 @@ def correct_mask(ctx: EvalContext) -> Tensor:
         return ctx.correct
     correct = torch.zeros(len(ctx.data), dtype=torch.bool)
     with attack_mode(ctx.model), torch.no_grad():
-        for indices, x, y in ctx.batches(torch.arange(len(ctx.data)), "clean"):
-            correct[indices] = (ctx.model(x).argmax(1) == y).cpu()
+        for batch in ctx.batches(torch.arange(len(ctx.data)), "clean", replicated=True):
+            correct[batch.indices] = (ctx.model(batch.x).argmax(1) == batch.y).cpu()
     return correct
 
 
@@ -47,11 +49,10 @@ def adaptive_row(
 ) -> dict[str, Any]:
     """Run `DetectorAwarePGD` against `guard` and the classifier; judge the examples against both."""
     attack = DetectorAwarePGD(guard, steps=steps)
-    generator = ctx.generator(stream)
     misclassified, flagged = [], []
-    for _, x, y in ctx.batches(indices, f"adaptive {guard.name}"):
-        x_adv = attack(ctx.model, x, y, ctx.threat, generator=generator).x_adv
-        outcome = guard_outcome(ctx.model, [guard], x_adv, y, batch_size=ctx.batch_size)
+    for batch in ctx.batches(indices, f"adaptive {guard.name}", replicated=True):
+        x_adv = attack(ctx.model, batch.x, batch.y, ctx.threat, generator=batch.generator(stream)).x_adv
+        outcome = guard_outcome(ctx.model, [guard], x_adv, batch.y, batch_size=ctx.batch_size)
         misclassified.append(outcome.misclassified.cpu())
         flagged.append(outcome.flagged.cpu())
     mis = torch.cat(misclassified) if misclassified else torch.zeros(0, dtype=torch.bool)

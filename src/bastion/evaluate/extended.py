@@ -178,9 +178,9 @@ def _spatial(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> Ex
     fooled = {"grid": 0, "first-order": 0, "worst": 0}
     passes = {"grid": 0, "first-order": 0}
     examples: list[dict[str, Any]] = []
-    generator = ctx.generator("spatial")
-    for _, x, y in ctx.batches(points, "spatial"):
-        a, b = grid(ctx.model, x, y, bounds), first_order(ctx.model, x, y, bounds, generator=generator)
+    for batch in ctx.batches(points, "spatial", replicated=True):
+        x, y = batch.x, batch.y
+        a, b = grid(ctx.model, x, y, bounds), first_order(ctx.model, x, y, bounds, generator=batch.generator("spatial"))
         worst = a.success | b.success
         fooled["grid"] += int(a.success.sum())
         fooled["first-order"] += int(b.success.sum())
@@ -239,9 +239,8 @@ def _cascade_attack(ctx: EvalContext, name: str, title: str, attack: Any, threat
     """Run a registered `Attack` on up to `limit` correctly classified points."""
     points = _points(ctx, limit)
     fooled, passes = 0, 0
-    generator = ctx.generator(name)
-    for _, x, y in ctx.batches(points, name):
-        result = attack(ctx.model, x, y, threat, generator=generator)
+    for batch in ctx.batches(points, name, replicated=True):
+        result = attack(ctx.model, batch.x, batch.y, threat, generator=batch.generator(name))
         fooled += int(result.success.sum())
         passes += result.passes.forward_samples
     attacked = len(points)

@@ -38,6 +38,18 @@ def _probe(ctx: EvalContext, mask: Tensor, limit: int) -> Tensor:
     return mask.nonzero().squeeze(1)[:limit]
 
 
+def _survivors(ctx: EvalContext, indices: Tensor, attack: Attack, threat: ThreatModel, stream: str,
+               description: str) -> Tensor:
+    """Which of `indices` survive `attack` run alone (a mask aligned with `indices`), shared among processes."""
+    survived = torch.zeros(len(ctx.data), dtype=torch.bool)
+    shard = ctx.batches(indices, description)
+    for batch in shard:
+        result = attack(ctx.model, batch.x, batch.y, threat, generator=batch.generator(stream))
+        survived[batch.indices] = ~result.success.cpu()
+    shard.merge(survived)
+    return survived[indices]
+
+
 def output_findings(ctx: EvalContext, limit: int) -> list[Finding]:
     """Predictions that differ between identical calls; probabilities returned instead of logits."""
     indices = _probe(ctx, ctx.correct, min(limit, ctx.batch_size))
@@ -46,9 +58,10 @@ def output_findings(ctx: EvalContext, limit: int) -> list[Finding]:
     if indices.numel() == 0:
         return [Finding("randomness", random_title, False, "suspicious", "no correctly classified point to probe"),
                 Finding("probabilities", proba_title, False, "suspicious", "no correctly classified point to probe")]
-    _, x, _ = next(ctx.batches(indices, "masking: outputs"))
     with attack_mode(ctx.model), torch.no_grad():
-        first, second = ctx.model(x), ctx.model(x)
+        for batch in ctx.batches(indices, "masking: outputs", replicated=True):  # one chunk: at most batch_size
+            x = batch.x
+            first, second = ctx.model(x), ctx.model(x)
     changed = float((first.argmax(1) != second.argmax(1)).float().mean())
     differs = not torch.allclose(first, second, rtol=1e-4, atol=1e-5)
     sums = first.sum(1)
@@ -72,16 +85,18 @@ def gradient_findings(ctx: EvalContext, limit: int) -> list[Finding]:
     underflows to exactly zero when the softmax saturates (defensive distillation).
     """
     indices = _probe(ctx, ctx.correct, limit)
-    dead = {"margin": 0, "ce": 0}
-    total = 0
+    cut = {"margin": torch.zeros(len(ctx.data), dtype=torch.bool), "ce": torch.zeros(len(ctx.data), dtype=torch.bool)}
+    shard = ctx.batches(indices, "masking: gradients")
     with attack_mode(ctx.model):
-        for _, x, y in ctx.batches(indices, "masking: gradients"):
+        for batch in shard:
             for name, loss_fn in (("margin", cw_margin), ("ce", cross_entropy)):
-                x_var = x.clone().requires_grad_(True)
-                (grad,) = torch.autograd.grad(loss_fn(ctx.model(x_var), y).sum(), x_var, allow_unused=True)
-                norms = torch.zeros(len(x)) if grad is None else grad.flatten(1).norm(dim=1).cpu()
-                dead[name] += int((~torch.isfinite(norms) | (norms == 0)).sum())
-            total += len(x)
+                x_var = batch.x.clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(loss_fn(ctx.model(x_var), batch.y).sum(), x_var, allow_unused=True)
+                norms = torch.zeros(len(batch.x)) if grad is None else grad.flatten(1).norm(dim=1).cpu()
+                cut[name][batch.indices] = ~torch.isfinite(norms) | (norms == 0)
+    shard.merge(*cut.values())
+    dead = {name: int(flags[indices].sum()) for name, flags in cut.items()}
+    total = int(indices.numel())
     share = {k: v / total if total else 0.0 for k, v in dead.items()}
     shattered = share["margin"] > 0.1
     saturated = not shattered and share["ce"] > 0.1
@@ -102,10 +117,8 @@ def fgsm_finding(ctx: EvalContext, fgsm_broken: Tensor, pgd: Attack, limit: int,
     indices = fgsm_broken.nonzero().squeeze(1)[:limit]
     if indices.numel() == 0:
         return Finding("fgsm-stronger", title, False, "suspicious", "FGSM broke no point: nothing to compare")
-    failed = 0
-    generator = ctx.generator(stream)
-    for _, x, y in ctx.batches(indices, "masking: fgsm vs pgd"):
-        failed += int((~pgd(ctx.model, x, y, ctx.threat, generator=generator).success).sum())
+    survived = _survivors(ctx, indices, pgd, ctx.threat, stream, "masking: fgsm vs pgd")
+    failed = int(survived.sum())
     share = failed / indices.numel()
     return Finding("fgsm-stronger", title, failed >= 2 and share > 0.1, "suspicious",
                    f"PGD failed on {failed} of {indices.numel()} points FGSM broke ({share:.1%})")
@@ -118,10 +131,7 @@ def large_eps_finding(ctx: EvalContext, attack: Attack, limit: int, stream: str)
     title = "accuracy does not fall to about zero at a very large eps"
     if indices.numel() == 0:
         return Finding("large-eps", title, False, "broken", "no correctly classified point to probe")
-    survived = 0
-    generator = ctx.generator(stream)
-    for _, x, y in ctx.batches(indices, "masking: large eps"):
-        survived += int((~attack(ctx.model, x, y, threat, generator=generator).success).sum())
+    survived = int(_survivors(ctx, indices, attack, threat, stream, "masking: large eps").sum())
     share = survived / indices.numel()
     return Finding("large-eps", title, share > 0.1, "broken",
                    f"{attack.name} at eps={threat.eps:.4g} (the whole box) leaves {share:.1%} of "
@@ -145,11 +155,7 @@ def blackbox_finding(
     indices = _probe(ctx, ctx.correct, limit)
     if indices.numel() == 0:
         return Finding(check, title, False, "suspicious", "no correctly classified point to probe")
-    survived = torch.zeros(len(indices), dtype=torch.bool)
-    generator, offset = ctx.generator(stream), 0
-    for _, x, y in ctx.batches(indices, f"masking: {kind}"):
-        survived[offset : offset + len(x)] = ~attack(ctx.model, x, y, ctx.threat, generator=generator).success.cpu()
-        offset += len(x)
+    survived = _survivors(ctx, indices, attack, ctx.threat, stream, f"masking: {kind}")
     white = ctx.robust[indices]
     n, alone, cascade = len(indices), int(survived.sum()), int(white.sum())
     missed = int((white & ~survived).sum())

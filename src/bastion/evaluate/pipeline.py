@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bastion import distributed
 from bastion.data import ImageSet, load_dataset
 from bastion.defenses import Defended, Ensemble, apply_defenses
 from bastion.errors import InputError
@@ -62,8 +63,9 @@ _RUN_OPTIONS = ("norm", "eps", "seed", "batch_size", "defense", "ensemble", "ens
 
 def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None = None) -> EvalResult:
     """Load the model (or ensemble) and data a config names, and evaluate them; progress is kept in `config.out`."""
+    here = distributed.world()  # under torchrun: this rank's GPU (LOCAL_RANK) or the CPU
     options: dict[str, Any] = {"weights": config.weights, "mean": config.mean, "std": config.std,
-                               "device": config.device}
+                               "device": here.device if here.active and here.device else config.device}
     if config.weights and Path(config.model).suffix == ".onnx":
         # A deployed ONNX file carries its weights: --weights belongs to the PyTorch surrogate it came from.
         if not config.surrogate:
@@ -220,6 +222,7 @@ def _provenance(
             "shape": list(data.shape),
         },
         "device": str(device),
+        "processes": distributed.world().size,
         "dtype": str(dtype).removeprefix("torch."),
         "platform": platform.platform(),
         "command": command if command is not None else " ".join(sys.argv),

@@ -5,9 +5,14 @@ robust, the warnings, the gallery's examples) atomically to `state.pt`. With `re
 matching earlier run finished are restored instead of run again. Each stage's key chains the run's
 key (model, data, threat model, seed), its name, kind and settings, and the key of the stage before
 it, so a changed setting invalidates that stage and every stage after it, and the run says which
-setting changed in one line. A stage draws its random numbers from `ctx.generator(...)`, seeded by
-the run seed and the stage's name (`bastion.evaluate.context.stream_seed`), so resuming, skipping or
-reordering stages never shifts another stage's draws.
+setting changed in one line. A stage draws its random numbers from `ctx.generator(...)` and its
+chunks' `Batch.generator(...)`, seeded by the run seed and the stage's name
+(`bastion.evaluate.shards.stream_seed`), so resuming, skipping or reordering stages never shifts
+another stage's draws.
+
+Under torchrun every process runs every stage on its share of the chunks (`bastion.evaluate.shards`);
+passes are summed over the processes, rank 0 alone writes `state.pt`, and a resumed run reads it on
+rank 0 and hands it to the others, so a run can resume with another number of processes.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from bastion import distributed
 from bastion._io import save_torch_atomic
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext, Example
 from bastion.evaluate.result import StageRecord
+from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import Stage
 from bastion.passes import counting_passes
 
@@ -88,10 +95,11 @@ class Runner:
         n_points = max(1, len(ctx.data))
         for stage, key in zip(self.stages[len(records):], self.keys[len(records):], strict=True):
             ctx.stage = stage.name
-            start = time.perf_counter()
+            start, warned = time.perf_counter(), len(ctx.warnings)
             with counting_passes(self.counted if self.counted is not None else ctx.model) as counts:
                 result = stage.run(ctx)
-            passes = counts.count
+            passes = sum_over_processes(counts.count)
+            _share_context(ctx, warned)
             record = StageRecord(
                 name=stage.name, kind=stage.kind, settings=stage.settings_dict(), seconds=time.perf_counter() - start,
                 passes=asdict(passes),
@@ -106,16 +114,12 @@ class Runner:
 
     def finish(self) -> None:
         """Remove the saved state once the report is written."""
-        if self.path is not None:
+        if self.path is not None and distributed.is_main():
             self.path.unlink(missing_ok=True)
 
     def _restore(self, ctx: EvalContext) -> list[StageRecord]:
-        if self.path is None or not self.path.is_file():
-            return []
-        try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable state means: start over, and say so
-            logger.warning("resume: cannot read %s (%s); starting over", self.path, str(error).splitlines()[0][:80])
+        saved = distributed.broadcast_object(self._read() if distributed.is_main() else None)
+        if saved is None:
             return []
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
             logger.warning("resume: %s was written by another version of bastion; starting over", self.path)
@@ -146,9 +150,19 @@ class Runner:
             _restore_context(ctx, self._saved[-1]["context"], self._examples)
         return records
 
+    def _read(self) -> Any:
+        """The saved state, or None when there is none or it cannot be read (which the log says)."""
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable state means: start over, and say so
+            logger.warning("resume: cannot read %s (%s); starting over", self.path, str(error).splitlines()[0][:80])
+            return None
+
     def _save(self, key: str, record: StageRecord, ctx: EvalContext) -> None:
         self._saved.append({"key": key, "record": asdict(record), "context": _snapshot(ctx)})
-        if self.path is not None:
+        if self.path is not None and distributed.is_main():
             examples = [{"x": e.x, "x_adv": e.x_adv, **{k: getattr(e, k) for k in _EXAMPLE_FIELDS}}
                         for e in ctx.examples]
             save_torch_atomic({"format": _FORMAT, "run_key": self.run_key, "identity": self.identity,
@@ -166,6 +180,19 @@ def _what_changed(entry: dict[str, Any], stage: Stage | None) -> str:
     changes = [f"{k} {old['settings'].get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old["settings"]) | set(new))
                if old["settings"].get(k) != new.get(k)]
     return f"stage {stage.name!r} changed ({', '.join(changes) or 'an earlier setting changed'})"
+
+
+def _share_context(ctx: EvalContext, warned: int) -> None:
+    """After a stage under torchrun: every process's `robust` flags and new warnings, on every process.
+
+    The stages merge what they computed as they go (`Shard.merge`); this makes sure no flag a
+    process cleared is lost, and that the warnings any process raised reach the report.
+    """
+    if not distributed.world().active:
+        return
+    ctx.robust = distributed.all_reduce_and(ctx.robust)
+    new = [w for part in distributed.all_gather(ctx.warnings[warned:]) for w in part]
+    ctx.warnings = ctx.warnings[:warned] + list(dict.fromkeys(new))
 
 
 def _snapshot(ctx: EvalContext) -> dict[str, Any]:

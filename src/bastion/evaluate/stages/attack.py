@@ -12,6 +12,7 @@ from bastion.attacks import ATTACKS, Attack
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord
+from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.passes import PassCount
@@ -81,18 +82,23 @@ def attack_stage(ctx: EvalContext, attack: Attack, role: str, *, model: nn.Modul
     """Run `attack` on the points still robust, and mark those it breaks (the cascade).
 
     `model` replaces `ctx.model` as what the attack sees (a BPDA or EOT view of it, whose
-    predictions are the model's own); None attacks `ctx.model`. `stream` names the random stream
-    within the running stage (several attacks in one stage need one each).
+    predictions are the model's own); None attacks `ctx.model`. `stream` names the random streams
+    within the running stage (several attacks in one stage need their own); each chunk of points
+    has its own generator of that stream (`Batch.generator`).
     """
     targets = ctx.robust.nonzero().squeeze(1)
-    generator = ctx.generator(stream or attack.name)
-    passes, fooled_total, start = PassCount(), 0, time.perf_counter()
-    for indices, x, y in ctx.batches(targets, f"{attack.name} ({role})"):
-        result = attack(ctx.model if model is None else model, x, y, ctx.threat, generator=generator)
+    passes, start = PassCount(), time.perf_counter()
+    shard = ctx.batches(targets, f"{attack.name} ({role})")
+    for batch in shard:
+        result = attack(ctx.model if model is None else model, batch.x, batch.y, ctx.threat,
+                        generator=batch.generator(stream or attack.name))
         fooled = result.success.cpu()
-        ctx.robust[indices[fooled]] = False
-        ctx.keep_examples(indices, x, result.x_adv, y, result.predictions, fooled, attack.name)
-        passes, fooled_total = passes + result.passes, fooled_total + int(fooled.sum())
+        ctx.robust[batch.indices[fooled]] = False
+        ctx.keep_examples(batch.indices, batch.x, result.x_adv, batch.y, result.predictions, fooled, attack.name)
+        passes = passes + result.passes
+    shard.merge()
+    fooled_total = int(targets.numel()) - int(ctx.robust[targets].sum())
+    passes = sum_over_processes(passes)
     return AttackRecord(name=attack.name, role=role, settings=attack.settings(), norm=ctx.threat.norm.name,
                         eps=ctx.threat.eps, attacked=int(targets.numel()), fooled=fooled_total,
                         robust_accuracy=mean_of(ctx.robust), passes=asdict(passes),

@@ -41,14 +41,16 @@ class CleanStage(Stage):
         n = len(ctx.data)
         predictions = torch.empty(n, dtype=torch.long)
         top5 = torch.zeros(n, dtype=torch.bool)
+        shard = ctx.batches(torch.arange(n), "clean")
         with attack_mode(ctx.model), torch.no_grad():
-            for i, (indices, x, y) in enumerate(ctx.batches(torch.arange(n), "clean")):
-                logits = checked_logits(ctx.model, x, ctx.data.num_classes)
-                if i == 0:
-                    _check_outputs(ctx, x, logits)
-                predictions[indices] = logits.argmax(1).cpu()
+            for batch in shard:
+                logits = checked_logits(ctx.model, batch.x, ctx.data.num_classes)
+                if int(batch.indices[0]) == 0:
+                    _check_outputs(ctx, batch.x, logits)
+                predictions[batch.indices] = logits.argmax(1).cpu()
                 k = min(5, logits.shape[1])
-                top5[indices] = (logits.topk(k, dim=1).indices == y[:, None]).any(1).cpu()
+                top5[batch.indices] = (logits.topk(k, dim=1).indices == batch.y[:, None]).any(1).cpu()
+        shard.merge(predictions, top5)
         ctx.predictions = predictions
         ctx.correct = predictions == ctx.data.labels
         ctx.robust = ctx.correct.clone()

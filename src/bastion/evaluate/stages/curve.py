@@ -109,15 +109,17 @@ def curve_points(ctx: EvalContext, attack: Attack, grid: list[float], *, model: 
     """Robust accuracy at each eps of `grid`, attacked in increasing order (`model`: a view of `ctx.model`)."""
     robust = ctx.correct.clone()
     points: list[CurvePoint] = []
-    generator = ctx.generator(stream)
     for eps in sorted(grid):
         at_threat = math.isclose(eps, ctx.threat.eps, rel_tol=1e-9, abs_tol=1e-12)
         if at_threat or eps > ctx.threat.eps:
             robust &= ctx.robust
         if eps > 0 and not at_threat:
             threat = ThreatModel(ctx.threat.norm, eps, ctx.threat.bounds)
-            for indices, x, y in ctx.batches(robust.nonzero().squeeze(1), f"curve eps={eps:.4g}"):
-                result = attack(ctx.model if model is None else model, x, y, threat, generator=generator)
-                robust[indices[result.success.cpu()]] = False
+            shard = ctx.batches(robust.nonzero().squeeze(1), f"curve eps={eps:.4g}")
+            for batch in shard:
+                result = attack(ctx.model if model is None else model, batch.x, batch.y, threat,
+                                generator=batch.generator(f"{stream}/eps={eps!r}"))
+                robust[batch.indices[result.success.cpu()]] = False
+            shard.merge(robust)
         points.append(CurvePoint(eps=eps, accuracy=mean_of(robust)))
     return points

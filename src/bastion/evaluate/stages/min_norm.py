@@ -54,10 +54,11 @@ class MinNormStage(Stage):
         threat = ThreatModel.unbounded(ctx.threat.norm, ctx.data.shape, ctx.threat.bounds)
         norms = torch.zeros(len(ctx.data))
         fooled = torch.zeros(len(ctx.data), dtype=torch.bool)
-        generator = ctx.generator()
-        for indices, x, y in ctx.batches(ctx.correct.nonzero().squeeze(1), attack.name):
-            result = attack(ctx.model, x, y, threat, generator=generator)
-            norms[indices], fooled[indices] = result.norms.float().cpu(), result.success.cpu()
+        shard = ctx.batches(ctx.correct.nonzero().squeeze(1), attack.name)
+        for batch in shard:
+            result = attack(ctx.model, batch.x, batch.y, threat, generator=batch.generator())
+            norms[batch.indices], fooled[batch.indices] = result.norms.float().cpu(), result.success.cpu()
+        shard.merge(norms, fooled)
         grid = list(self.settings.grid) or [0.0, ctx.threat.eps]
         profile = norm_profile(norms, fooled, ctx.correct, grid)
         return SectionResult(section={"attack": attack.name, "settings": attack.settings(), **profile})

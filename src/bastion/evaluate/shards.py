@@ -1,0 +1,152 @@
+"""A stage's points in chunks, each chunk one batch with its own randomness, shared among torchrun's processes.
+
+The chunks are fixed-size runs (`batch_size` points) of the global indices a stage asks for, in
+index order: they depend on those indices and the batch size, never on the number of processes.
+Chunk k goes to rank k mod the world size. Because a stage asks for the points still robust, each
+stage re-deals the work: the points an earlier stage broke cost nothing later, on any rank.
+
+Each chunk draws its random numbers from generators of its own (`Batch.generator`), seeded by the
+run seed, the stage, the stream and the chunk's first global index, so a point's random start
+depends on the run and the chunk it belongs to, never on the rank, the world size or which chunks
+ran before it on the same process. A randomized model draws from torch's global generator: while
+a chunk is processed that generator is forked and seeded the same way, so the model's own noise is
+the chunk's too (and the caller's generator state is left as it was). With the chunk and its
+randomness fixed, a run on any number of processes computes the same batches with the same
+numbers: on CPU the results are bit-identical.
+
+After its loop a stage calls `Shard.merge` with the per-point tensors it wrote: every rank then
+holds every rank's rows (gathered by global index, no padding), the context's `robust` flags
+included, and the adversarial examples kept for the gallery (the lowest indices first, as one
+process would keep them). Cheap probes whose counts every rank needs run `replicated`: every rank
+runs every chunk, identically, and there is nothing to merge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import astuple, dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from bastion import distributed
+from bastion.data import ImageSet
+from bastion.passes import PassCount, uncounted
+
+__all__ = ["Batch", "Shard", "ShardedRun", "stream_seed", "sum_over_processes"]
+
+
+class ShardedRun(Protocol):
+    """What a `Shard` reads and merges: the run's data and settings, `robust`, and the gallery's examples."""
+
+    data: ImageSet
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int
+    seed: int
+    stage: str
+    progress: bool
+    robust: Tensor
+    examples: list[Any]
+
+    @property
+    def example_budget(self) -> int:
+        """How many adversarial examples are kept for the gallery."""
+
+
+def stream_seed(seed: int, stage: str, stream: str = "") -> int:
+    """A 63-bit seed for the random stream `stream` of stage `stage` in a run seeded with `seed`."""
+    digest = hashlib.sha256(f"{seed}/{stage}/{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One chunk of points: global `indices` (CPU), images `x` and labels `y` on the model's device and dtype."""
+
+    indices: Tensor
+    x: Tensor
+    y: Tensor
+    seed: int
+    stage: str
+
+    @property
+    def first(self) -> int:
+        """The chunk's first global index: what names it."""
+        return int(self.indices[0]) if self.indices.numel() else -1
+
+    def generator(self, stream: str = "") -> torch.Generator:
+        """A CPU generator for this chunk, seeded by (run seed, stage, `stream`, the chunk's first global index)."""
+        return torch.Generator().manual_seed(stream_seed(self.seed, self.stage, f"{stream}@{self.first}"))
+
+
+class Shard:
+    """This process's chunks of `indices` (all of them with one process, or when `replicated`).
+
+    Iterate it for the batches, write per-point results into tensors indexed by global index, then
+    call `merge` with those tensors (a no-op with one process).
+    """
+
+    def __init__(self, ctx: ShardedRun, indices: Tensor, description: str, *, replicated: bool = False) -> None:
+        self.ctx = ctx
+        self.description = description
+        here = distributed.world()
+        chunks = list(torch.split(indices.cpu(), ctx.batch_size))
+        self.replicated = replicated or not here.active
+        self.counted_elsewhere = replicated and here.active and not here.is_main  # rank 0 counts replicated work
+        self.chunks = chunks if self.replicated else chunks[here.rank :: here.size]
+        self.show = ctx.progress and here.is_main
+        self._examples_before = len(ctx.examples)
+
+    def __iter__(self) -> Iterator[Batch]:
+        ctx = self.ctx
+        total = sum(int(c.numel()) for c in self.chunks)
+        with tqdm(total=total, desc=self.description, unit="pt", disable=not self.show, leave=False) as bar:
+            for chunk in self.chunks:
+                x, y = ctx.data.batch(chunk, device=ctx.device, dtype=ctx.dtype)
+                batch = Batch(chunk, x, y, ctx.seed, ctx.stage)
+                with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []), \
+                        uncounted() if self.counted_elsewhere else nullcontext():
+                    torch.manual_seed(stream_seed(ctx.seed, ctx.stage, f"model@{batch.first}"))
+                    yield batch
+                bar.update(int(chunk.numel()))
+
+    @property
+    def handled(self) -> Tensor:
+        """The global indices of this process's chunks."""
+        return torch.cat(self.chunks) if self.chunks else torch.empty(0, dtype=torch.long)
+
+    def merge(self, *tensors: Tensor) -> None:
+        """Give every rank the rows each rank wrote.
+
+        That is, the rows of `tensors` (indexed by global index, on the CPU), the context's
+        `robust` flags, and the examples kept for the gallery.
+        """
+        ctx = self.ctx
+        if self.replicated:
+            self._trim_examples(ctx.examples[self._examples_before:])
+            return
+        rows = self.handled
+        parts = distributed.all_gather(([t[rows] for t in tensors], rows, ctx.examples[self._examples_before:]))
+        for values, part_rows, _ in parts:
+            for tensor, value in zip(tensors, values, strict=True):
+                tensor[part_rows] = value
+        ctx.robust = distributed.all_reduce_and(ctx.robust)
+        self._trim_examples([e for _, _, examples in parts for e in examples])
+
+    def _trim_examples(self, new: list[Any]) -> None:
+        """The new examples of this loop, lowest indices first, within the gallery's budget."""
+        ctx = self.ctx
+        room = max(0, ctx.example_budget - self._examples_before)
+        ctx.examples = ctx.examples[: self._examples_before] + sorted(new, key=lambda e: e.index)[:room]
+
+
+def sum_over_processes(passes: PassCount) -> PassCount:
+    """The passes every process counted, summed (with one process, `passes`)."""
+    if not distributed.world().active:
+        return passes
+    return PassCount(*(int(v) for v in distributed.all_reduce_sum(list(astuple(passes)))))

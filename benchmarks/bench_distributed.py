@@ -1,4 +1,9 @@
-"""One process against two under torchrun (gloo, one thread each): certification speed-up, training accuracy.
+"""One process against two under torchrun (gloo, one thread each): evaluation and certification speed-up, training.
+
+Evaluation: `bastion evaluate` (the default suite) on the same points, once as a plain process and
+once as `torchrun --nproc-per-node 2`; prints the wall time of each command, the speed-up, and
+whether the two reports agree (every stage's result, the points each attack broke, the curve,
+per-class results and the verdict; times and ids aside).
 
 Certification: `bastion certify` on the same points, once as a plain process and once as
 `torchrun --nproc-per-node 2`; prints the wall time of each command, of its certification phase
@@ -9,7 +14,8 @@ with `--batch-size B` and two with `--batch-size B/2` each, for each of several 
 and PGD accuracy on the held-out images (mnist-sample:eval), the differences of the means over the
 seeds in points, and the seed-to-seed range of one process (the noise the comparison sits in).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py                   # both parts
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py                   # every part
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --part evaluate --eval-limit 300 --eval-batch 16
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --part certify --limit 40 --samples 5000 --repeats 3
     OMP_NUM_THREADS=1 python benchmarks/bench_distributed.py --part train --epochs 2 --batch-size 64 --seeds 0 1 2
 """
@@ -26,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bastion.certify.dataset import group_size
 from bastion.distributed import shard_chunks
@@ -51,6 +58,37 @@ def launch(processes: int, argv: list[str]) -> float:
     if done.returncode != 0:
         raise SystemExit(f"bastion {' '.join(argv)} failed on {processes} process(es):\n{done.stderr[-2000:]}")
     return seconds
+
+
+def _comparable(report: dict[str, Any]) -> Any:
+    """A report without what differs between two runs of the same evaluation (times, ids, the command, --out)."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("seconds", "run_id", "created_at", "provenance", "out")}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+    return strip(report)
+
+
+def evaluate(args: argparse.Namespace, work: Path) -> None:
+    argv = ["evaluate", "--model", args.eval_model, "--data", "mnist-sample", "--eps", str(args.eval_eps),
+            "--limit", str(args.eval_limit), "--batch-size", str(args.eval_batch), "--no-db", "--quiet"]
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    reports = {}
+    for repeat in range(args.repeats):
+        for processes in (1, 2):
+            out = work / f"evaluate{processes}-{repeat}"
+            walls[processes].append(launch(processes, [*argv, "--out", str(out)]))
+            reports[processes] = json.loads((out / "report.json").read_text())
+    wall = {p: statistics.median(walls[p]) for p in (1, 2)}
+    summary = reports[1]["summary"]
+    print(f"evaluate {args.eval_model} eps={args.eval_eps}: {args.eval_limit} points in chunks of {args.eval_batch}, "
+          f"default suite; robust accuracy {summary['robust_accuracy']:.2%}; median of {args.repeats} run(s)")
+    print(f"{'processes':>9}  {'command s':>9}")
+    for processes in (1, 2):
+        print(f"{processes:>9}  {wall[processes]:>9.1f}")
+    print(f"speed-up: {wall[1] / wall[2]:.2f}x; reports identical: "
+          f"{_comparable(reports[1]) == _comparable(reports[2])}", flush=True)
 
 
 def certify(args: argparse.Namespace, work: Path) -> None:
@@ -112,13 +150,17 @@ def train(args: argparse.Namespace, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["certify", "train", "all"], default="all")
+    parser.add_argument("--part", choices=["evaluate", "certify", "train", "all"], default="all")
+    parser.add_argument("--eval-model", default="zoo:mnist-cnn-at", help="model evaluated")
+    parser.add_argument("--eval-eps", type=float, default=0.3)
+    parser.add_argument("--eval-limit", type=int, default=300, help="points evaluated")
+    parser.add_argument("--eval-batch", type=int, default=16, help="evaluate --batch-size (the chunk size)")
     parser.add_argument("--model", default="zoo:mnist-cnn", help="model certified")
     parser.add_argument("--limit", type=int, default=40, help="points certified")
     parser.add_argument("--n0", type=int, default=100)
     parser.add_argument("--samples", type=int, default=5000, help="estimation samples per point")
     parser.add_argument("--cert-batch", type=int, default=1000, help="certify --batch-size")
-    parser.add_argument("--repeats", type=int, default=1, help="interleaved certification runs (median)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved evaluation and certification runs (median)")
     parser.add_argument("--train-model", default="bastion.models.nets:MnistCNN")
     parser.add_argument("--method", default="pgd-at")
     parser.add_argument("--eps", type=float, default=0.1)
@@ -131,6 +173,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as folder:
+        if args.part in ("evaluate", "all"):
+            evaluate(args, Path(folder))
         if args.part in ("certify", "all"):
             certify(args, Path(folder))
         if args.part in ("train", "all"):

@@ -104,11 +104,13 @@ def _smoothadv_accuracy(ctx: EvalContext, rows: list[dict[str, Any]], sigma: flo
     """Share of points whose smoothed majority vote stays correct after SmoothAdv (points g gets wrong count 0)."""
     attack = SmoothAdv(sigma=sigma, n_samples=samples, steps=steps)
     targets = torch.tensor([i for i, r in enumerate(rows) if r["correct"]], dtype=torch.long)
-    robust = 0
-    for batch in ctx.batches(targets, "smoothadv", replicated=True):
+    robust = torch.zeros(len(rows), dtype=torch.bool)
+    shard = ctx.batches(targets, "smoothadv")
+    for batch in shard:
         x_adv = attack(ctx.model, batch.x, batch.y, ctx.threat, generator=batch.generator(stream)).x_adv
         generators = [image_generator(ctx.seed + 1, int(i), ctx.device) for i in batch.indices]
         counts = count_votes(ctx.model, x_adv, votes, sigma, ctx.data.num_classes, batch_size=batch_size,
                              generators=generators)
-        robust += int((counts.argmax(1) == batch.y).sum())
-    return robust / len(rows)
+        robust[batch.indices] = (counts.argmax(1) == batch.y).cpu()
+    shard.merge(robust)
+    return int(robust.sum()) / len(rows)

@@ -35,7 +35,9 @@ from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruptio
 from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.shards import sum_over_processes
 from bastion.models import load_model, model_device_dtype
+from bastion.passes import PassCount
 from bastion.render.png import image_to_data_uri, perturbation_to_data_uri
 from bastion.threat import ThreatModel
 
@@ -238,11 +240,14 @@ def _cascade_attack(ctx: EvalContext, name: str, title: str, attack: Any, threat
                     budget: dict[str, Any]) -> ExtendedSection:
     """Run a registered `Attack` on up to `limit` correctly classified points."""
     points = _points(ctx, limit)
-    fooled, passes = 0, 0
-    for batch in ctx.batches(points, name, replicated=True):
+    success, counted = torch.zeros(len(ctx.data), dtype=torch.bool), PassCount()
+    shard = ctx.batches(points, name)
+    for batch in shard:
         result = attack(ctx.model, batch.x, batch.y, threat, generator=batch.generator(name))
-        fooled += int(result.success.sum())
-        passes += result.passes.forward_samples
+        success[batch.indices] = result.success.cpu()
+        counted = counted + result.passes
+    shard.merge(success)
+    fooled, passes = int(success[points].sum()), sum_over_processes(counted).forward_samples
     attacked = len(points)
     return ExtendedSection(name, title, threat.describe(), {**budget, "forward_samples": passes},
                            success_rate=fooled / attacked if attacked else 0.0,

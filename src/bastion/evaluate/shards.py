@@ -2,8 +2,10 @@
 
 The chunks are fixed-size runs (`batch_size` points) of the global indices a stage asks for, in
 index order: they depend on those indices and the batch size, never on the number of processes.
-Chunk k goes to rank k mod the world size. Because a stage asks for the points still robust, each
-stage re-deals the work: the points an earlier stage broke cost nothing later, on any rank.
+Chunk k goes to rank (k + offset) mod the world size, the offset turning with the stage and the
+loop (so the rank that takes one chunk more is not always the same). Because a stage asks for the
+points still robust, each stage re-deals the work: the points an earlier stage broke cost nothing
+later, on any rank.
 
 Each chunk draws its random numbers from generators of its own (`Batch.generator`), seeded by the
 run seed, the stage, the stream and the chunk's first global index, so a point's random start
@@ -98,7 +100,10 @@ class Shard:
         chunks = list(torch.split(indices.cpu(), ctx.batch_size))
         self.replicated = replicated or not here.active
         self.counted_elsewhere = replicated and here.active and not here.is_main  # rank 0 counts replicated work
-        self.chunks = chunks if self.replicated else chunks[here.rank :: here.size]
+        # Which rank the first chunk goes to turns with the stage and the loop, so that the rank
+        # that takes one chunk more than the others is not always the same one.
+        start = (here.rank - stream_seed(ctx.seed, ctx.stage, description)) % max(1, here.size)
+        self.chunks = chunks if self.replicated else chunks[start :: here.size]
         self.show = ctx.progress and here.is_main
         self._examples_before = len(ctx.examples)
 

@@ -195,7 +195,8 @@ class StraightThrough(nn.Module):
         mode = _Mode()
         handles: list[RemovableHandle] = []
         for module in self.skip:
-            handles.append(module.register_forward_pre_hook(lambda *_: _pause(mode, 1)))
+            # Paused from before the first pre-hook to after the last hook, BPDA's included (it prepends its hooks).
+            handles.append(module.register_forward_pre_hook(lambda *_: _pause(mode, 1), prepend=True))
             handles.append(module.register_forward_hook(lambda *_: _pause(mode, -1), always_call=True))
         try:
             with mode:

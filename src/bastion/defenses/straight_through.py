@@ -221,7 +221,7 @@ def straight_through_ops(model: nn.Module, x: Tensor, skip: Iterable[nn.Module] 
         x: A probe batch, shape (B, ...) (a few points of the data attacked).
         skip: Modules whose operations are not counted (see `StraightThrough`).
     """
-    view = StraightThrough(model, skip)
+    view, x = StraightThrough(model, skip), x.detach().clone().requires_grad_(True)
     with attack_mode(model), torch.enable_grad(), view.intercepting() as found:
-        model(x.detach().clone().requires_grad_(True))
+        model(x)
     return list(found)

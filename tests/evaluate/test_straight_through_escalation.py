@@ -6,10 +6,13 @@ broke no point; only the gradient-free Square attack got through.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import Tensor, nn
 
+from bastion.cli import main
 from bastion.data import load_dataset
 from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
 from bastion.models import load_zoo_model
@@ -24,6 +27,11 @@ class Hidden(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(torch.round(x * 255) / 255 if self.kind == "round" else x.detach() + 0 * x)
+
+
+def hidden_round() -> nn.Module:
+    """A factory for model specs (`tests.evaluate.test_straight_through_escalation:hidden_round`)."""
+    return Hidden("round").eval()
 
 
 @pytest.mark.parametrize("kind", ["round", "detach"])
@@ -41,3 +49,13 @@ def test_escalation_attacks_hidden_operations_straight_through(kind):
     assert verdict.robust_accuracy <= 0.05 and not any(a.role.startswith("escalation: gradient-free")
                                                        for a in result.attacks)
     assert EvalResult.from_dict(result.to_dict()) == result
+
+
+def test_attack_command_with_adaptive_goes_straight_through(capsys):
+    args = ["attack", "pgd", "--model", "tests.evaluate.test_straight_through_escalation:hidden_round", "--data",
+            "mnist-sample", "--limit", "8", "--eps", "0.3", "--steps", "5", "--quiet"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--adaptive"]) == 0
+    adaptive = json.loads(capsys.readouterr().out)
+    assert plain["robust_accuracy"] > 0.8 and adaptive["robust_accuracy"] < 0.2

@@ -88,6 +88,24 @@ def test_several_operations_are_listed_in_order(tiny_cnn):
     assert straight_through_ops(model, _x()) == ["round", "detach", "sign"]
 
 
+def _integer_tricks(x: Tensor) -> Tensor:
+    """A quantizer that clamps its integer codes in place, looks them up in a table and reuses the float."""
+    scaled = x * 255
+    codes = scaled.long()
+    codes.clamp_(0, 127)
+    table = torch.linspace(0, 1, 256)
+    return table[codes] * 0.5 + codes.float() / 510 + scaled / 2550
+
+
+def test_integer_tricks_keep_the_value_and_the_float_they_came_from(tiny_cnn):
+    model, x = Hidden(tiny_cnn, _integer_tricks), _x()
+    x_var = x.clone().requires_grad_(True)
+    # The in-place clamp is not replayed on the float source, which the model uses again afterwards.
+    assert torch.equal(StraightThrough(model)(x_var).detach(), model(x))
+    assert straight_through_ops(model, x) == ["integer cast"]
+    assert torch.count_nonzero(_grad(StraightThrough(model), x)) > 0
+
+
 def test_constants_and_honest_models_are_left_alone(tiny_cnn):
     scale = torch.tensor(7.6)  # the model's own constant computation: no gradient flows into it
     model = Hidden(tiny_cnn, lambda x: x * torch.round(scale).detach() / 8)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -82,8 +82,15 @@ def replace_gradient(value: Tensor, approx: Tensor) -> Tensor:
     return out
 
 
-def _graded(x: object) -> bool:
+def _graded(x: object) -> TypeGuard[Tensor]:
     return isinstance(x, Tensor) and x.requires_grad and x.is_floating_point() and torch.is_grad_enabled()
+
+
+def _in_place(name: str) -> bool:
+    """Whether the torch function called `name` works in place (`clamp_`, `__iadd__`)."""
+    if name.startswith("__"):
+        return name.startswith("__i") and name not in ("__index__", "__int__", "__invert__", "__init__", "__iter__")
+    return name.endswith("_")
 
 
 def _swap(obj: Any, table: dict[int, tuple[Tensor, Tensor]]) -> Any:
@@ -125,12 +132,13 @@ class _Mode(TorchFunctionMode):
                 return self._through_int(value, approx)
         if not _graded(x):
             return value
-        assert isinstance(x, Tensor)  # noqa: S101 - _graded checked it
         name, approx = _IDENTITY.get(func), x
-        if func in _DIVISION or (func in (torch.div, Tensor.div) and kwargs.get("rounding_mode") is not None):
+        rounding = kwargs.get("rounding_mode") if func in (torch.div, Tensor.div) else "floor" * (func in _DIVISION)
+        if rounding:
             other = args[1] if len(args) > 1 else kwargs.get("other")
-            name, approx = (f"{kwargs.get('rounding_mode', 'floor')}-divide", torch.div(x, other)) \
-                if other is not None else (None, x)
+            if other is None:
+                return value
+            name, approx = f"{rounding}-divide", torch.div(x, other)
         if name is not None and approx.shape == value.shape:
             self._note(name)
             return replace_gradient(value, approx)
@@ -140,14 +148,18 @@ class _Mode(TorchFunctionMode):
 
     def _approx(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor | None:
         """`func` computed on the float sources of its tracked integer arguments; None where none is tracked."""
+        name = getattr(func, "__name__", "")
+        # Never in place (it would change the float source the model may still use), nor a `*_like` factory.
+        if _in_place(name) or name.endswith("_like"):
+            return None
         swapped = _swap(args, self.ints)
         if all(a is b for a, b in zip(swapped, args, strict=True)):
             return None
         try:
             approx = func(*swapped, **_swap(kwargs, self.ints))
-        except (RuntimeError, TypeError):  # an integer-only operation (bit shifts): the gradient stays cut
+        except (RuntimeError, TypeError, IndexError, ValueError):  # integer-only (bit shifts, indexing): still cut
             return None
-        return approx if isinstance(approx, Tensor) and approx.is_floating_point() else None
+        return approx if isinstance(approx, Tensor) and approx.is_floating_point() and approx.requires_grad else None
 
     def _through_int(self, value: Tensor, approx: Tensor) -> Tensor:
         if value.shape != approx.shape:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from bastion.cli import main
 from bastion.data import load_dataset
 from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
+from bastion.evaluate.stages.escalation import view_text
 from bastion.models import load_zoo_model
 
 
@@ -59,3 +60,11 @@ def test_attack_command_with_adaptive_goes_straight_through(capsys):
     assert main([*args, "--adaptive"]) == 0
     adaptive = json.loads(capsys.readouterr().out)
     assert plain["robust_accuracy"] > 0.8 and adaptive["robust_accuracy"] < 0.2
+
+
+def test_view_text_names_the_straight_through_operations():
+    assert view_text({"bpda": [], "eot_samples": 0, "straight_through": ["round", "detach"]}) == \
+        "straight-through round detach"
+    assert view_text({"bpda": ["jpeg:identity"], "eot_samples": 4, "straight_through": ["detach"]}) == \
+        "BPDA jpeg:identity, straight-through detach, EOT x4"
+    assert view_text({"bpda": [], "eot_samples": 0}) == ""  # reports written before the key existed

@@ -109,8 +109,8 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     from bastion.threat import ThreatModel
 
     model = load_model_from_args(args).module
-    model = _defended(model, args.defense or [], args.adaptive)
     data = load_data_from_args(args)
+    model = _defended(model, args.defense or [], args.adaptive, data)
     if args.eps in ("max", "inf"):
         threat = ThreatModel.unbounded(args.norm or "linf", data.shape)
     else:
@@ -166,12 +166,21 @@ def _grid_top(found: np.ndarray, bound: float) -> float:
     return min(bound, math.ceil(top / scale - 1e-9) * scale)
 
 
-def _defended(model: Any, specs: list[str], adaptive: bool) -> Any:
-    """The model behind --defense specs; with --adaptive, its BPDA/EOT view (same predictions, adaptive gradients)."""
+def _defended(model: Any, specs: list[str], adaptive: bool, data: Any) -> Any:
+    """The model behind --defense specs; with --adaptive, its adaptive view (same predictions, adaptive gradients).
+
+    The view is BPDA through the declared defenses, EOT over the random ones, and straight-through
+    gradients for the non-differentiable operations a probe pass on the first points of `data` finds.
+    """
     from bastion.defenses import adaptive_model, apply_defenses
+    from bastion.models import model_device_dtype
 
     model = apply_defenses(model, specs)
-    return adaptive_model(model).module if adaptive else model
+    if not adaptive:
+        return model
+    device, dtype = model_device_dtype(model)
+    probe, _ = data.batch(torch.arange(min(len(data), 8)), device=device, dtype=dtype)
+    return adaptive_model(model, probe=probe).module
 
 
 def _attack_batch(

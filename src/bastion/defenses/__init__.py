@@ -10,6 +10,7 @@ from bastion.defenses.output import QuantizeOutput, Saturate
 from bastion.defenses.preprocessing import JPEG, BitDepth, Gaussian, Median, Round
 from bastion.defenses.randomization import ResizePad
 from bastion.defenses.spec import apply_defenses, build_defense, parse_spec
+from bastion.defenses.straight_through import StraightThrough, replace_gradient, straight_through_ops
 
 __all__ = [
     "BPDA",
@@ -27,10 +28,13 @@ __all__ = [
     "ResizePad",
     "Round",
     "Saturate",
+    "StraightThrough",
     "adaptive_model",
     "apply_defenses",
     "build_defense",
     "find_defenses",
     "parse_spec",
+    "replace_gradient",
     "shattered",
+    "straight_through_ops",
 ]

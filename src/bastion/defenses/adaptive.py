@@ -1,8 +1,10 @@
-"""Adaptive attacks as model wrappers, so that every attack benefits: BPDA and EOT.
+"""Adaptive attacks as model wrappers, so that every attack benefits: BPDA, straight-through and EOT.
 
 Wrapping the model instead of rewriting attacks means PGD, APGD, FAB and C&W all become adaptive
 without a line of change (the recommendation of Tramèr, Carlini, Brendel & Madry, NeurIPS 2020,
-arXiv:2002.08347: adapt the model the attack sees, keep the attack standard).
+arXiv:2002.08347: adapt the model the attack sees, keep the attack standard). Declared defenses get
+their declared approximation; non-differentiable operations hidden inside the model's own forward
+(rounding, detach, integer casts) are found by a probe pass and get straight-through gradients.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from bastion.defenses.base import Defense, find_defenses
+from bastion.defenses.straight_through import StraightThrough, replace_gradient, straight_through_ops
 from bastion.errors import InputError
 
 __all__ = ["BPDA", "EOT", "AdaptiveModel", "adaptive_model"]
@@ -23,8 +26,8 @@ class BPDA(nn.Module):
     """Backward Pass Differentiable Approximation (Athalye, Carlini & Wagner, ICML 2018, arXiv:1802.00420, 4.1).
 
     The forward pass is the real model, defenses included; in the backward pass each defense that
-    is not differentiable is replaced by its declared approximation g: its output becomes
-    g(x) + (f(x) - g(x)).detach(), whose value is f(x) and whose gradient is g's.
+    is not differentiable is replaced by its declared approximation g: its output keeps the value
+    f(x) and takes the gradient of g(x) (`replace_gradient`).
 
     Args:
         model: A model containing `Defense` modules (e.g. a `Defended`).
@@ -39,9 +42,9 @@ class BPDA(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The model's output, with straight-through gradients at each non-differentiable defense."""
-        handles: list[RemovableHandle] = [
-            d.register_forward_hook(self._straight_through) for d in find_defenses(self.model) if not d.differentiable
-        ]
+        # Prepended, so the approximation replaces the output before any other hook sees it.
+        handles: list[RemovableHandle] = [d.register_forward_hook(self._straight_through, prepend=True)
+                                          for d in find_defenses(self.model) if not d.differentiable]
         try:
             out: Tensor = self.model(x)
         finally:
@@ -53,7 +56,7 @@ class BPDA(nn.Module):
         assert isinstance(module, Defense)  # noqa: S101 - hooks are only registered on defenses
         x = args[0]
         approx = x if self.identity and module.stage != "model" else module.approx(x)
-        return approx + (output - approx).detach()
+        return replace_gradient(output, approx)
 
 
 class EOT(nn.Module):
@@ -88,30 +91,44 @@ class AdaptiveModel:
     module: nn.Module
     bpda: list[str] = field(default_factory=list)
     eot_samples: int = 0
+    straight_through: list[str] = field(default_factory=list)
 
     @property
     def adapted(self) -> bool:
         """Whether anything was wrapped."""
-        return bool(self.bpda) or self.eot_samples > 0
+        return bool(self.bpda) or self.eot_samples > 0 or bool(self.straight_through)
 
     def describe(self) -> dict[str, Any]:
         """What the attacker was given, as JSON-ready data."""
-        return {"bpda": list(self.bpda), "eot_samples": self.eot_samples}
+        return {"bpda": list(self.bpda), "eot_samples": self.eot_samples,
+                "straight_through": list(self.straight_through)}
 
 
-def adaptive_model(model: nn.Module, *, eot_samples: int = 10, random: bool = False) -> AdaptiveModel:
-    """Wrap `model` for adaptive attacks as its defenses declare: BPDA for the non-differentiable ones, EOT if random.
+def adaptive_model(
+    model: nn.Module, *, eot_samples: int = 10, random: bool = False, probe: Tensor | None = None
+) -> AdaptiveModel:
+    """Wrap `model` for adaptive attacks: BPDA for the non-differentiable defenses, straight-through, EOT if random.
+
+    Declared defenses get their declared BPDA approximation. With a `probe`, one forward pass also
+    finds the non-differentiable operations inside the model's own code (outside those defenses),
+    and the view gives them straight-through gradients (`StraightThrough`); a model without any is
+    not wrapped.
 
     Args:
         model: The (defended) model.
         eot_samples: Draws per EOT estimate.
         random: Also use EOT when no defense declares randomness (e.g. the model was seen to
             give different outputs for identical inputs).
+        probe: A few inputs of the data to attack, shape (B, ...); None skips the search.
     """
     defenses = find_defenses(model)
-    bpda = [f"{getattr(d, 'name', type(d).__name__)}:{d.bpda}" for d in defenses if not d.differentiable]
+    cut = [d for d in defenses if not d.differentiable]
+    bpda = [f"{getattr(d, 'name', type(d).__name__)}:{d.bpda}" for d in cut]
     module: nn.Module = BPDA(model) if bpda else model
+    found = straight_through_ops(model, probe, skip=cut) if probe is not None else []
+    if found:
+        module = StraightThrough(module, skip=cut)
     randomized = random or any(d.random for d in defenses)
     if randomized:
         module = EOT(module, eot_samples)
-    return AdaptiveModel(module, bpda, eot_samples if randomized else 0)
+    return AdaptiveModel(module, bpda, eot_samples if randomized else 0, found)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import torch
 from torch import nn
 
 from bastion.attacks import FGSM, PGD, Attack, Square, Transfer
@@ -28,6 +29,9 @@ from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss
 
 __all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "adaptive_view", "escalate", "view_text"]
+
+#: Points of the data run once through the model to find the non-differentiable operations inside it.
+PROBE_POINTS = 8
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,14 @@ class EscalationStage(Stage):
 
 
 def adaptive_view(ctx: EvalContext, settings: EscalationSettings, random: bool) -> AdaptiveModel:
-    """The model as the adaptive attacks see it: BPDA through declared defenses, EOT when it is random."""
-    return adaptive_model(ctx.model, eot_samples=settings.eot_samples, random=random)
+    """The model as the adaptive attacks see it: BPDA through declared defenses, EOT when it is random.
+
+    A probe pass on the first points of the data finds the non-differentiable operations inside the
+    model's own forward (rounding, detach, integer casts): the view gives them straight-through gradients.
+    """
+    batch = next(ctx.batches(torch.arange(min(len(ctx.data), PROBE_POINTS)), "escalation: probe"), None)
+    probe = batch[1] if batch is not None else None
+    return adaptive_model(ctx.model, eot_samples=settings.eot_samples, random=random, probe=probe)
 
 
 def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Finding], reason: str,
@@ -126,9 +136,14 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
 
 
 def view_text(adaptive: dict[str, Any]) -> str:
-    """How an adaptive view differs from the model ("BPDA jpeg:identity, EOT x10"); empty when it does not."""
-    bpda, eot = adaptive.get("bpda"), adaptive.get("eot_samples")
-    return ", ".join(filter(None, [f"BPDA {' '.join(bpda)}" if bpda else "", f"EOT x{eot}" if eot else ""]))
+    """How an adaptive view differs from the model ("BPDA jpeg:identity, straight-through round, EOT x10").
+
+    Empty when it does not differ.
+    """
+    bpda, eot, through = adaptive.get("bpda"), adaptive.get("eot_samples"), adaptive.get("straight_through")
+    return ", ".join(filter(None, [f"BPDA {' '.join(bpda)}" if bpda else "",
+                                   f"straight-through {' '.join(through)}" if through else "",
+                                   f"EOT x{eot}" if eot else ""]))
 
 
 def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool) -> list[tuple[Attack, str]]:

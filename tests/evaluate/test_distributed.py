@@ -94,3 +94,16 @@ def test_a_run_killed_mid_stage_resumes_with_another_number_of_processes(one_pro
     report = json.loads((out / "report.json").read_text())
     assert comparable(report) == comparable(one_process)
     assert not (out / STATE_NAME).exists()  # the state goes once the report is written
+
+
+def test_a_random_defense_escalated_with_eot_gives_the_same_report_on_two_processes(tmp_path):
+    """Random draws of the model itself (a defense's own generator) are the chunk's, not the process's."""
+    argv = ["evaluate", "--model", "zoo:mnist-cnn-at", "--data", "mnist-sample", "--eps", "0.3", "--limit", "32",
+            "--batch-size", "8", "--suite", "pgd", "--steps", "5", "--restarts", "1", "--defense", "resize-pad",
+            "--eot-samples", "2", "--curve-points", "3", "--no-db", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert any(s["name"] == "escalation" and s["result"]["ran"] for s in one["stages"])  # EOT ran
+    done = torchrun(2, [*argv, "--out", str(tmp_path / "two")], cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert comparable(json.loads((tmp_path / "two" / "report.json").read_text())) == comparable(one)

@@ -44,6 +44,13 @@ class Defense(nn.Module):
         """Hyperparameters by name, for reports (override where the constructor stores more)."""
         return {}
 
+    def reseed(self, seed: int) -> None:
+        """Restart the defense's own random draws from `seed` (a random defense with a generator of its own).
+
+        An evaluation reseeds before each chunk of points, so the draws a point meets do not depend
+        on which points the same process saw before (`bastion.evaluate.shards`). Nothing to do here.
+        """
+
     def describe(self) -> dict[str, Any]:
         """Name, settings and the declared attack recipe, for the report."""
         return {

@@ -44,6 +44,10 @@ class ResizePad(Defense):
     def settings(self) -> dict[str, Any]:  # noqa: D102
         return {"scale": self.scale, "seed": self.seed}
 
+    def reseed(self, seed: int) -> None:
+        """Restart the draws of the defense's own generator from `seed`."""
+        self._generator.manual_seed(seed)
+
     def forward(self, x: Tensor) -> Tensor:
         """One random resize-and-pad per image of `x` (B, C, H, W); shape kept."""
         h, w = x.shape[-2:]

@@ -12,7 +12,8 @@ run seed, the stage, the stream and the chunk's first global index, so a point's
 depends on the run and the chunk it belongs to, never on the rank, the world size or which chunks
 ran before it on the same process. A randomized model draws from torch's global generator: while
 a chunk is processed that generator is forked and seeded the same way, so the model's own noise is
-the chunk's too (and the caller's generator state is left as it was). With the chunk and its
+the chunk's too (and the caller's generator state is left as it was); a random defense with a
+generator of its own is reseeded alike (`Defense.reseed`). With the chunk and its
 randomness fixed, a run on any number of processes computes the same batches with the same
 numbers: on CPU the results are bit-identical.
 
@@ -27,24 +28,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import astuple, dataclass
 from typing import Any, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bastion import distributed
 from bastion.data import ImageSet
+from bastion.defenses import find_defenses
 from bastion.passes import PassCount, uncounted
 
-__all__ = ["Batch", "Shard", "ShardedRun", "stream_seed", "sum_over_processes"]
+__all__ = ["Batch", "Shard", "ShardedRun", "counted_once", "stream_seed", "sum_over_processes"]
 
 
 class ShardedRun(Protocol):
     """What a `Shard` reads and merges: the run's data and settings, `robust`, and the gallery's examples."""
 
+    model: nn.Module
     data: ImageSet
     device: torch.device
     dtype: torch.dtype
@@ -99,12 +102,12 @@ class Shard:
         here = distributed.world()
         chunks = list(torch.split(indices.cpu(), ctx.batch_size))
         self.replicated = replicated or not here.active
-        self.counted_elsewhere = replicated and here.active and not here.is_main  # rank 0 counts replicated work
         # Which rank the first chunk goes to turns with the stage and the loop, so that the rank
         # that takes one chunk more than the others is not always the same one.
         start = (here.rank - stream_seed(ctx.seed, ctx.stage, description)) % max(1, here.size)
         self.chunks = chunks if self.replicated else chunks[start :: here.size]
         self.show = ctx.progress and here.is_main
+        self.random_defenses = [d for d in find_defenses(ctx.model) if d.random]
         self._examples_before = len(ctx.examples)
 
     def __iter__(self) -> Iterator[Batch]:
@@ -115,8 +118,11 @@ class Shard:
                 x, y = ctx.data.batch(chunk, device=ctx.device, dtype=ctx.dtype)
                 batch = Batch(chunk, x, y, ctx.seed, ctx.stage)
                 with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []), \
-                        uncounted() if self.counted_elsewhere else nullcontext():
-                    torch.manual_seed(stream_seed(ctx.seed, ctx.stage, f"model@{batch.first}"))
+                        counted_once() if self.replicated else nullcontext():
+                    seed = stream_seed(ctx.seed, ctx.stage, f"model@{batch.first}")
+                    torch.manual_seed(seed)
+                    for defense in self.random_defenses:
+                        defense.reseed(seed)
                     yield batch
                 bar.update(int(chunk.numel()))
 
@@ -148,6 +154,12 @@ class Shard:
         ctx = self.ctx
         room = max(0, ctx.example_budget - self._examples_before)
         ctx.examples = ctx.examples[: self._examples_before] + sorted(new, key=lambda e: e.index)[:room]
+
+
+def counted_once() -> AbstractContextManager[None]:
+    """For work every process does alike: its passes are counted by rank 0 only (summed, they count once)."""
+    here = distributed.world()
+    return uncounted() if here.active and not here.is_main else nullcontext()
 
 
 def sum_over_processes(passes: PassCount) -> PassCount:

@@ -22,6 +22,7 @@ from bastion.attacks import FGSM, PGD, Attack, Square, Transfer
 from bastion.defenses import AdaptiveModel, adaptive_model
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord, Finding
+from bastion.evaluate.shards import counted_once
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
 from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
@@ -108,9 +109,10 @@ def adaptive_view(ctx: EvalContext, settings: EscalationSettings, random: bool) 
     A probe pass on the first points of the data finds the non-differentiable operations inside the
     model's own forward (rounding, detach, integer casts): the view gives them straight-through gradients.
     """
-    batch = next(ctx.batches(torch.arange(min(len(ctx.data), PROBE_POINTS)), "escalation: probe"), None)
-    probe = batch[1] if batch is not None else None
-    return adaptive_model(ctx.model, eot_samples=settings.eot_samples, random=random, probe=probe)
+    count = min(len(ctx.data), PROBE_POINTS)
+    probe = ctx.data.batch(torch.arange(count), device=ctx.device, dtype=ctx.dtype)[0] if count else None
+    with counted_once():  # every process probes alike
+        return adaptive_model(ctx.model, eot_samples=settings.eot_samples, random=random, probe=probe)
 
 
 def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Finding], reason: str,

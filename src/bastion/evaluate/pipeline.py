@@ -35,6 +35,7 @@ from bastion.evaluate.result import AttackRecord, CleanRecord, EvalResult, Galle
 from bastion.evaluate.runner import Runner
 from bastion.evaluate.stages import (
     AttackStageResult,
+    AuditResult,
     ChecksResult,
     CleanResult,
     CurveResult,
@@ -141,7 +142,7 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
     for result in ctx.results.values():
         if isinstance(result, AttackStageResult):
             records.append(result.record)
-        elif isinstance(result, EscalationResult):
+        elif isinstance(result, (EscalationResult, AuditResult)):
             records += result.records
         elif isinstance(result, CurveResult) and result.escalation is not None:
             records += result.escalation.records

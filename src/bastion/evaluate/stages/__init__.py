@@ -2,6 +2,7 @@
 
 from bastion.evaluate.stages.agreement import AgreementSettings, AgreementStage
 from bastion.evaluate.stages.attack import AttackSettings, AttackStage, AttackStageResult, attack_stage
+from bastion.evaluate.stages.audit import AuditResult, AuditSettings, AuditStage
 from bastion.evaluate.stages.certify import CertifySettings, CertifyStage
 from bastion.evaluate.stages.checks import ChecksResult, ChecksSettings, ChecksStage
 from bastion.evaluate.stages.clean import CleanResult, CleanStage
@@ -19,6 +20,9 @@ __all__ = [
     "AttackSettings",
     "AttackStage",
     "AttackStageResult",
+    "AuditResult",
+    "AuditSettings",
+    "AuditStage",
     "CertifySettings",
     "CertifyStage",
     "ChecksResult",

@@ -1,0 +1,159 @@
+"""The audit: full AutoAttack on a sample of the points a fast cascade left robust, on all of them after a miss.
+
+A fast cascade (A3, Liu et al., CVPR 2022, arXiv:2203.08546; MALT, Melamed et al., NeurIPS 2024,
+arXiv:2407.02240) saves most of AutoAttack's passes on assumptions that can fail on a model they
+were not tuned on. The audit tests them where they matter: a seeded random sample of `sample`
+still-robust points, and the `closest` still-robust points nearest the decision boundary (smallest
+clean margin), go through the standard AutoAttack (Croce & Hein, ICML 2020, arXiv:2003.01690). A
+point it breaks is a miss of the cascade: it counts as broken, and the run escalates to the whole
+AutoAttack on every point still robust, so the reported number is never weaker than AutoAttack's.
+
+When the m random points show no miss, the rule of three (Hanley & Lippman-Hand, JAMA 1983) bounds
+the share of still-robust points the cascade misses below 3/m with 95% confidence (a zero count in
+m Bernoulli trials: (1 - p)^m >= 0.05 only for p < -ln(0.05)/m, about 3/m); the report states it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from bastion.attacks import ATTACKS
+from bastion.attacks.autoattack import VERSIONS, member_specs
+from bastion.errors import InputError
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.result import AttackRecord
+from bastion.evaluate.stage import STAGES, Stage, StageResult
+from bastion.evaluate.stages.attack import attack_stage
+from bastion.evaluate.stages.clean import mean_of
+from bastion.evaluate.validation import check_int
+from bastion.passes import PassCount, attack_mode
+from bastion.render.blocks import esc, note_html, section_html
+
+__all__ = ["AuditResult", "AuditSettings", "AuditStage", "clean_margins"]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Attributes: how many random and boundary-nearest robust points; the AutoAttack version and budgets."""
+
+    sample: int = 30
+    closest: int = 10
+    version: str = "standard"
+    steps: int | None = None
+    n_queries: int | None = None
+    escalate: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("sample", self.sample, 0)
+        check_int("closest", self.closest, 0)
+        if self.sample + self.closest < 1:
+            raise InputError("an audit needs at least one point: give sample or closest >= 1")
+        if self.version not in VERSIONS:
+            raise InputError(f"unknown AutoAttack version {self.version!r}; choose one of: {', '.join(VERSIONS)}")
+        for name in ("steps", "n_queries"):
+            value = getattr(self, name)
+            if value is not None:
+                check_int(name, value, 1)
+
+
+@dataclass(frozen=True)
+class AuditResult(StageResult):
+    """Which points were audited, which the cascade had missed, the bound, and the escalation it caused."""
+
+    audited: list[int]
+    sampled: int
+    closest: int
+    missed: list[int]
+    bound: float | None
+    escalated: bool
+    reason: str
+    records: list[AttackRecord] = field(default_factory=list)
+
+
+@STAGES.register("audit")
+class AuditStage(Stage):
+    """Run AutoAttack on a sample of still-robust points; escalate to all of them if it breaks one."""
+
+    kind = "audit"
+    Settings = AuditSettings
+    Result = AuditResult
+    settings: AuditSettings
+
+    def run(self, ctx: EvalContext) -> AuditResult:
+        """Audit, and escalate after a miss."""
+        s = self.settings
+        robust = ctx.robust.nonzero().squeeze(1)
+        if robust.numel() == 0:
+            return AuditResult(audited=[], sampled=0, closest=0, missed=[], bound=None, escalated=False,
+                               reason="no point left robust: nothing to audit")
+        margins = clean_margins(ctx, robust)
+        nearest = robust[torch.argsort(margins[robust], stable=True)][: s.closest]
+        rest = robust[~torch.isin(robust, nearest)]
+        sample = rest[torch.randperm(len(rest), generator=ctx.generator("sample"))[: s.sample]]
+        audited = torch.sort(torch.cat([nearest, sample])).values
+        attacks = [(name, ATTACKS.create(name, **params))
+                   for name, params in member_specs(s.version, steps=s.steps, n_queries=s.n_queries)]
+        sub = replace(ctx, robust=torch.zeros_like(ctx.robust), examples=[], warnings=[], gallery_size=0)
+        sub.robust[audited] = True
+        passes = PassCount()
+        for name, attack in attacks:
+            passes = passes + PassCount(**attack_stage(sub, attack, "audit", stream=f"audit/{name}").passes)
+        missed = audited[~sub.robust[audited]]
+        ctx.robust[missed] = False
+        missed_in_sample = int(torch.isin(missed, sample).sum())
+        bound = 3 / len(sample) if len(sample) and not missed_in_sample else None
+        records = [AttackRecord(
+            name=f"autoattack-{s.version}", role=f"audit: {len(sample)} random and {len(nearest)} boundary-nearest "
+            "robust points", settings={"version": s.version, "steps": s.steps, "n_queries": s.n_queries},
+            norm=ctx.threat.norm.name, eps=ctx.threat.eps, attacked=len(audited), fooled=len(missed),
+            robust_accuracy=mean_of(ctx.robust), passes=asdict(passes), seconds=0.0)]
+        escalated = bool(missed.numel()) and s.escalate and bool(ctx.robust.any())
+        if escalated:
+            for name, attack in attacks:
+                records.append(attack_stage(ctx, attack, f"audit escalation: autoattack {s.version}",
+                                            stream=f"escalation/{name}"))
+        reason = (f"AutoAttack broke {len(missed)} of {len(audited)} audited points the cascade had left robust"
+                  if missed.numel() else f"AutoAttack broke none of the {len(audited)} audited points")
+        return AuditResult(audited=audited.tolist(), sampled=len(sample), closest=len(nearest),
+                           missed=missed.tolist(), bound=bound, escalated=escalated, reason=reason, records=records)
+
+    @classmethod
+    def headline(cls, result: AuditResult) -> str:
+        """What the audit found, the bound it gives, and whether it escalated."""
+        if not result.audited:
+            return result.reason
+        text = result.reason
+        if result.bound is not None:
+            text += f"; miss rate < {result.bound:.1%} (95%, rule of three on {result.sampled} random points)"
+        if result.escalated:
+            last = result.records[-1].robust_accuracy
+            text += f"; escalated to the full AutoAttack on every robust point: robust accuracy {last:.2%}"
+        return text
+
+    @classmethod
+    def html_section(cls, result: AuditResult) -> str:
+        """The audit in a paragraph."""
+        if not result.audited:
+            return ""
+        text = (f"The standard AutoAttack ran on {result.sampled} randomly sampled and {result.closest} "
+                f"boundary-nearest points the fast cascade had left robust. {esc(cls.headline(result))}.")
+        if result.bound is not None:
+            text += (" With no miss among the random sample, the rule of three bounds the share of robust points "
+                     "the cascade misses below 3/m at 95% confidence.")
+        return section_html("audit", "Audit of the fast cascade", note_html(text))
+
+
+def clean_margins(ctx: EvalContext, indices: torch.Tensor) -> torch.Tensor:
+    """z_y - max_{j != y} z_j on the clean points `indices` (a tensor over all points; others are +inf)."""
+    margins = torch.full((len(ctx.data),), float("inf"))
+    shard = ctx.batches(indices, "audit: margins")
+    with attack_mode(ctx.model), torch.no_grad():
+        for batch in shard:
+            logits = ctx.model(batch.x).float()
+            true = logits.gather(1, batch.y[:, None]).squeeze(1)
+            other = logits.scatter(1, batch.y[:, None], float("-inf")).max(1).values
+            margins[batch.indices] = (true - other).cpu()
+    shard.merge(margins)
+    return margins

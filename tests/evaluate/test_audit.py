@@ -1,0 +1,76 @@
+"""The audit catches a cascade that missed points, escalates to AutoAttack on all of them, and bounds what it saw."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bastion.attacks.autoattack import member_specs
+from bastion.data import load_dataset
+from bastion.errors import InputError
+from bastion.evaluate import STAGES, Runner
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.stages import AuditResult
+from bastion.models import load_model
+from bastion.threat import ThreatModel
+
+BUDGET = {"steps": 8, "n_queries": 40}
+
+
+def _context(eps: float, limit: int = 24) -> EvalContext:
+    model = load_model("zoo:mnist-cnn").module.eval()
+    data = load_dataset("mnist-sample", limit=limit)
+    return EvalContext(model, data, ThreatModel("linf", eps), torch.device("cpu"), torch.float32, batch_size=12)
+
+
+def _run(ctx: EvalContext, *stages: tuple[str, str, dict]) -> AuditResult:
+    Runner([STAGES.get(kind)(name=name, **settings) for name, kind, settings in stages]).run(ctx)
+    result = ctx.results["audit"]
+    assert isinstance(result, AuditResult)
+    return result
+
+
+def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates_to_autoattack():
+    ctx = _context(0.1)
+    weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
+    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
+                 ("audit", "audit", {"sample": 4, "closest": 2, **BUDGET}))
+    assert len(audit.audited) == 6 and audit.missed and set(audit.missed) <= set(audit.audited)
+    assert audit.escalated and audit.bound is None
+    assert not ctx.robust[audit.missed].any()  # a miss counts as broken
+    roles = [r.role for r in audit.records]
+    assert roles[0].startswith("audit:")
+    assert [r.name for r in audit.records[1:]] == [name for name, _ in member_specs("standard")]
+    # After the escalation the number is AutoAttack's on every point the weak cascade left robust.
+    alone = _context(0.1)
+    _run(alone, ("clean", "clean", {}), ("fgsm", "attack", weak),
+         ("audit", "audit", {"sample": 0, "closest": len(alone.data), "escalate": False, **BUDGET}))
+    assert ctx.robust.sum() <= alone.robust.sum() + 1
+
+
+def test_an_audit_without_a_miss_states_the_rule_of_three_bound_and_does_not_escalate():
+    ctx = _context(0.005)  # too small a ball for any attack to break a correct point of this model
+    audit = _run(ctx, ("clean", "clean", {}), ("audit", "audit", {"sample": 10, "closest": 3, **BUDGET}))
+    assert audit.missed == [] and not audit.escalated and len(audit.records) == 1
+    assert audit.sampled == 10 and audit.bound == pytest.approx(3 / 10)
+    assert "rule of three" in STAGES.get("audit").headline(audit)
+
+
+def test_the_sample_is_seeded_and_holds_the_boundary_nearest_points():
+    first, second = _context(0.005), _context(0.005)
+    a = _run(first, ("clean", "clean", {}), ("audit", "audit", {"sample": 5, "closest": 3, **BUDGET}))
+    b = _run(second, ("clean", "clean", {}), ("audit", "audit", {"sample": 5, "closest": 3, **BUDGET}))
+    assert a.audited == b.audited
+    x, y = first.data.batch(torch.arange(len(first.data)))
+    with torch.no_grad():
+        logits = first.model(x)
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    margin = true - logits.scatter(1, y[:, None], float("-inf")).max(1).values
+    candidates = first.correct.nonzero().squeeze(1)
+    nearest = candidates[torch.argsort(margin[candidates])][:3]
+    assert set(nearest.tolist()) <= set(a.audited)
+
+
+def test_an_audit_of_no_point_is_refused_in_one_line():
+    with pytest.raises(InputError, match="at least one point"):
+        STAGES.get("audit")(sample=0, closest=0)

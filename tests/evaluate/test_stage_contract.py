@@ -41,6 +41,7 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
                                                                                       "steps": 3})],
     "audit": [("clean", "clean", {}), ("pgd", "attack", ATTACK),
               ("audit", "audit", {"sample": 4, "closest": 2, "steps": 2, "n_queries": 10})],
+    "probes": [("clean", "clean", {}), ("probes", "probes", {"probe_points": 12})],
     "per-class": [("clean", "clean", {}), ("pgd", "attack", ATTACK), ("per-class", "per-class", {})],
     "members": [("clean", "clean", {}), ("members", "members", {"steps": 2, "restarts": 1})],
     "min-norm": [("clean", "clean", {}), ("min-norm", "min-norm", {"attack": "fab", "grid": [0.0, 0.05]})],

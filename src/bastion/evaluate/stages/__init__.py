@@ -13,6 +13,7 @@ from bastion.evaluate.stages.extended import ExtendedSettings, ExtendedStage
 from bastion.evaluate.stages.members import MembersSettings, MembersStage, find_ensemble
 from bastion.evaluate.stages.min_norm import MinNormSettings, MinNormStage
 from bastion.evaluate.stages.per_class import PerClassResult, PerClassSettings, PerClassStage
+from bastion.evaluate.stages.probes import ProbesResult, ProbesSettings, ProbesStage
 
 __all__ = [
     "AgreementSettings",
@@ -47,6 +48,9 @@ __all__ = [
     "PerClassResult",
     "PerClassSettings",
     "PerClassStage",
+    "ProbesResult",
+    "ProbesSettings",
+    "ProbesStage",
     "attack_stage",
     "curve_points",
     "find_ensemble",

@@ -15,6 +15,9 @@ from bastion.evaluate.result import AttackRecord
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
+from bastion.evaluate.stages.probes import ProbesResult
+from bastion.evaluate.stages.views import adaptive_view, view_text
+from bastion.evaluate.validation import check_int
 from bastion.passes import PassCount
 
 __all__ = ["AttackSettings", "AttackStage", "AttackStageResult", "attack_stage"]
@@ -28,13 +31,19 @@ class AttackSettings:
         attack: Key into `bastion.attacks.ATTACKS` ("fgsm", "pgd", "apgd-t", ...).
         params: The attack's constructor arguments; unset ones keep the attack's defaults.
         role: Why it runs, shown in the report ("main attack", "autoattack standard", ...).
+        adaptive: When the `probes` stage found a random model or shattered gradients, attack the
+            adaptive view (BPDA, straight-through gradients, EOT over `eot_samples` draws) instead
+            of the plain model, whose gradients cannot guide the attack.
     """
 
     attack: str = "pgd"
     params: dict[str, Any] = field(default_factory=dict)
     role: str = "attack"
+    adaptive: bool = False
+    eot_samples: int = 10
 
     def __post_init__(self) -> None:
+        check_int("eot_samples", self.eot_samples, 1)
         if self.attack not in ATTACKS:
             raise InputError(f"unknown attack {self.attack!r}; choose one of: {', '.join(ATTACKS.names())}")
         self.build()
@@ -66,8 +75,14 @@ class AttackStage(Stage):
 
     def run(self, ctx: EvalContext) -> AttackStageResult:
         """Attack the points still robust at the threat model's eps."""
-        before = ctx.robust.clone()
-        record = attack_stage(ctx, self.settings.build(), self.settings.role)
+        s, before = self.settings, ctx.robust.clone()
+        probes = ctx.earlier(ProbesResult) if s.adaptive else None
+        if probes is not None and probes.gradients_mislead:
+            view = adaptive_view(ctx, s.eot_samples, probes.random)
+            how = view_text(view.describe()) or "plain gradients"
+            record = attack_stage(ctx, s.build(), f"{s.role} (probes: gradients mislead; {how})", model=view.module)
+        else:
+            record = attack_stage(ctx, s.build(), s.role)
         return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist())
 
     @classmethod

@@ -21,6 +21,7 @@ from bastion.evaluate.result import AttackRecord, Finding
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult
 from bastion.evaluate.stages.clean import mean_of
+from bastion.evaluate.stages.probes import ProbesResult
 from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss, check_rel_step
 from bastion.passes import PassCount
@@ -76,7 +77,9 @@ class ChecksStage(Stage):
         """Probe outputs and gradients, compare FGSM with PGD, try a huge eps, Square and transfer."""
         s, flattering = self.settings, mean_of(ctx.robust)
         attacks = ctx.all_earlier(AttackStageResult)
-        findings = masking.output_findings(ctx, s.probe_points) + masking.gradient_findings(ctx, s.probe_points)
+        probes = ctx.earlier(ProbesResult)  # probed before the attacks already: not again
+        findings = list(probes.findings) if probes is not None else (
+            masking.output_findings(ctx, s.probe_points) + masking.gradient_findings(ctx, s.probe_points))
         fgsm = next((r for r in attacks if r.record.name == "fgsm"), None)
         pgd = PGD(steps=s.steps, rel_step=s.rel_step, loss=s.loss)
         if fgsm is not None:

@@ -15,25 +15,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import torch
 from torch import nn
 
 from bastion.attacks import FGSM, PGD, Attack, Square, Transfer
-from bastion.defenses import AdaptiveModel, adaptive_model
+from bastion.defenses import AdaptiveModel
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord, Finding
-from bastion.evaluate.shards import counted_once
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
 from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
+from bastion.evaluate.stages.views import adaptive_view as view_of
+from bastion.evaluate.stages.views import view_text
 from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss
 
 __all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "adaptive_view", "escalate", "view_text"]
-
-#: Points of the data run once through the model to find the non-differentiable operations inside it.
-PROBE_POINTS = 8
-
 
 @dataclass(frozen=True)
 class EscalationSettings:
@@ -104,15 +100,11 @@ class EscalationStage(Stage):
 
 
 def adaptive_view(ctx: EvalContext, settings: EscalationSettings, random: bool) -> AdaptiveModel:
-    """The model as the adaptive attacks see it: BPDA through declared defenses, EOT when it is random.
+    """The model as the adaptive attacks see it: BPDA, straight-through gradients, EOT when it is random.
 
-    A probe pass on the first points of the data finds the non-differentiable operations inside the
-    model's own forward (rounding, detach, integer casts): the view gives them straight-through gradients.
+    See `bastion.evaluate.stages.views.adaptive_view`.
     """
-    count = min(len(ctx.data), PROBE_POINTS)
-    probe = ctx.data.batch(torch.arange(count), device=ctx.device, dtype=ctx.dtype)[0] if count else None
-    with counted_once():  # every process probes alike
-        return adaptive_model(ctx.model, eot_samples=settings.eot_samples, random=random, probe=probe)
+    return view_of(ctx, settings.eot_samples, random)
 
 
 def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Finding], reason: str,
@@ -135,17 +127,6 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
         records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}"))
     return EscalationResult(ran=True, reason=reason, records=records, adaptive=adaptive.describe(), random=random,
                             surrogate=described, settings=asdict(settings))
-
-
-def view_text(adaptive: dict[str, Any]) -> str:
-    """How an adaptive view differs from the model ("BPDA jpeg:identity, straight-through round, EOT x10").
-
-    Empty when it does not differ.
-    """
-    bpda, eot, through = adaptive.get("bpda"), adaptive.get("eot_samples"), adaptive.get("straight_through")
-    return ", ".join(filter(None, [f"BPDA {' '.join(bpda)}" if bpda else "",
-                                   f"straight-through {' '.join(through)}" if through else "",
-                                   f"EOT x{eot}" if eot else ""]))
 
 
 def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool) -> list[tuple[Attack, str]]:

@@ -33,7 +33,12 @@ __all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "adaptiv
 
 @dataclass(frozen=True)
 class EscalationSettings:
-    """Attributes: `adaptive` runs the adaptive attacks even when no check fired; the rest as in `EvalConfig`."""
+    """What the adaptive attacks run with.
+
+    Attributes: `adaptive` runs the adaptive attacks even when no check fired; `square_restarts`:
+    Square runs again, with new random draws, while its last run broke a point, at most this many
+    times in all; the rest as in `EvalConfig`.
+    """
 
     adaptive: bool = False
     eot_samples: int = 10
@@ -43,9 +48,10 @@ class EscalationSettings:
     blackbox_queries: int = 200
     surrogate: str | None = None
     surrogate_weights: str | None = None
+    square_restarts: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("eot_samples", "steps", "restarts", "blackbox_queries"):
+        for name in ("eot_samples", "steps", "restarts", "blackbox_queries", "square_restarts"):
             check_int(name, getattr(self, name), 1)
         check_loss(self.loss)
 
@@ -125,6 +131,12 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
         if not bool(ctx.robust.any()):
             break  # nothing left to break: the remaining attacks would attack no point
         records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}"))
+        run = 1
+        while attack.name == "square" and records[-1].fooled and run < settings.square_restarts \
+                and bool(ctx.robust.any()):  # a random search that still finds points may find more
+            records.append(attack_stage(ctx, attack, f"{role}, restart {run}", model=model,
+                                        stream=f"{stream}{i}-{attack.name}-{run}"))
+            run += 1
     return EscalationResult(ran=True, reason=reason, records=records, adaptive=adaptive.describe(), random=random,
                             surrogate=described, settings=asdict(settings))
 

@@ -20,7 +20,9 @@ from torch import nn
 from bastion.attacks import FGSM, PGD, Attack, Square, Transfer
 from bastion.defenses import AdaptiveModel
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.distilled import distill_surrogate
 from bastion.evaluate.result import AttackRecord, Finding
+from bastion.evaluate.shards import counted_once
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
 from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
@@ -37,7 +39,8 @@ class EscalationSettings:
 
     Attributes: `adaptive` runs the adaptive attacks even when no check fired; `square_restarts`:
     Square runs again, with new random draws, while its last run broke a point, at most this many
-    times in all; the rest as in `EvalConfig`.
+    times in all; `distill`: with no surrogate to transfer from and cut input gradients, distill one
+    from the model's predictions (`bastion.evaluate.distilled`); the rest as in `EvalConfig`.
     """
 
     adaptive: bool = False
@@ -49,6 +52,7 @@ class EscalationSettings:
     surrogate: str | None = None
     surrogate_weights: str | None = None
     square_restarts: int = 3
+    distill: bool = True
 
     def __post_init__(self) -> None:
         for name in ("eot_samples", "steps", "restarts", "blackbox_queries", "square_restarts"):
@@ -122,6 +126,10 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
     plan: list[tuple[Attack, str, nn.Module]] = [(a, role, adaptive.module)
                                                  for a, role in _attacks(settings, adaptive, ran_square)]
     surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)
+    cut = any(f.fired for f in findings if f.check in ("zero-gradients", "vanishing-gradients"))
+    if surrogate is None and settings.distill and cut:
+        with counted_once():  # every process distills alike
+            surrogate, described = distill_surrogate(ctx), "a CNN distilled from the model's predictions"
     if surrogate is not None:
         transfer = Transfer(surrogate=surrogate, steps=2 * settings.steps, diversity=0.5, loss="ce")
         at = len(plan) - 1 if plan[-1][0].name == "square" else len(plan)

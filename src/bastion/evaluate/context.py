@@ -44,7 +44,9 @@ class EvalContext:
     """Model, data and threat model, plus what the stages have learned so far.
 
     `correct` marks the points the model classifies correctly without attack; `robust` the points
-    that no attack run so far has broken at the threat model's eps (the per-sample worst case).
+    that no attack run so far has broken at the threat model's eps (the per-sample worst case);
+    `broken_at` the smallest radius at which an adversarial example of the point is known (+inf
+    where none is: `bastion.evaluate.shrink`).
     """
 
     model: nn.Module
@@ -59,6 +61,7 @@ class EvalContext:
     predictions: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
     correct: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
     robust: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
+    broken_at: Tensor = field(default_factory=lambda: torch.empty(0))
     examples: list[Example] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stage: str = ""

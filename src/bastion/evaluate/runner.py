@@ -43,7 +43,7 @@ __all__ = ["STATE_NAME", "Runner", "stage_keys"]
 logger = logging.getLogger(__name__)
 
 STATE_NAME = "state.pt"
-_FORMAT = 2
+_FORMAT = 3
 _EXAMPLE_FIELDS = ("index", "label", "clean_prediction", "adversarial_prediction", "attack")
 
 
@@ -198,11 +198,12 @@ def _share_context(ctx: EvalContext, warned: int) -> None:
 def _snapshot(ctx: EvalContext) -> dict[str, Any]:
     """The context after a stage; examples only grow, so their count marks which of them existed then."""
     return {"predictions": ctx.predictions.clone(), "correct": ctx.correct.clone(), "robust": ctx.robust.clone(),
-            "warnings": list(ctx.warnings), "n_examples": len(ctx.examples)}
+            "broken_at": ctx.broken_at.clone(), "warnings": list(ctx.warnings), "n_examples": len(ctx.examples)}
 
 
 def _restore_context(ctx: EvalContext, saved: dict[str, Any], examples: list[dict[str, Any]]) -> None:
-    ctx.predictions, ctx.correct, ctx.robust = (saved[k].clone() for k in ("predictions", "correct", "robust"))
+    ctx.predictions, ctx.correct, ctx.robust, ctx.broken_at = (
+        saved[k].clone() for k in ("predictions", "correct", "robust", "broken_at"))
     ctx.warnings = list(saved["warnings"])
     ctx.examples = [Example(x=e["x"], x_adv=e["x_adv"], **{k: e[k] for k in _EXAMPLE_FIELDS})
                     for e in examples[: saved["n_examples"]]]

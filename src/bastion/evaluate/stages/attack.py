@@ -6,6 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from bastion.attacks import ATTACKS, Attack
@@ -13,6 +14,7 @@ from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord
 from bastion.evaluate.shards import sum_over_processes
+from bastion.evaluate.shrink import shrunk_radius
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.stages.probes import ProbesResult
@@ -109,9 +111,13 @@ def attack_stage(ctx: EvalContext, attack: Attack, role: str, *, model: nn.Modul
                         generator=batch.generator(stream or attack.name))
         fooled = result.success.cpu()
         ctx.robust[batch.indices[fooled]] = False
+        if fooled.any() and len(ctx.broken_at):
+            rows = fooled.nonzero().squeeze(1).to(batch.x.device)
+            radii = shrunk_radius(ctx.model, batch.x[rows], result.x_adv[rows], batch.y[rows], ctx.threat.norm)
+            ctx.broken_at[batch.indices[fooled]] = torch.minimum(ctx.broken_at[batch.indices[fooled]], radii)
         ctx.keep_examples(batch.indices, batch.x, result.x_adv, batch.y, result.predictions, fooled, attack.name)
         passes = passes + result.passes
-    shard.merge()
+    shard.merge(ctx.broken_at)
     fooled_total = int(targets.numel()) - int(ctx.robust[targets].sum())
     passes = sum_over_processes(passes)
     return AttackRecord(name=attack.name, role=role, settings=attack.settings(), norm=ctx.threat.norm.name,

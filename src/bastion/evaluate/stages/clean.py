@@ -54,6 +54,7 @@ class CleanStage(Stage):
         ctx.predictions = predictions
         ctx.correct = predictions == ctx.data.labels
         ctx.robust = ctx.correct.clone()
+        ctx.broken_at = torch.full((n,), float("inf"))
         return CleanResult(top1=mean_of(ctx.correct), top5=mean_of(top5), n_correct=int(ctx.correct.sum()))
 
     @classmethod

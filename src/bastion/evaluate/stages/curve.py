@@ -37,9 +37,16 @@ __all__ = ["CurveResult", "CurveSettings", "CurveStage", "curve_points"]
 
 @dataclass(frozen=True)
 class CurveSettings:
-    """Attributes: grid: the radii (the plan puts the threat model's eps in it); the PGD attack's settings."""
+    """The radii and the attack that draws the curve.
+
+    Attributes: grid: the radii (the plan puts the threat model's eps in it); `below_from_cascade`:
+    read the radii below eps off the cascade's adversarial examples shrunk toward their clean points
+    (`ctx.broken_at`, a few forward passes per broken point, spent already) instead of attacking
+    again; the PGD attack's settings.
+    """
 
     grid: list[float] = field(default_factory=list)
+    below_from_cascade: bool = False
     restarts: int = 1
     steps: int = 20
     rel_step: float | None = None
@@ -84,13 +91,15 @@ class CurveStage(Stage):
         escalation_settings = EscalationSettings(**earlier.settings) if earlier and earlier.settings else \
             EscalationSettings()
         view = adaptive_view(ctx, escalation_settings, earlier.random) if earlier and earlier.ran else None
-        points = curve_points(ctx, attack, s.grid, model=None if view is None else view.module)
+        points = curve_points(ctx, attack, s.grid, model=None if view is None else view.module,
+                              below_from_cascade=s.below_from_cascade)
         plateau = masking.plateau_finding(points, ctx.threat.eps)
         late = None
         if plateau.fired and s.escalate_on_plateau and not (earlier and earlier.ran):
             late = escalate(ctx, escalation_settings, [plateau], "the curve plateaus", stream="late-")
             view = adaptive_view(ctx, escalation_settings, late.random)
-            points = curve_points(ctx, attack, s.grid, model=view.module, stream="after-escalation")
+            points = curve_points(ctx, attack, s.grid, model=view.module, stream="after-escalation",
+                                  below_from_cascade=s.below_from_cascade)
         settings: dict[str, Any] = {"attack": attack.name, **attack.settings()}
         if view is not None and view.adapted:
             settings["adaptive"] = view.describe()
@@ -105,14 +114,23 @@ class CurveStage(Stage):
 
 
 def curve_points(ctx: EvalContext, attack: Attack, grid: list[float], *, model: nn.Module | None = None,
-                 stream: str = "curve") -> list[CurvePoint]:
-    """Robust accuracy at each eps of `grid`, attacked in increasing order (`model`: a view of `ctx.model`)."""
+                 stream: str = "curve", below_from_cascade: bool = False) -> list[CurvePoint]:
+    """Robust accuracy at each eps of `grid`, attacked in increasing order (`model`: a view of `ctx.model`).
+
+    With `below_from_cascade`, a radius below the threat model's eps is not attacked: a point counts
+    broken there when the cascade's adversarial example of it, shrunk toward the clean point, lies
+    within that radius (`ctx.broken_at`).
+    """
     robust = ctx.correct.clone()
     points: list[CurvePoint] = []
     for eps in sorted(grid):
         at_threat = math.isclose(eps, ctx.threat.eps, rel_tol=1e-9, abs_tol=1e-12)
         if at_threat or eps > ctx.threat.eps:
             robust &= ctx.robust
+        elif below_from_cascade and len(ctx.broken_at):
+            robust &= ~(ctx.broken_at <= eps)
+            points.append(CurvePoint(eps=eps, accuracy=mean_of(robust)))
+            continue
         if eps > 0 and not at_threat:
             threat = ThreatModel(ctx.threat.norm, eps, ctx.threat.bounds)
             shard = ctx.batches(robust.nonzero().squeeze(1), f"curve eps={eps:.4g}")

@@ -30,8 +30,8 @@ def odi_start(
     """`steps` ODI steps of size eps from `start`; a point stops where a step's logits show it fooled.
 
     One forward and one backward pass per step: the logits the gradient comes from also say whether
-    that iterate already fools the model, and a fooled point stays there (the attack that follows
-    starts from it and finds it fooled on its first evaluation).
+    that iterate already fools the model; a fooled point stays there and leaves the loop (the attack
+    that follows starts from it and finds it fooled on its first evaluation).
 
     Args:
         model: Maps inputs to logits (B, K).
@@ -43,18 +43,22 @@ def odi_start(
         generator: Draws the direction w, one per point.
         target: (B,) target labels of a targeted attack (a point stops once it reaches its target), or None.
     """
-    x_odi, frozen = start.detach(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    shape = (-1, *[1] * (x.dim() - 1))
+    x_odi, frozen = start.detach().clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    device = generator.device if generator is not None else x.device
     w: Tensor | None = None
     for _ in range(steps):
-        x_odi.requires_grad_(True)
-        logits: Tensor = model(x_odi)
-        if w is None:
-            device = generator.device if generator is not None else x.device
-            w = 2 * torch.rand(logits.shape, generator=generator, device=device, dtype=logits.dtype).to(x.device) - 1
-        (grad,) = torch.autograd.grad((w * logits).sum(), x_odi)
+        rows = (~frozen).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            break
+        x_rows = x_odi[rows].requires_grad_(True)
+        logits: Tensor = model(x_rows)
+        if w is None:  # one direction per point, drawn once
+            w = 2 * torch.rand((len(x), logits.shape[1]), generator=generator, device=device,
+                               dtype=logits.dtype).to(x.device) - 1
+        (grad,) = torch.autograd.grad((w[rows] * logits).sum(), x_rows)
         with torch.no_grad():
-            frozen |= is_success(logits, y, target)
-            step = threat.eps * threat.norm.ascent(grad)
-            x_odi = torch.where(frozen.view(shape), x_odi, threat.clip(x, x_odi + step)).detach()
+            fooled = is_success(logits, y[rows], None if target is None else target[rows])
+            step = threat.clip(x[rows], x_rows + threat.eps * threat.norm.ascent(grad))
+            x_odi[rows] = torch.where(fooled.view(-1, *[1] * (x.dim() - 1)), x_rows, step)
+            frozen[rows] = fooled
     return x_odi

@@ -7,6 +7,7 @@ from torch import nn
 from bastion.attacks import FastAPGD
 from bastion.attacks._malt import malt_scores, malt_targets
 from bastion.attacks._odi import odi_start
+from bastion.attacks.fast import hopeless
 from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.models.zoo import load_zoo_model
@@ -112,3 +113,15 @@ def test_bad_hyperparameters_are_refused():
         with pytest.raises(InputError):
             FastAPGD(**kwargs)
     assert FastAPGD().settings()["n_targets"] == 3
+
+
+def test_a_point_gives_up_only_after_two_slow_stretches_in_a_row():
+    give_up = hopeless(steps=100, slack=4.0, batch=3)
+    rows = torch.arange(3)
+    f_prev, f_max = torch.tensor([-2.0, -2.0, -0.1]), torch.tensor([-2.0, -1.0, -0.1])  # flat, moving, flat
+    assert not give_up(22, 0, rows, f_max, f_prev).any()  # one flat stretch: APGD may halve its step and move on
+    # Row 0 stays flat and leaves; row 1 now stalls (its first slow stretch); row 2 resumes, then stalls again.
+    left = give_up(41, 22, rows, torch.tensor([-2.0, -1.0, -0.05]), torch.tensor([-2.0, -1.0, -0.1]))
+    assert left.tolist() == [True, False, False]
+    left = give_up(57, 41, rows[1:], torch.tensor([-1.0, -0.05]), torch.tensor([-1.0, -0.05]))
+    assert left.tolist() == [True, False]

@@ -22,8 +22,8 @@ Objective = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 Best = tuple[Tensor, Tensor, Tensor]  # per-sample best point, its loss, and whether it fools the model
 # (x[rows], rows) -> x^(0) for those rows: where a run starts (default: `_random_start`).
 Start = Callable[[Tensor, Tensor], Tensor]
-# (k, w_prev, f_max, f_max at w_prev) at checkpoint w_j = k -> (B',) bool: robust points to stop attacking.
-GiveUp = Callable[[int, int, Tensor, Tensor], Tensor]
+# (k, w_prev, rows, f_max, f_max at w_prev) at checkpoint w_j = k -> (B',) bool: robust points to stop attacking.
+GiveUp = Callable[[int, int, Tensor, Tensor, Tensor], Tensor]
 
 
 class _Settings(Protocol):
@@ -158,7 +158,7 @@ def _run(
         leave = success
         if k in checkpoints:
             if give_up is not None:  # asked before f_max_last moves on: it still holds f_max at w_{j-1}
-                leave = success | give_up(k, last, s.f_max, s.f_max_last)
+                leave = success | give_up(k, last, s.rows, s.f_max, s.f_max_last)
                 idx = local[s.rows[leave & ~success]]
                 x_out[idx], loss_out[idx] = s.x_max[leave & ~success], s.f_max[leave & ~success].to(x.dtype)
             # Condition 1: under rho of the steps since w_{j-1} raised the loss; condition 2: eta and f_max unchanged.

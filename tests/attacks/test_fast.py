@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from bastion.attacks import FastAPGD
+from bastion.attacks._hopeless import hopeless
 from bastion.attacks._malt import malt_scores, malt_targets
 from bastion.attacks._odi import odi_start
-from bastion.attacks.fast import hopeless
 from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.models.zoo import load_zoo_model

@@ -7,6 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from bastion.attacks._hopeless import hopeless
 from bastion.attacks._malt import malt_targets
 from bastion.attacks._odi import odi_start
 from bastion.attacks.apgd import APGD, GiveUp, Objective, Start, _apgd, _empty_best, _random_start
@@ -15,36 +16,7 @@ from bastion.errors import InputError
 from bastion.losses import cw_margin
 from bastion.threat import ThreatModel
 
-__all__ = ["FastAPGD", "hopeless"]
-
-
-def hopeless(steps: int, slack: float, batch: int) -> GiveUp:
-    """The give-up rule: a robust point leaves at two checkpoints in a row at which even `slack` times its pace fails.
-
-    At checkpoint w_j, with m the point's best margin so far (< 0 while robust) and
-    r = (m - m_{j-1}) / (w_j - w_{j-1}) its gain per step since the previous checkpoint, the point
-    falls short if m + slack * r * (steps - w_j) < 0; it leaves the run when it fell short at
-    w_{j-1} too. One flat stretch is not enough: APGD halves the step size of a point that made no
-    progress, which often gets it moving again. Heuristic, not a guarantee: a point whose margin
-    jumps after two slow stretches is given up (the tests check that none is on the zoo's AT model).
-
-    Args:
-        steps: The run's iterations N.
-        slack: Factor on the pace (larger gives up later).
-        batch: Size of the attacked batch (the rows' range).
-    """
-    short_at: Tensor | None = None  # per row: the checkpoint at which it last fell short, else -1
-
-    def give_up(k: int, last: int, rows: Tensor, f_max: Tensor, f_prev: Tensor) -> Tensor:
-        nonlocal short_at
-        if short_at is None:
-            short_at = torch.full((batch,), -1, dtype=torch.long, device=rows.device)
-        short = f_max + slack * (f_max - f_prev) / max(k - last, 1) * (steps - k) < 0
-        leave = short & (short_at[rows] == last)
-        short_at[rows] = torch.where(short, k, -1)
-        return leave
-
-    return give_up
+__all__ = ["FastAPGD"]
 
 
 def _margin_objective(y: Tensor, goal: Tensor | None, target: Tensor | None) -> Objective:

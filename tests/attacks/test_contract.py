@@ -22,6 +22,7 @@ FAST = {
     "apgd-ce": {"steps": 20},
     "apgd-dlr": {"steps": 20},
     "apgd-t": {"steps": 20, "n_targets": 2},
+    "apgd-fast": {"steps": 20, "target_steps": 20, "n_targets": 2},
     "fab": {"steps": 20},
     "fab-t": {"steps": 20, "n_targets": 2},
     "square": {"n_queries": 300},

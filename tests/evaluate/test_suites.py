@@ -44,6 +44,18 @@ def test_the_autoattack_suite_runs_each_member_as_a_stage_of_its_own():
     assert [s.name for s in plan(EvalConfig(model="m", data="d", suite="pgd", fgsm=False))][:2] == ["clean", "pgd"]
 
 
+def test_the_fast_suite_runs_apgd_fast_in_place_of_pgd_and_autoattack_and_is_not_the_default():
+    names = [s.name for s in plan(EvalConfig(model="m", data="d", suite="fast"))]
+    assert names == ["clean", "fgsm", "apgd-fast", "checks", "escalation", "curve", "per-class"]
+    assert EvalConfig(model="m", data="d").suite == "autoattack"
+    model, data = _toy()
+    config = EvalConfig(model="m", data="d", suite="fast", eps=0.05, curve_points=0, steps=2,
+                        stages={"apgd-fast": {"steps": 5, "target_steps": 5, "n_targets": 1}})
+    result = evaluate_model(model, data, config).to_dict()
+    attacks = [s for s in result["stages"] if s["name"] == "apgd-fast"]
+    assert len(attacks) == 1 and 0.0 <= result["summary"]["robust_accuracy"] <= 1.0
+
+
 def test_flat_options_map_onto_the_stage_that_owns_them():
     stages = {s.name: s for s in plan(EvalConfig(model="m", data="d", steps=7, restarts=3, curve_points=3,
                                                  aa_steps=11, probe_points=9, class_floor=0.4, eps=0.2))}

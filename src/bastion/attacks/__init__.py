@@ -6,6 +6,7 @@ from bastion.attacks.autoattack import VERSIONS, AutoAttack
 from bastion.attacks.base import ATTACKS, Attack, AttackResult
 from bastion.attacks.cw import CW
 from bastion.attacks.fab import FAB, FABT
+from bastion.attacks.fast import FastAPGD
 from bastion.attacks.fgsm import FGSM
 from bastion.attacks.hopskipjump import HopSkipJump
 from bastion.attacks.onepixel import OnePixel
@@ -23,6 +24,7 @@ __all__ = [
     "FAB",
     "FABT",
     "FGSM",
+    "FastAPGD",
     "HopSkipJump",
     "OnePixel",
     "PGD",

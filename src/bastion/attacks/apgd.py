@@ -20,6 +20,10 @@ __all__ = ["APGD", "APGDDLR", "checkpoint_schedule"]
 # (logits, rows) -> (loss to maximize, success), both (B',), for the rows `rows` of the attacked batch.
 Objective = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 Best = tuple[Tensor, Tensor, Tensor]  # per-sample best point, its loss, and whether it fools the model
+# (x[rows], rows) -> x^(0) for those rows: where a run starts (default: `_random_start`).
+Start = Callable[[Tensor, Tensor], Tensor]
+# (k, w_prev, rows, f_max, f_max at w_prev) at checkpoint w_j = k -> (B',) bool: robust points to stop attacking.
+GiveUp = Callable[[int, int, Tensor, Tensor, Tensor], Tensor]
 
 
 class _Settings(Protocol):
@@ -114,9 +118,13 @@ def _run(
     objective: Objective,
     hp: _Settings,
     generator: torch.Generator | None,
+    start_fn: Start | None = None,
+    give_up: GiveUp | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One run of Algorithm 1 of Croce & Hein (2020) on the points `rows` of x.
 
+    `start_fn` replaces the random start; `give_up`, asked at each checkpoint, lets robust points
+    leave the run early with their best point so far (neither is used by APGD itself).
     Returns, per row: the point that first fooled the model (and its loss), or else the point of
     highest loss of the run; and whether it fooled the model.
     """
@@ -125,7 +133,7 @@ def _run(
     local[rows] = torch.arange(len(rows), device=rows.device)
     x_out, loss_out = x[rows].clone(), torch.full((len(rows),), -torch.inf, device=x.device, dtype=x.dtype)
     fooled_out = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
-    start = _random_start(x[rows], threat, generator)
+    start = _random_start(x[rows], threat, generator) if start_fn is None else start_fn(x[rows], rows)
     loss, grad, success = _evaluate(model, start, rows, objective, hp.eot_iter, True)
     eta = torch.full_like(loss, 2.0 * threat.eps)  # eta^(0) = 2 eps
     zeros = torch.zeros_like(loss)
@@ -147,7 +155,12 @@ def _run(
         if bool(success.any()):  # keep the first point that fools the model, before any restart moves x
             idx = local[s.rows[success]]
             x_out[idx], loss_out[idx], fooled_out[idx] = s.x[success], s.loss[success].to(x.dtype), True
+        leave = success
         if k in checkpoints:
+            if give_up is not None:  # asked before f_max_last moves on: it still holds f_max at w_{j-1}
+                leave = success | give_up(k, last, s.rows, s.f_max, s.f_max_last)
+                idx = local[s.rows[leave & ~success]]
+                x_out[idx], loss_out[idx] = s.x_max[leave & ~success], s.f_max[leave & ~success].to(x.dtype)
             # Condition 1: under rho of the steps since w_{j-1} raised the loss; condition 2: eta and f_max unchanged.
             halve = (s.increases < hp.rho * (k - last)) | (~s.halved & (s.f_max <= s.f_max_last))
             s.eta = torch.where(halve, s.eta / 2, s.eta)
@@ -155,8 +168,8 @@ def _run(
             s.grad = torch.where(halve.view(shape), s.g_max, s.grad)
             s.loss = torch.where(halve, s.f_max, s.loss)
             s.increases, s.f_max_last, s.halved, last = torch.zeros_like(s.increases), s.f_max, halve, k
-        if bool(success.any()):  # fooled points leave the batch; the others' schedules are per sample
-            s = s.select(~success)
+        if bool(leave.any()):  # fooled points leave the batch; the others' schedules are per sample
+            s = s.select(~leave)
             if len(s.rows) == 0:
                 return x_out, loss_out, fooled_out
     idx = local[s.rows]  # never fooled: the point of highest loss of this run
@@ -172,12 +185,14 @@ def _apgd(
     best: Best,
     hp: _Settings,
     generator: torch.Generator | None,
+    start_fn: Start | None = None,
+    give_up: GiveUp | None = None,
 ) -> None:
     """`hp.n_restarts` APGD runs, each only on the points no earlier run fooled; updates `best` in place."""
     x_best, loss_best, fooled = best
 
     def run(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return _run(model, x, rows, threat, objective, hp, generator)
+        return _run(model, x, rows, threat, objective, hp, generator, start_fn, give_up)
 
     x_best.copy_(restart_survivors(x, hp.n_restarts, run, score=loss_best, fooled=fooled, best=x_best))
 

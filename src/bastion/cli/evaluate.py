@@ -46,11 +46,13 @@ def register(commands: Any) -> None:
     attack.add_argument("--loss", help="attack loss: ce (default), cw (C&W margin) or dlr (Croce & Hein's "
                         "difference of logits ratio)")
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
-    attack.add_argument("--suite", choices=["autoattack", "pgd", "extended", "deployed"],
+    attack.add_argument("--suite", choices=["autoattack", "pgd", "extended", "deployed", "fast"],
                         help="attacks after PGD: the AutoAttack ensemble (the standard protocol, default), none "
                         "(quick), or AutoAttack plus the threat models beyond the Lp ball (patch, spatial, "
                         "corruptions, one-pixel, universal, HopSkipJump); deployed: no gradients (Square, "
-                        "HopSkipJump, transfer from --surrogate), chosen by itself for an .onnx model")
+                        "HopSkipJump, transfer from --surrogate), chosen by itself for an .onnx model; fast: apgd-fast "
+                        "(ODI, margin APGD, MALT-ranked targets) instead of PGD and AutoAttack, for a fraction of "
+                        "AutoAttack's cost (not the default)")
     attack.add_argument("--extended-train-data", help="data spec the extended suite trains its patch and universal "
                         "perturbation on (default: the first half of the evaluated points; the second half measures)")
     attack.add_argument("--aa-steps", type=int, help="iterations of AutoAttack's gradient attacks (default 100)")

@@ -43,7 +43,8 @@ def evaluate_robustness(
             (images in [0, 1] of shape (N, C, H, W), integer labels of shape (N,)).
         eps: The threat model's radius (a number or "8/255").
         norm: "linf" or "l2".
-        suite: "autoattack" (the standard protocol), "pgd" (quick, not enough for a claim) or "extended".
+        suite: "autoattack" (the standard protocol), "pgd" (quick, not enough for a claim), "extended" or
+            "fast" (`apgd-fast` instead of PGD and AutoAttack).
         seed: Seed of every stage's random stream.
         out: Folder where progress is saved after each stage (and resumed from with `resume=True`);
             None keeps nothing.

@@ -40,7 +40,9 @@ class EvalConfig:
             (FGSM and PGD only: quick, and not enough for a robustness claim) or "extended" (the
             standard protocol plus threat models beyond the Lp ball: `bastion.evaluate.extended`) or
             "deployed" (no gradients: Square, HopSkipJump and, with a surrogate, transfer; chosen by
-            itself for a model without gradients, such as an ONNX file).
+            itself for a model without gradients, such as an ONNX file) or "fast" (FGSM, then
+            `apgd-fast` instead of PGD and AutoAttack: about AutoAttack's strength for a fraction of its
+            cost; not the reference for a claim).
         aa_version: AutoAttack version: "standard", "plus" or "rand".
         aa_steps: Iterations of AutoAttack's gradient attacks; None keeps the version's (100).
         aa_queries: Square's query budget; None keeps the version's (5,000). Smaller budgets are
@@ -169,8 +171,8 @@ class EvalConfig:
                 _check_int(name, getattr(self, name), 1)
         if self.limit is not None:
             _check_int("limit", self.limit, 1)
-        if self.suite not in ("autoattack", "pgd", "extended", "deployed"):
-            raise InputError(f"unknown suite {self.suite!r}; choose autoattack, pgd, extended or deployed")
+        if self.suite not in ("autoattack", "pgd", "extended", "deployed", "fast"):
+            raise InputError(f"unknown suite {self.suite!r}; choose autoattack, pgd, extended, deployed or fast")
         if self.aa_version not in ("standard", "plus", "rand"):
             raise InputError(f"unknown AutoAttack version {self.aa_version!r}; choose standard, plus or rand")
         if not math.isfinite(self.eps):

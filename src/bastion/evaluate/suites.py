@@ -7,6 +7,11 @@ stopped in. `plan` turns an `EvalConfig` into the stages to run: the suite, the 
 CLI and the TOML file mapped onto stage settings, the optional stages the options ask for, and the
 TOML's `[stages.NAME]` tables last (they override any setting of the stage called NAME).
 
+The `fast` suite replaces PGD and the AutoAttack members by one `apgd-fast` stage (ODI-started
+margin APGD, then targeted margin APGD on the MALT-nearest classes): AutoAttack's robust accuracy on
+the zoo's models for about a twentieth of its passes (`benchmarks/bench_fast.py`), with the same
+checks, escalation, curve and per-class audit as the other suites.
+
 A model without gradients (a deployed ONNX file) gets the `deployed` suite whatever `--suite` says:
 query-based attacks (Square, HopSkipJump), and with a `--surrogate` the transfer attack and a
 comparison of the two models' predictions.
@@ -43,6 +48,9 @@ SUITES: dict[str, list[Entry]] = {
     "pgd": [*_CORE, *_AUDIT, ("per-class", "per-class", {})],
     "autoattack": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
                    ("per-class", "per-class", {})],
+    "fast": [("clean", "clean", {}), _CORE[1],
+             ("apgd-fast", "attack", {"attack": "apgd-fast", "role": "main attack (AutoAttack-strength, fast)"}),
+             *_AUDIT, ("per-class", "per-class", {})],
     "extended": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
                  ("extended", "extended", {}), ("per-class", "per-class", {})],
     "deployed": [("clean", "clean", {}), ("agreement", "agreement", {}),

@@ -46,10 +46,10 @@ def test_the_autoattack_suite_runs_each_member_as_a_stage_of_its_own():
 
 def test_the_fast_suite_runs_apgd_fast_in_place_of_pgd_and_autoattack_and_is_not_the_default():
     names = [s.name for s in plan(EvalConfig(model="m", data="d", suite="fast"))]
-    assert names == ["clean", "fgsm", "apgd-fast", "checks", "escalation", "curve", "per-class"]
+    assert names == ["clean", "probes", "fgsm", "apgd-fast", "checks", "escalation", "audit", "curve", "per-class"]
     assert EvalConfig(model="m", data="d").suite == "autoattack"
     model, data = _toy()
-    config = EvalConfig(model="m", data="d", suite="fast", eps=0.05, curve_points=0, steps=2,
+    config = EvalConfig(model="m", data="d", suite="fast", eps=0.05, curve_points=0, steps=2, aa_steps=3, aa_queries=20,
                         stages={"apgd-fast": {"steps": 5, "target_steps": 5, "n_targets": 1}})
     result = evaluate_model(model, data, config).to_dict()
     attacks = [s for s in result["stages"] if s["name"] == "apgd-fast"]

@@ -9,8 +9,11 @@ TOML's `[stages.NAME]` tables last (they override any setting of the stage calle
 
 The `fast` suite replaces PGD and the AutoAttack members by one `apgd-fast` stage (ODI-started
 margin APGD, then targeted margin APGD on the MALT-nearest classes): AutoAttack's robust accuracy on
-the zoo's models for about a twentieth of its passes (`benchmarks/bench_fast.py`), with the same
-checks, escalation, curve and per-class audit as the other suites.
+the zoo's models for about a twentieth of its passes (`benchmarks/bench_fast.py`). It probes first
+(`probes`: randomness, shattered gradients), so `apgd-fast` goes straight through the adaptive view
+when plain gradients cannot work; after the checks and escalation an `audit` runs the standard
+AutoAttack on a sample of the points left robust and escalates to all of them after a miss; the
+curve reads its radii below eps off the cascade's own adversarial examples.
 
 A model without gradients (a deployed ONNX file) gets the `deployed` suite whatever `--suite` says:
 query-based attacks (Square, HopSkipJump), and with a `--surrogate` the transfer attack and a
@@ -48,9 +51,11 @@ SUITES: dict[str, list[Entry]] = {
     "pgd": [*_CORE, *_AUDIT, ("per-class", "per-class", {})],
     "autoattack": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
                    ("per-class", "per-class", {})],
-    "fast": [("clean", "clean", {}), _CORE[1],
-             ("apgd-fast", "attack", {"attack": "apgd-fast", "role": "main attack (AutoAttack-strength, fast)"}),
-             *_AUDIT, ("per-class", "per-class", {})],
+    "fast": [("clean", "clean", {}), ("probes", "probes", {}), _CORE[1],
+             ("apgd-fast", "attack", {"attack": "apgd-fast", "role": "main attack (AutoAttack-strength, fast)",
+                                      "adaptive": True}),
+             ("checks", "checks", {}), ("escalation", "escalation", {}), ("audit", "audit", {}),
+             ("curve", "curve", {"below_from_cascade": True}), ("per-class", "per-class", {})],
     "extended": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
                  ("extended", "extended", {}), ("per-class", "per-class", {})],
     "deployed": [("clean", "clean", {}), ("agreement", "agreement", {}),
@@ -111,6 +116,9 @@ def _flat_settings(config: EvalConfig) -> dict[str, dict[str, Any]]:
         "square": {"params": {"n_queries": config.aa_queries}},
         "pgd": {"params": {"steps": config.steps, "n_restarts": config.restarts, "rel_step": config.rel_step,
                            "loss": config.loss}},
+        "probes": {"probe_points": config.probe_points},
+        "apgd-fast": {"eot_samples": config.eot_samples},
+        "audit": {"steps": config.aa_steps, "n_queries": config.aa_queries},
         "checks": {**attack, **surrogate, "probe_points": config.probe_points,
                    "blackbox_queries": config.blackbox_queries},
         "escalation": {"adaptive": config.adaptive, "eot_samples": config.eot_samples, "steps": config.steps,

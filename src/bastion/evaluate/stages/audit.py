@@ -26,7 +26,10 @@ from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import attack_stage
+from bastion.evaluate.stages.checks import ChecksResult
 from bastion.evaluate.stages.clean import mean_of
+from bastion.evaluate.stages.probes import GRADIENT_BLOCKERS, ProbesResult
+from bastion.evaluate.stages.views import adaptive_view
 from bastion.evaluate.validation import check_int
 from bastion.passes import PassCount, attack_mode
 from bastion.render.blocks import esc, note_html, section_html
@@ -36,7 +39,12 @@ __all__ = ["AuditResult", "AuditSettings", "AuditStage", "clean_margins"]
 
 @dataclass(frozen=True)
 class AuditSettings:
-    """Attributes: how many random and boundary-nearest robust points; the AutoAttack version and budgets."""
+    """Attributes: how many random and boundary-nearest robust points; the AutoAttack version and budgets.
+
+    When the probes (or checks) found a random model or shattered gradients, AutoAttack attacks the
+    adaptive view (BPDA, straight-through gradients, EOT over `eot_samples` draws), not gradients
+    known to mislead.
+    """
 
     sample: int = 30
     closest: int = 10
@@ -44,6 +52,7 @@ class AuditSettings:
     steps: int | None = None
     n_queries: int | None = None
     escalate: bool = True
+    eot_samples: int = 10
 
     def __post_init__(self) -> None:
         check_int("sample", self.sample, 0)
@@ -52,6 +61,7 @@ class AuditSettings:
             raise InputError("an audit needs at least one point: give sample or closest >= 1")
         if self.version not in VERSIONS:
             raise InputError(f"unknown AutoAttack version {self.version!r}; choose one of: {', '.join(VERSIONS)}")
+        check_int("eot_samples", self.eot_samples, 1)
         for name in ("steps", "n_queries"):
             value = getattr(self, name)
             if value is not None:
@@ -95,11 +105,14 @@ class AuditStage(Stage):
         audited = torch.sort(torch.cat([nearest, sample])).values
         attacks = [(name, ATTACKS.create(name, **params))
                    for name, params in member_specs(s.version, steps=s.steps, n_queries=s.n_queries)]
+        random, mislead = _gradient_evidence(ctx)
+        view = adaptive_view(ctx, s.eot_samples, random).module if mislead else None
         sub = replace(ctx, robust=torch.zeros_like(ctx.robust), examples=[], warnings=[], gallery_size=0)
         sub.robust[audited] = True
         passes = PassCount()
         for name, attack in attacks:
-            passes = passes + PassCount(**attack_stage(sub, attack, "audit", stream=f"audit/{name}").passes)
+            record = attack_stage(sub, attack, "audit", model=view, stream=f"audit/{name}")
+            passes = passes + PassCount(**record.passes)
         missed = audited[~sub.robust[audited]]
         ctx.robust[missed] = False
         missed_in_sample = int(torch.isin(missed, sample).sum())
@@ -112,7 +125,7 @@ class AuditStage(Stage):
         escalated = bool(missed.numel()) and s.escalate and bool(ctx.robust.any())
         if escalated:
             for name, attack in attacks:
-                records.append(attack_stage(ctx, attack, f"audit escalation: autoattack {s.version}",
+                records.append(attack_stage(ctx, attack, f"audit escalation: autoattack {s.version}", model=view,
                                             stream=f"escalation/{name}"))
         reason = (f"AutoAttack broke {len(missed)} of {len(audited)} audited points the cascade had left robust"
                   if missed.numel() else f"AutoAttack broke none of the {len(audited)} audited points")
@@ -143,6 +156,14 @@ class AuditStage(Stage):
             text += (" With no miss among the random sample, the rule of three bounds the share of robust points "
                      "the cascade misses below 3/m at 95% confidence.")
         return section_html("audit", "Audit of the fast cascade", note_html(text))
+
+
+def _gradient_evidence(ctx: EvalContext) -> tuple[bool, bool]:
+    """(random model, plain gradients mislead) by the earlier probes or checks."""
+    findings = [f for r in (ctx.earlier(ProbesResult), ctx.earlier(ChecksResult)) if r is not None
+                for f in r.findings if f.fired]
+    random = any(f.check == "randomness" for f in findings)
+    return random, random or any(f.check in GRADIENT_BLOCKERS for f in findings)
 
 
 def clean_margins(ctx: EvalContext, indices: torch.Tensor) -> torch.Tensor:

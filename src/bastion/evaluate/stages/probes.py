@@ -18,7 +18,7 @@ from bastion.evaluate.result import Finding
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.validation import check_int
 
-__all__ = ["ProbesResult", "ProbesSettings", "ProbesStage"]
+__all__ = ["GRADIENT_BLOCKERS", "ProbesResult", "ProbesSettings", "ProbesStage"]
 
 #: The probes whose firing means plain input gradients mislead an attack.
 GRADIENT_BLOCKERS = ("randomness", "zero-gradients")

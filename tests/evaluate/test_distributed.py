@@ -16,6 +16,7 @@ import torch
 
 from bastion.cli import main
 from bastion.evaluate.runner import STATE_NAME
+from tests.evaluate.comparable import without_clocks
 from tests.torchrun import free_port, torchrun
 
 #: The AutoAttack suite with small budgets, 48 points in chunks of 8: every stage kind of the default run.
@@ -25,15 +26,9 @@ ARGS = ["evaluate", "--model", "zoo:mnist-cnn-at", "--data", "mnist-sample", "--
 
 
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
-    """The report without what legitimately differs between runs: times, ids, the command, --out."""
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items()
-                    if k not in ("seconds", "run_id", "created_at", "provenance", "out", "resume")}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-    return dict(strip(report))
+    """The report without what legitimately differs between runs: clocks, ids, provenance, --out and --resume."""
+    kept = {k: v for k, v in report.items() if k not in ("run_id", "created_at", "provenance", "config")}
+    return dict(without_clocks(kept))
 
 
 def broken_points(report: dict[str, Any]) -> dict[str, list[int]]:

@@ -10,7 +10,13 @@ the same seed, one after the other in one single-threaded process. A point count
 is classified correctly and the attack did not fool it. Passes are samples through the model,
 forward and backward, divided by N (the counts of `AttackResult.passes`, final check included).
 
+With `--suite`, each model also goes through the whole `bastion evaluate --suite fast` (probes,
+apgd-fast, checks, escalation, audit, curve, per-class) on the same points: its robust accuracy,
+verdict, passes per point summed over every stage, and AutoAttack's passes over those (issue 13's
+bar: at least 10x on honest models).
+
     OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --n 100
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --n 200 --models zoo:mnist-cnn-at --suite
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 from bastion import ThreatModel
 from bastion.attacks import ATTACKS, AttackResult
 from bastion.data import load_dataset
+from bastion.evaluate import EvalConfig, evaluate_model
 from bastion.models import load_model
 from bastion.models.zoo import ZOO
 
@@ -48,6 +55,7 @@ def main() -> None:
     parser.add_argument("--eps", type=float, help="radius for every model (default: Linf 0.3 for mnist-cnn-at, "
                         "0.1 for the others; L2 2.0)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suite", action="store_true", help="also run the whole fast suite (evaluate --suite fast)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     x, y = load_dataset("mnist-sample:eval", limit=args.n).batch(slice(None))
@@ -70,6 +78,23 @@ def main() -> None:
               f"passes and time: AA over fast; fwd+bwd {(fa + ba) / (ff + bf):.1f}x)", flush=True)
         print(f"{'':26s} points only AA broke: {int((robust_f & ~robust_a).sum())}; "
               f"only apgd-fast broke: {int((robust_a & ~robust_f).sum())}", flush=True)
+        if args.suite:
+            suite(spec, model, args, eps, fa + ba)
+
+
+def suite(spec: str, model: torch.nn.Module, args: argparse.Namespace, eps: float, autoattack_passes: float) -> None:
+    """The whole fast suite on the same points: robust accuracy, verdict, passes per point over every stage."""
+    data = load_dataset("mnist-sample:eval", limit=args.n)
+    config = EvalConfig(model=spec, data="mnist-sample:eval", norm=args.norm, eps=eps, suite="fast", seed=args.seed)
+    result = evaluate_model(model, data, config)
+    fwd = sum(s.passes["forward_samples"] for s in result.stages) / args.n
+    bwd = sum(s.passes["backward_samples"] for s in result.stages) / args.n
+    seconds = sum(s.seconds for s in result.stages)
+    print(f"{spec:20s} {eps:5g} {'fast suite':12s} {result.summary.robust_accuracy:7.2%} {fwd:8.1f} {bwd:8.1f} "
+          f"{seconds:8.1f}   verdict {result.verdict.verdict}; AutoAttack's passes over the suite's: "
+          f"{autoattack_passes / (fwd + bwd):.1f}x; per stage (fwd+bwd per point): "
+          + ", ".join(f"{s.name} {(s.passes['forward_samples'] + s.passes['backward_samples']) / args.n:.0f}"
+                      for s in result.stages), flush=True)
 
 
 if __name__ == "__main__":

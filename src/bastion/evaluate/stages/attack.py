@@ -6,7 +6,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from bastion.attacks import ATTACKS, Attack
@@ -110,11 +109,12 @@ def attack_stage(ctx: EvalContext, attack: Attack, role: str, *, model: nn.Modul
         result = attack(ctx.model if model is None else model, batch.x, batch.y, ctx.threat,
                         generator=batch.generator(stream or attack.name))
         fooled = result.success.cpu()
-        ctx.robust[batch.indices[fooled]] = False
-        if fooled.any() and len(ctx.broken_at):
+        broken = batch.indices[fooled]
+        ctx.robust[broken] = False
+        if broken.numel() and len(ctx.broken_at):  # robust until now: no radius known for them yet
             rows = fooled.nonzero().squeeze(1).to(batch.x.device)
-            radii = shrunk_radius(ctx.model, batch.x[rows], result.x_adv[rows], batch.y[rows], ctx.threat.norm)
-            ctx.broken_at[batch.indices[fooled]] = torch.minimum(ctx.broken_at[batch.indices[fooled]], radii)
+            ctx.broken_at[broken] = shrunk_radius(ctx.model, batch.x[rows], result.x_adv[rows], batch.y[rows],
+                                                  ctx.threat.norm)
         ctx.keep_examples(batch.indices, batch.x, result.x_adv, batch.y, result.predictions, fooled, attack.name)
         passes = passes + result.passes
     shard.merge(ctx.broken_at)

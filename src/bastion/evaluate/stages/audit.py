@@ -28,9 +28,10 @@ from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import attack_stage
 from bastion.evaluate.stages.checks import ChecksResult
 from bastion.evaluate.stages.clean import mean_of
-from bastion.evaluate.stages.probes import GRADIENT_BLOCKERS, ProbesResult
+from bastion.evaluate.stages.probes import ProbesResult, gradient_evidence
 from bastion.evaluate.stages.views import adaptive_view
 from bastion.evaluate.validation import check_int
+from bastion.losses import cw_margin
 from bastion.passes import PassCount, attack_mode
 from bastion.render.blocks import esc, note_html, section_html
 
@@ -105,7 +106,8 @@ class AuditStage(Stage):
         audited = torch.sort(torch.cat([nearest, sample])).values
         attacks = [(name, ATTACKS.create(name, **params))
                    for name, params in member_specs(s.version, steps=s.steps, n_queries=s.n_queries)]
-        random, mislead = _gradient_evidence(ctx)
+        random, mislead = gradient_evidence([f for r in (ctx.earlier(ProbesResult), ctx.earlier(ChecksResult))
+                                             if r is not None for f in r.findings])
         view = adaptive_view(ctx, s.eot_samples, random).module if mislead else None
         sub = replace(ctx, robust=torch.zeros_like(ctx.robust), examples=[], warnings=[], gallery_size=0)
         sub.robust[audited] = True
@@ -158,23 +160,12 @@ class AuditStage(Stage):
         return section_html("audit", "Audit of the fast cascade", note_html(text))
 
 
-def _gradient_evidence(ctx: EvalContext) -> tuple[bool, bool]:
-    """(random model, plain gradients mislead) by the earlier probes or checks."""
-    findings = [f for r in (ctx.earlier(ProbesResult), ctx.earlier(ChecksResult)) if r is not None
-                for f in r.findings if f.fired]
-    random = any(f.check == "randomness" for f in findings)
-    return random, random or any(f.check in GRADIENT_BLOCKERS for f in findings)
-
-
 def clean_margins(ctx: EvalContext, indices: torch.Tensor) -> torch.Tensor:
     """z_y - max_{j != y} z_j on the clean points `indices` (a tensor over all points; others are +inf)."""
     margins = torch.full((len(ctx.data),), float("inf"))
     shard = ctx.batches(indices, "audit: margins")
     with attack_mode(ctx.model), torch.no_grad():
         for batch in shard:
-            logits = ctx.model(batch.x).float()
-            true = logits.gather(1, batch.y[:, None]).squeeze(1)
-            other = logits.scatter(1, batch.y[:, None], float("-inf")).max(1).values
-            margins[batch.indices] = (true - other).cpu()
+            margins[batch.indices] = -cw_margin(ctx.model(batch.x).float(), batch.y).cpu()
     shard.merge(margins)
     return margins

@@ -26,9 +26,9 @@ from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.stages.escalation import (
     EscalationResult,
     EscalationSettings,
-    adaptive_view,
     escalate,
 )
+from bastion.evaluate.stages.views import adaptive_view
 from bastion.evaluate.validation import check_int, check_loss, check_rel_step
 from bastion.threat import ThreatModel
 
@@ -90,14 +90,14 @@ class CurveStage(Stage):
         earlier = ctx.earlier(EscalationResult)
         escalation_settings = EscalationSettings(**earlier.settings) if earlier and earlier.settings else \
             EscalationSettings()
-        view = adaptive_view(ctx, escalation_settings, earlier.random) if earlier and earlier.ran else None
+        view = adaptive_view(ctx, escalation_settings.eot_samples, earlier.random) if earlier and earlier.ran else None
         points = curve_points(ctx, attack, s.grid, model=None if view is None else view.module,
                               below_from_cascade=s.below_from_cascade)
         plateau = masking.plateau_finding(points, ctx.threat.eps)
         late = None
         if plateau.fired and s.escalate_on_plateau and not (earlier and earlier.ran):
             late = escalate(ctx, escalation_settings, [plateau], "the curve plateaus", stream="late-")
-            view = adaptive_view(ctx, escalation_settings, late.random)
+            view = adaptive_view(ctx, escalation_settings.eot_samples, late.random)
             points = curve_points(ctx, attack, s.grid, model=view.module, stream="after-escalation",
                                   below_from_cascade=s.below_from_cascade)
         settings: dict[str, Any] = {"attack": attack.name, **attack.settings()}

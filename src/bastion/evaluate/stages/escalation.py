@@ -26,12 +26,12 @@ from bastion.evaluate.shards import counted_once
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
 from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
-from bastion.evaluate.stages.views import adaptive_view as view_of
-from bastion.evaluate.stages.views import view_text
+from bastion.evaluate.stages.probes import gradient_evidence
+from bastion.evaluate.stages.views import adaptive_view, view_text
 from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss
 
-__all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "adaptive_view", "escalate", "view_text"]
+__all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "escalate", "view_text"]
 
 @dataclass(frozen=True)
 class EscalationSettings:
@@ -109,19 +109,11 @@ class EscalationStage(Stage):
         return f"{len(ran)} adaptive attack(s) ({result.reason}){after}{extra}"
 
 
-def adaptive_view(ctx: EvalContext, settings: EscalationSettings, random: bool) -> AdaptiveModel:
-    """The model as the adaptive attacks see it: BPDA, straight-through gradients, EOT when it is random.
-
-    See `bastion.evaluate.stages.views.adaptive_view`.
-    """
-    return view_of(ctx, settings.eot_samples, random)
-
-
 def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Finding], reason: str,
              stream: str = "") -> EscalationResult:
     """Attack the points still robust with the adaptive attacks, strongest first; their rows join the cascade."""
-    random = any(f.fired for f in findings if f.check == "randomness")
-    adaptive = adaptive_view(ctx, settings, random)
+    random = gradient_evidence(findings)[0]
+    adaptive = adaptive_view(ctx, settings.eot_samples, random)
     ran_square = any(r.record.name == "square" for r in ctx.all_earlier(AttackStageResult))
     plan: list[tuple[Attack, str, nn.Module]] = [(a, role, adaptive.module)
                                                  for a, role in _attacks(settings, adaptive, ran_square)]

@@ -18,7 +18,7 @@ from bastion.evaluate.result import Finding
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.validation import check_int
 
-__all__ = ["GRADIENT_BLOCKERS", "ProbesResult", "ProbesSettings", "ProbesStage"]
+__all__ = ["GRADIENT_BLOCKERS", "ProbesResult", "ProbesSettings", "ProbesStage", "gradient_evidence"]
 
 #: The probes whose firing means plain input gradients mislead an attack.
 GRADIENT_BLOCKERS = ("randomness", "zero-gradients")
@@ -43,12 +43,18 @@ class ProbesResult(StageResult):
     @property
     def random(self) -> bool:
         """Whether identical inputs gave different outputs."""
-        return any(f.fired for f in self.findings if f.check == "randomness")
+        return gradient_evidence(self.findings)[0]
 
     @property
     def gradients_mislead(self) -> bool:
         """Whether plain gradient attacks cannot work: a random model, or shattered gradients."""
-        return any(f.fired for f in self.findings if f.check in GRADIENT_BLOCKERS)
+        return gradient_evidence(self.findings)[1]
+
+
+def gradient_evidence(findings: list[Finding]) -> tuple[bool, bool]:
+    """(a random model, plain gradients mislead) by the probes' findings among `findings`."""
+    fired = {f.check for f in findings if f.fired}
+    return "randomness" in fired, bool(fired & set(GRADIENT_BLOCKERS))
 
 
 @STAGES.register("probes")

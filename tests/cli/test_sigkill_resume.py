@@ -57,21 +57,25 @@ def _finish(argv: list[str]) -> float:
 
 def _kill_and_resume(argv: list[str], out: Path, resume_args: Any, seed: int) -> list[Path]:
     """Measure an uninterrupted run (OUT/reference); then KILLS trials, each a run into OUT/killed-i SIGKILLed at a
-    random moment within 80% of that duration and resumed to the end. Returns the trials' folders.
+    random moment within 80% of the shortest run seen so far and resumed to the end. Returns the trials' folders.
 
     A first run in this process imports and loads what the command needs, so the forked runs spend their time
-    on the work itself and the kills land in it.
+    on the work itself and the kills land in it. A trial whose run ends before its kill is timed: the window
+    shrinks to it, so a reference run slowed by a busy machine cannot make every later kill miss.
     """
     assert main([*argv, "--out", str(out / "warm-up")]) == 0
-    duration = _finish([*argv, "--out", str(out / "reference")])
+    window = _finish([*argv, "--out", str(out / "reference")])
     rng, landed, folders = random.Random(seed), 0, []
     for trial in range(KILLS):
         folder = out / f"killed-{trial}"
+        start = time.monotonic()
         process = _start([*argv, "--out", str(folder)])
-        time.sleep(rng.uniform(0.0, 0.8 * duration))  # within the run even when the machine speeds up
+        process.join(timeout=rng.uniform(0.0, 0.8 * window))
         if process.is_alive():
             os.kill(process.pid, signal.SIGKILL)
             landed += 1
+        else:
+            window = min(window, time.monotonic() - start)
         process.join(timeout=60)
         _finish([*argv, "--out", str(folder), *resume_args(folder)])
         folders.append(folder)

@@ -1,4 +1,5 @@
-"""The audit catches a cascade that missed points, escalates to AutoAttack on all of them, and bounds what it saw."""
+"""The audit catches a cascade that missed points, escalates on all of them with the AutoAttack members that found
+the misses (or all members), and bounds what it saw."""
 
 from __future__ import annotations
 
@@ -30,22 +31,31 @@ def _run(ctx: EvalContext, *stages: tuple[str, str, dict]) -> AuditResult:
     return result
 
 
-def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates_to_autoattack():
+@pytest.mark.parametrize("escalate", ["finders", "all"])
+def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates(escalate):
     ctx = _context(0.1)
     weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
     audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
-                 ("audit", "audit", {"sample": 4, "closest": 2, **BUDGET}))
+                 ("audit", "audit", {"sample": 4, "closest": 2, "escalate": escalate, **BUDGET}))
     assert len(audit.audited) == 6 and audit.missed and set(audit.missed) <= set(audit.audited)
-    assert audit.escalated and audit.bound is None
+    assert audit.escalated and audit.bound is None and audit.finders
     assert not ctx.robust[audit.missed].any()  # a miss counts as broken
     roles = [r.role for r in audit.records]
     assert roles[0].startswith("audit:")
-    assert [r.name for r in audit.records[1:]] == [name for name, _ in member_specs("standard")]
+    members = [name for name, _ in member_specs("standard")]
+    escalated_with = [r.name for r in audit.records[1:]]
+    assert escalated_with == (members if escalate == "all" else [m for m in members if m in audit.finders])
+    assert ", ".join(audit.finders) in audit.reason
     # After the escalation the number is AutoAttack's on every point the weak cascade left robust.
     alone = _context(0.1)
     _run(alone, ("clean", "clean", {}), ("fgsm", "attack", weak),
-         ("audit", "audit", {"sample": 0, "closest": len(alone.data), "escalate": False, **BUDGET}))
+         ("audit", "audit", {"sample": 0, "closest": len(alone.data), "escalate": "none", **BUDGET}))
     assert ctx.robust.sum() <= alone.robust.sum() + 1
+
+
+def test_an_unknown_escalation_is_refused_in_one_line():
+    with pytest.raises(InputError, match="escalate must be one of"):
+        STAGES.get("audit")(escalate="sometimes")
 
 
 def test_an_audit_without_a_miss_states_the_rule_of_three_bound_and_does_not_escalate():

@@ -125,3 +125,14 @@ def test_a_point_gives_up_only_after_two_slow_stretches_in_a_row():
     assert left.tolist() == [True, False, False]
     left = give_up(57, 41, rows[1:], torch.tensor([-1.0, -0.05]), torch.tensor([-1.0, -0.05]))
     assert left.tolist() == [True, False]
+
+
+def test_with_a_patience_of_one_a_point_leaves_at_its_first_slow_stretch():
+    give_up = hopeless(steps=100, slack=4.0, batch=3, patience=1)
+    rows = torch.arange(3)
+    f_prev, f_max = torch.tensor([-2.0, -2.0, -0.1]), torch.tensor([-2.0, -1.0, -0.05])  # flat, moving, near
+    assert give_up(22, 0, rows, f_max, f_prev).tolist() == [True, False, False]
+    patient = hopeless(steps=100, slack=4.0, batch=3, patience=3)
+    for k, last in ((22, 0), (41, 22)):
+        assert not patient(k, last, rows, f_prev, f_prev).any()
+    assert patient(57, 41, rows, f_prev, f_prev).tolist() == [True, True, True]

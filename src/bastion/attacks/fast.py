@@ -60,6 +60,7 @@ class FastAPGD(Attack):
         n_restarts: Runs per phase (untargeted, and each target) from independent ODI starts.
         odi_steps: ODI steps before each run (0: APGD's random start).
         slack: Factor on a point's recent progress in the give-up rule (larger gives up later).
+        patience: Slow stretches in a row (checkpoint to checkpoint) before a robust point gives up.
         drop_hopeless: Whether robust points may give up early (False spends the full budget).
         rho: APGD's condition-1 fraction of loss-raising steps.
         momentum: APGD's momentum alpha.
@@ -78,17 +79,19 @@ class FastAPGD(Attack):
         n_restarts: int = 1,
         odi_steps: int = 2,
         slack: float = 4.0,
+        patience: int = 2,
         drop_hopeless: bool = True,
         rho: float = 0.75,
         momentum: float = 0.75,
     ) -> None:
         APGD(steps, n_restarts, "cw", rho, momentum)
         APGD(target_steps, n_restarts, "cw", rho, momentum)
-        if int(n_targets) < 0 or int(odi_steps) < 0 or not float(slack) > 0:
-            raise InputError(f"n_targets and odi_steps must be >= 0 and slack > 0, got {n_targets}, {odi_steps}, "
-                             f"{slack}")
+        if int(n_targets) < 0 or int(odi_steps) < 0 or not float(slack) > 0 or int(patience) < 1:
+            raise InputError(f"n_targets and odi_steps must be >= 0, slack > 0 and patience >= 1, got {n_targets}, "
+                             f"{odi_steps}, {slack}, {patience}")
         self.steps, self.n_targets, self.target_steps = int(steps), int(n_targets), int(target_steps)
         self.n_restarts, self.odi_steps, self.slack = int(n_restarts), int(odi_steps), float(slack)
+        self.patience = int(patience)
         self.drop_hopeless, self.rho, self.momentum = bool(drop_hopeless), float(rho), float(momentum)
 
     def perturb(
@@ -133,4 +136,4 @@ class FastAPGD(Attack):
         return start
 
     def _give_up(self, hp: APGD, batch: int) -> GiveUp | None:
-        return hopeless(hp.steps, self.slack, batch) if self.drop_hopeless else None
+        return hopeless(hp.steps, self.slack, batch, self.patience) if self.drop_hopeless else None

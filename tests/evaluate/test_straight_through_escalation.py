@@ -68,3 +68,13 @@ def test_view_text_names_the_straight_through_operations():
     assert view_text({"bpda": ["jpeg:identity"], "eot_samples": 4, "straight_through": ["detach"]}) == \
         "BPDA jpeg:identity, straight-through detach, EOT x4"
     assert view_text({"bpda": [], "eot_samples": 0}) == ""  # reports written before the key existed
+
+
+def test_after_the_fast_suite_attacked_the_view_escalation_adds_no_gradient_attack_through_it():
+    config = EvalConfig(model="hidden-round", data="mnist-sample", eps=0.1, suite="fast", curve_points=3,
+                        batch_size=64, aa_steps=5, aa_queries=50)  # eps 0.1: some points stay robust
+    result = evaluate_model(Hidden("round"), load_dataset("mnist-sample", limit=32), config)
+    main_attack = next(a for a in result.attacks if a.name == "apgd-fast")
+    assert "straight-through round" in main_attack.role and 0 < main_attack.fooled < main_attack.attacked
+    escalation = [a for a in result.attacks if a.role.startswith("escalation")]
+    assert escalation and all(a.name in ("square", "transfer") for a in escalation)

@@ -60,6 +60,7 @@ class AttackStageResult(StageResult):
 
     record: AttackRecord
     broken: list[int]
+    view: str = ""  # how the adaptive view it attacked differs from the model (`view_text`); empty: the model
 
 
 @STAGES.register("attack")
@@ -83,8 +84,9 @@ class AttackStage(Stage):
             how = view_text(view.describe()) or "plain gradients"
             record = attack_stage(ctx, s.build(), f"{s.role} (probes: gradients mislead; {how})", model=view.module)
         else:
-            record = attack_stage(ctx, s.build(), s.role)
-        return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist())
+            record, how = attack_stage(ctx, s.build(), s.role), ""
+        return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist(),
+                                 view=view_text(view.describe()) if how else "")
 
     @classmethod
     def headline(cls, result: AttackStageResult) -> str:

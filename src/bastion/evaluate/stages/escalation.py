@@ -114,9 +114,12 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
     """Attack the points still robust with the adaptive attacks, strongest first; their rows join the cascade."""
     random = gradient_evidence(findings)[0]
     adaptive = adaptive_view(ctx, settings.eot_samples, random)
-    ran_square = any(r.record.name == "square" for r in ctx.all_earlier(AttackStageResult))
-    plan: list[tuple[Attack, str, nn.Module]] = [(a, role, adaptive.module)
-                                                 for a, role in _attacks(settings, adaptive, ran_square)]
+    earlier = ctx.all_earlier(AttackStageResult)
+    ran_square = any(r.record.name == "square" for r in earlier)
+    how = view_text(adaptive.describe())
+    attacked_view = bool(how) and any(r.view == how for r in earlier)
+    plan: list[tuple[Attack, str, nn.Module]] = [
+        (a, role, adaptive.module) for a, role in _attacks(settings, adaptive, ran_square, attacked_view)]
     surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)
     cut = any(f.fired for f in findings if f.check in ("zero-gradients", "vanishing-gradients"))
     if surrogate is None and settings.distill and cut:
@@ -124,7 +127,7 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
             surrogate, described = distill_surrogate(ctx), "a CNN distilled from the model's predictions"
     if surrogate is not None:
         transfer = Transfer(surrogate=surrogate, steps=2 * settings.steps, diversity=0.5, loss="ce")
-        at = len(plan) - 1 if plan[-1][0].name == "square" else len(plan)
+        at = len(plan) - 1 if plan and plan[-1][0].name == "square" else len(plan)
         plan.insert(at, (transfer, f"escalation: transfer from {described} (MI-FGSM, input diversity)", ctx.model))
     records = []
     for i, (attack, role, model) in enumerate(plan):
@@ -141,16 +144,22 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
                             surrogate=described, settings=asdict(settings))
 
 
-def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool) -> list[tuple[Attack, str]]:
-    """The adaptive attacks, strongest first, with their roles."""
+def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool,
+             attacked_view: bool) -> list[tuple[Attack, str]]:
+    """The adaptive attacks, strongest first, with their roles.
+
+    No gradient attack when an earlier attack stage already went through this very view (the fast
+    suite's `apgd-fast` after the probes: margin APGD, stronger than PGD through the same gradients).
+    """
     how = view_text(adaptive.describe()) or "plain gradients"
     steps, restarts = 2 * s.steps, 2 * s.restarts
     attacks: list[tuple[Attack, str]] = []
-    if adaptive.adapted:
+    if adaptive.adapted and not attacked_view:
         attacks.append((FGSM(loss=s.loss), f"escalation: {how}"))
         attacks.append((PGD(steps=steps, n_restarts=s.restarts, loss="ce"), f"escalation: {how}"))
-    attacks.append((PGD(steps=steps, n_restarts=restarts, loss="cw"),
-                    f"escalation: {how}, margin loss, {restarts} restarts"))
+    if not attacked_view:
+        attacks.append((PGD(steps=steps, n_restarts=restarts, loss="cw"),
+                        f"escalation: {how}, margin loss, {restarts} restarts"))
     if adaptive.eot_samples or not ran_square:
         attacks.append((Square(n_queries=5 * s.blackbox_queries), "escalation: gradient-free"
                         + (f", EOT x{adaptive.eot_samples}" if adaptive.eot_samples else "")))

@@ -36,7 +36,7 @@ def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates(escalate):
     ctx = _context(0.1)
     weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
     audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
-                 ("audit", "audit", {"sample": 4, "closest": 2, "escalate": escalate, **BUDGET}))
+                 ("audit", "audit", {"sample": 4, "closest": 2, "share": None, "escalate": escalate, **BUDGET}))
     assert len(audit.audited) == 6 and audit.missed and set(audit.missed) <= set(audit.audited)
     assert audit.escalated and audit.bound is None and audit.finders
     assert not ctx.robust[audit.missed].any()  # a miss counts as broken
@@ -49,7 +49,7 @@ def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates(escalate):
     # After the escalation the number is AutoAttack's on every point the weak cascade left robust.
     alone = _context(0.1)
     _run(alone, ("clean", "clean", {}), ("fgsm", "attack", weak),
-         ("audit", "audit", {"sample": 0, "closest": len(alone.data), "escalate": "none", **BUDGET}))
+         ("audit", "audit", {"sample": 0, "closest": len(alone.data), "share": None, "escalate": "none", **BUDGET}))
     assert ctx.robust.sum() <= alone.robust.sum() + 1
 
 
@@ -60,7 +60,7 @@ def test_an_unknown_escalation_is_refused_in_one_line():
 
 def test_an_audit_without_a_miss_states_the_rule_of_three_bound_and_does_not_escalate():
     ctx = _context(0.005)  # too small a ball for any attack to break a correct point of this model
-    audit = _run(ctx, ("clean", "clean", {}), ("audit", "audit", {"sample": 10, "closest": 3, **BUDGET}))
+    audit = _run(ctx, ("clean", "clean", {}), ("audit", "audit", {"sample": 10, "closest": 3, "share": None, **BUDGET}))
     assert audit.missed == [] and not audit.escalated and len(audit.records) == 1
     assert audit.sampled == 10 and audit.bound == pytest.approx(3 / 10)
     assert "rule of three" in STAGES.get("audit").headline(audit)
@@ -68,8 +68,9 @@ def test_an_audit_without_a_miss_states_the_rule_of_three_bound_and_does_not_esc
 
 def test_the_sample_is_seeded_and_holds_the_boundary_nearest_points():
     first, second = _context(0.005), _context(0.005)
-    a = _run(first, ("clean", "clean", {}), ("audit", "audit", {"sample": 5, "closest": 3, **BUDGET}))
-    b = _run(second, ("clean", "clean", {}), ("audit", "audit", {"sample": 5, "closest": 3, **BUDGET}))
+    settings = {"sample": 5, "closest": 3, "share": None, **BUDGET}
+    a = _run(first, ("clean", "clean", {}), ("audit", "audit", settings))
+    b = _run(second, ("clean", "clean", {}), ("audit", "audit", settings))
     assert a.audited == b.audited
     x, y = first.data.batch(torch.arange(len(first.data)))
     with torch.no_grad():
@@ -79,6 +80,22 @@ def test_the_sample_is_seeded_and_holds_the_boundary_nearest_points():
     candidates = first.correct.nonzero().squeeze(1)
     nearest = candidates[torch.argsort(margin[candidates])][:3]
     assert set(nearest.tolist()) <= set(a.audited)
+
+
+def test_the_audit_takes_at_most_its_share_of_the_robust_points_in_the_proportion_of_its_settings():
+    ctx = _context(0.005, limit=48)  # nearly every point robust: the share decides the size
+    x, y = ctx.data.batch(torch.arange(48))
+    with torch.no_grad():
+        robust = int((ctx.model(x).argmax(1) == y).sum())
+    audit = _run(ctx, ("clean", "clean", {}), ("audit", "audit", {"sample": 30, "closest": 10, "share": 0.25,
+                                                                  **BUDGET}))
+    assert len(audit.audited) == round(0.25 * robust) and audit.closest == round(len(audit.audited) / 4)
+    assert audit.bound == pytest.approx(3 / audit.sampled)
+    tiny = _run(_context(0.005), ("clean", "clean", {}), ("audit", "audit", {"sample": 3, "closest": 1,
+                                                                             "share": 0.001, **BUDGET}))
+    assert (tiny.sampled, tiny.closest) == (1, 1)  # never below one point of each kind
+    with pytest.raises(InputError, match="share"):
+        STAGES.get("audit")(share=0.0)
 
 
 def test_an_audit_of_no_point_is_refused_in_one_line():

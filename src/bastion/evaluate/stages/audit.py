@@ -49,6 +49,11 @@ ESCALATE = ("finders", "all", "none")
 class AuditSettings:
     """Attributes: how many random and boundary-nearest robust points; the AutoAttack version and budgets.
 
+    `share` caps the audit at that share of the still-robust points (at least one of each kind), in
+    the proportion of `sample` to `closest`: AutoAttack costs about 10,000 passes on a robust point,
+    so auditing 40 of 400 robust points would cost as much as a tenth of AutoAttack on all of them.
+    A smaller random sample gives a looser bound (3/m), which the report states. None: no cap.
+
     When the probes (or checks) found a random model or shattered gradients, AutoAttack attacks the
     adaptive view (BPDA, straight-through gradients, EOT over `eot_samples` draws), not gradients
     known to mislead.
@@ -56,6 +61,7 @@ class AuditSettings:
 
     sample: int = 30
     closest: int = 10
+    share: float | None = 0.03
     version: str = "standard"
     steps: int | None = None
     n_queries: int | None = None
@@ -70,6 +76,8 @@ class AuditSettings:
         if self.version not in VERSIONS:
             raise InputError(f"unknown AutoAttack version {self.version!r}; choose one of: {', '.join(VERSIONS)}")
         check_int("eot_samples", self.eot_samples, 1)
+        if self.share is not None and not 0 < float(self.share) <= 1:
+            raise InputError(f"share must lie in (0, 1], got {self.share}")
         if self.escalate not in ESCALATE:
             raise InputError(f"escalate must be one of {', '.join(ESCALATE)}, got {self.escalate!r}")
         for name in ("steps", "n_queries"):
@@ -110,9 +118,10 @@ class AuditStage(Stage):
             return AuditResult(audited=[], sampled=0, closest=0, missed=[], bound=None, escalated=False,
                                reason="no point left robust: nothing to audit")
         margins = clean_margins(ctx, robust)
-        nearest = robust[torch.argsort(margins[robust], stable=True)][: s.closest]
+        n_random, n_closest = self._sizes(len(robust))
+        nearest = robust[torch.argsort(margins[robust], stable=True)][:n_closest]
         rest = robust[~torch.isin(robust, nearest)]
-        sample = rest[torch.randperm(len(rest), generator=ctx.generator("sample"))[: s.sample]]
+        sample = rest[torch.randperm(len(rest), generator=ctx.generator("sample"))[:n_random]]
         audited = torch.sort(torch.cat([nearest, sample])).values
         attacks = [(name, ATTACKS.create(name, **params))
                    for name, params in member_specs(s.version, steps=s.steps, n_queries=s.n_queries)]
@@ -148,6 +157,16 @@ class AuditStage(Stage):
         return AuditResult(audited=audited.tolist(), sampled=len(sample), closest=len(nearest),
                            missed=missed.tolist(), bound=bound, escalated=escalated, reason=reason, records=records,
                            finders=finders)
+
+    def _sizes(self, robust: int) -> tuple[int, int]:
+        """How many random and boundary-nearest points to audit among `robust` still-robust points."""
+        s = self.settings
+        total = s.sample + s.closest
+        if s.share is None:
+            return s.sample, s.closest
+        allowed = min(total, max(round(s.share * robust), int(s.sample > 0) + int(s.closest > 0)))
+        closest = min(s.closest, max(int(s.closest > 0), round(allowed * s.closest / total)))
+        return allowed - closest, closest
 
     @classmethod
     def headline(cls, result: AuditResult) -> str:

@@ -17,11 +17,19 @@ bar: at least 10x on honest models).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --n 100
     OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --n 200 --models zoo:mnist-cnn-at --suite
+
+AutoAttack is the slow side (about half an hour per 1,000 points of a robust MNIST model on one
+core): `--cache DIR` keeps its per-point results, passes and seconds in DIR, keyed by model, norm,
+eps, N and seed, and a later run reads them instead of attacking again (its seconds are then the
+cached run's, marked "cached").
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -47,6 +55,20 @@ def attack(name: str, params: dict, model, x, y, threat, seed: int) -> tuple[tor
     return correct & ~result.success, passes.forward_samples / n, passes.backward_samples / n, result.seconds
 
 
+def cached(cache: Path | None, key: str, run):  # type: ignore[no-untyped-def]
+    """`run()`, or its result saved in CACHE/KEY.pt by an earlier run; the flag says whether it was read back."""
+    if cache is None:
+        return run(), False
+    path = cache / (re.sub(r"[^A-Za-z0-9.=-]+", "_", key) + ".pt")
+    if path.exists():
+        return torch.load(path, weights_only=True), True
+    result = run()
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(result, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return result, False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="evaluation points (images 8000 to 8000 + n - 1)")
@@ -56,6 +78,7 @@ def main() -> None:
                         "0.1 for the others; L2 2.0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--suite", action="store_true", help="also run the whole fast suite (evaluate --suite fast)")
+    parser.add_argument("--cache", type=Path, help="folder keeping AutoAttack's results between runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     x, y = load_dataset("mnist-sample:eval", limit=args.n).batch(slice(None))
@@ -66,11 +89,14 @@ def main() -> None:
             LINF_EPS.get(spec, DEFAULT_LINF_EPS) if args.norm == "linf" else 2.0)
         threat = ThreatModel(args.norm, eps)
         model = load_model(spec).module.eval()
-        rows = {"apgd-fast": attack("apgd-fast", {}, model, x, y, threat, args.seed),
-                "autoattack": attack("autoattack", {"version": "standard"}, model, x, y, threat, args.seed)}
+        reference, was_cached = cached(
+            args.cache, f"autoattack-{spec}-{args.norm}-eps={eps:g}-n={args.n}-seed={args.seed}",
+            partial(attack, "autoattack", {"version": "standard"}, model, x, y, threat, args.seed))
+        rows = {"apgd-fast": attack("apgd-fast", {}, model, x, y, threat, args.seed), "autoattack": reference}
         for label, (robust, fwd, bwd, seconds) in rows.items():
-            share = float(robust.float().mean())
-            print(f"{spec:20s} {eps:5g} {label:12s} {share:7.2%} {fwd:8.1f} {bwd:8.1f} {seconds:8.1f}", flush=True)
+            share, note = float(robust.float().mean()), " (cached)" if label == "autoattack" and was_cached else ""
+            print(f"{spec:20s} {eps:5g} {label:12s} {share:7.2%} {fwd:8.1f} {bwd:8.1f} {seconds:8.1f}{note}",
+                  flush=True)
         (robust_f, ff, bf, sf), (robust_a, fa, ba, sa) = rows["apgd-fast"], rows["autoattack"]
         rf, ra = float(robust_f.float().mean()), float(robust_a.float().mean())
         print(f"{spec:20s} {eps:5g} {'AA / fast':12s} {100 * (rf - ra):+6.2f}p {fa / ff:7.1f}x "

@@ -17,6 +17,10 @@ bar: at least 10x on honest models).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --n 100
     OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --n 200 --models zoo:mnist-cnn-at --suite
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast.py --n 1000 --suite --panel --cache runs/aa-cache
+
+`--panel` adds the models `benchmarks/panel.py` trained (TRADES, MART, FGSM-RS, L2 PGD-AT, a wider
+CNN), each at the norm and radius it was trained for.
 
 AutoAttack is the slow side (about half an hour per 1,000 points of a robust MNIST model on one
 core): `--cache DIR` keeps its per-point results, passes and seconds in DIR, keyed by model, norm,
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +44,9 @@ from bastion.data import load_dataset
 from bastion.evaluate import EvalConfig, evaluate_model
 from bastion.models import load_model
 from bastion.models.zoo import ZOO
+
+sys.path.insert(0, str(Path(__file__).parent))
+from panel import panel_models  # noqa: E402  (a sibling script, not a package)
 
 #: Linf radius per zoo model: where it is partly robust, so the attacks have work to do.
 LINF_EPS = {"zoo:mnist-cnn-at": 0.3}
@@ -79,18 +87,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--suite", action="store_true", help="also run the whole fast suite (evaluate --suite fast)")
     parser.add_argument("--cache", type=Path, help="folder keeping AutoAttack's results between runs")
+    parser.add_argument("--panel", type=Path, nargs="?", const=Path("runs/panel"),
+                        help="also the models benchmarks/panel.py trained under this folder (default runs/panel), "
+                        "each at its own norm and radius")
     args = parser.parse_args()
     torch.set_num_threads(1)
     x, y = load_dataset("mnist-sample:eval", limit=args.n).batch(slice(None))
     print(f"{args.n} points of mnist-sample:eval, {args.norm}, seed {args.seed}")
     print(f"{'model':20s} {'eps':>5s} {'attack':12s} {'robust':>7s} {'fwd/pt':>8s} {'bwd/pt':>8s} {'seconds':>8s}")
-    for spec in args.models:
-        eps = args.eps if args.eps is not None else (
-            LINF_EPS.get(spec, DEFAULT_LINF_EPS) if args.norm == "linf" else 2.0)
-        threat = ThreatModel(args.norm, eps)
-        model = load_model(spec).module.eval()
+    runs = [(spec, spec, args.norm, args.eps if args.eps is not None else (
+        LINF_EPS.get(spec, DEFAULT_LINF_EPS) if args.norm == "linf" else 2.0)) for spec in args.models]
+    if args.panel is not None:
+        runs += [(f"panel:{name}", path, r.norm, r.eps) for name, (path, r) in panel_models(args.panel).items()]
+    for spec, path, norm, eps in runs:
+        threat = ThreatModel(norm, eps)
+        model = load_model(path).module.eval()
         reference, was_cached = cached(
-            args.cache, f"autoattack-{spec}-{args.norm}-eps={eps:g}-n={args.n}-seed={args.seed}",
+            args.cache, f"autoattack-{spec}-{norm}-eps={eps:g}-n={args.n}-seed={args.seed}",
             partial(attack, "autoattack", {"version": "standard"}, model, x, y, threat, args.seed))
         rows = {"apgd-fast": attack("apgd-fast", {}, model, x, y, threat, args.seed), "autoattack": reference}
         for label, (robust, fwd, bwd, seconds) in rows.items():
@@ -105,13 +118,16 @@ def main() -> None:
         print(f"{'':26s} points only AA broke: {int((robust_f & ~robust_a).sum())}; "
               f"only apgd-fast broke: {int((robust_a & ~robust_f).sum())}", flush=True)
         if args.suite:
-            suite(spec, model, args, eps, fa + ba)
+            suite(spec, model, args, threat, fa + ba)
 
 
-def suite(spec: str, model: torch.nn.Module, args: argparse.Namespace, eps: float, autoattack_passes: float) -> None:
+def suite(spec: str, model: torch.nn.Module, args: argparse.Namespace, threat: ThreatModel,
+          autoattack_passes: float) -> None:
     """The whole fast suite on the same points: robust accuracy, verdict, passes per point over every stage."""
     data = load_dataset("mnist-sample:eval", limit=args.n)
-    config = EvalConfig(model=spec, data="mnist-sample:eval", norm=args.norm, eps=eps, suite="fast", seed=args.seed)
+    eps = threat.eps
+    config = EvalConfig(model=spec, data="mnist-sample:eval", norm=threat.norm.name, eps=eps, suite="fast",
+                        seed=args.seed)
     result = evaluate_model(model, data, config)
     fwd = sum(s.passes["forward_samples"] for s in result.stages) / args.n
     bwd = sum(s.passes["backward_samples"] for s in result.stages) / args.n

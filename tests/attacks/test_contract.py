@@ -145,3 +145,11 @@ def test_a_seed_is_a_generator_seeded_with_it(name, tiny_cnn, toy_batch):
     assert torch.equal(a.x_adv, b.x_adv)
     with pytest.raises(InputError, match="not both"):
         _attack(name)(tiny_cnn, x, y, threat, seed=7, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("name", [n for n in ATTACKS.names() if ATTACKS.get(n).query_only])
+def test_a_query_only_attack_takes_no_backward_pass(name, tiny_cnn, toy_batch):
+    x, y = toy_batch
+    result = _attack(name)(tiny_cnn, x, y, ThreatModel(_first_norm(name), EPS[_first_norm(name)]),
+                           generator=torch.Generator().manual_seed(0))
+    assert result.passes.backward_samples == 0 and result.passes.forward_samples > 0

@@ -94,6 +94,9 @@ class Attack(ABC):
     minimizes_norm: ClassVar[bool] = False
     #: The threat-model norms the attack works in (the contract test runs it in each).
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    #: Whether the attack only queries the model's outputs, never its gradients (the contract test counts
+    #: no backward pass): a BPDA or straight-through view of the model changes nothing for it but its cost.
+    query_only: ClassVar[bool] = False
 
     @abstractmethod
     def perturb(

@@ -46,6 +46,7 @@ class HopSkipJump(Attack):
     """
 
     name: ClassVar[str] = "hopskipjump"
+    query_only: ClassVar[bool] = True
     minimizes_norm: ClassVar[bool] = True
 
     def __init__(

@@ -45,6 +45,7 @@ class OnePixel(Attack):
     """
 
     name: ClassVar[str] = "onepixel"
+    query_only: ClassVar[bool] = True
     norms: ClassVar[tuple[str, ...]] = ("l0",)
 
     def __init__(

@@ -113,6 +113,7 @@ class Square(Attack):
     """
 
     name: ClassVar[str] = "square"
+    query_only: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -122,6 +122,7 @@ def _flat_settings(config: EvalConfig) -> dict[str, dict[str, Any]]:
         "checks": {**attack, **surrogate, "probe_points": config.probe_points,
                    "blackbox_queries": config.blackbox_queries},
         "escalation": {"adaptive": config.adaptive, "eot_samples": config.eot_samples, "steps": config.steps,
+                       **({"square_queries": config.aa_queries} if config.aa_queries else {}),
                        "restarts": config.restarts, "loss": config.loss, "blackbox_queries": config.blackbox_queries,
                        **surrogate},
         "curve": {**attack, "grid": curve_grid(config), "restarts": config.curve_restarts},

@@ -33,7 +33,7 @@ from bastion.evaluate.stages.attack import attack_stage
 from bastion.evaluate.stages.checks import ChecksResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.stages.probes import ProbesResult, gradient_evidence
-from bastion.evaluate.stages.views import adaptive_view
+from bastion.evaluate.stages.views import adaptive_view, query_view
 from bastion.evaluate.validation import check_int
 from bastion.losses import cw_margin
 from bastion.passes import PassCount, attack_mode
@@ -132,7 +132,8 @@ class AuditStage(Stage):
         sub.robust[audited] = True
         passes, finders = PassCount(), []
         for name, attack in attacks:
-            record = attack_stage(sub, attack, "audit", model=view, stream=f"audit/{name}")
+            record = attack_stage(sub, attack, "audit", stream=f"audit/{name}",
+                                  model=None if view is None else query_view(attack, view, ctx.model, random))
             passes = passes + PassCount(**record.passes)
             if record.fooled:
                 finders.append(name)
@@ -149,7 +150,8 @@ class AuditStage(Stage):
         if escalated:
             for name, attack in attacks:
                 if s.escalate == "all" or name in finders:
-                    records.append(attack_stage(ctx, attack, f"audit escalation: {name}", model=view,
+                    seen = None if view is None else query_view(attack, view, ctx.model, random)
+                    records.append(attack_stage(ctx, attack, f"audit escalation: {name}", model=seen,
                                                 stream=f"escalation/{name}"))
         reason = (f"AutoAttack broke {len(missed)} of {len(audited)} audited points the cascade had left robust "
                   f"(with {', '.join(finders)})" if missed.numel()

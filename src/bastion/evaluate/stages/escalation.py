@@ -27,7 +27,7 @@ from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
 from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
 from bastion.evaluate.stages.probes import gradient_evidence
-from bastion.evaluate.stages.views import adaptive_view, view_text
+from bastion.evaluate.stages.views import adaptive_view, query_view, view_text
 from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss
 
@@ -40,7 +40,9 @@ class EscalationSettings:
     Attributes: `adaptive` runs the adaptive attacks even when no check fired; `square_restarts`:
     Square runs again, with new random draws, while its last run broke a point, at most this many
     times in all; `distill`: with no surrogate to transfer from and cut input gradients, distill one
-    from the model's predictions (`bastion.evaluate.distilled`); the rest as in `EvalConfig`.
+    from the model's predictions (`bastion.evaluate.distilled`); `square_queries`: Square's budget
+    when the input gradients are cut (zero or vanishing), where it is the attack that works, as in
+    AutoAttack (else 5 x `blackbox_queries`, the budget of its restarts); the rest as in `EvalConfig`.
     """
 
     adaptive: bool = False
@@ -52,10 +54,11 @@ class EscalationSettings:
     surrogate: str | None = None
     surrogate_weights: str | None = None
     square_restarts: int = 3
+    square_queries: int = 5000
     distill: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("eot_samples", "steps", "restarts", "blackbox_queries", "square_restarts"):
+        for name in ("eot_samples", "steps", "restarts", "blackbox_queries", "square_restarts", "square_queries"):
             check_int(name, getattr(self, name), 1)
         check_loss(self.loss)
 
@@ -118,10 +121,11 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
     ran_square = any(r.record.name == "square" for r in earlier)
     how = view_text(adaptive.describe())
     attacked_view = bool(how) and any(r.view == how for r in earlier)
-    plan: list[tuple[Attack, str, nn.Module]] = [
-        (a, role, adaptive.module) for a, role in _attacks(settings, adaptive, ran_square, attacked_view)]
-    surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)
     cut = any(f.fired for f in findings if f.check in ("zero-gradients", "vanishing-gradients"))
+    plan: list[tuple[Attack, str, nn.Module]] = [
+        (a, role, query_view(a, adaptive.module, ctx.model, random))
+        for a, role in _attacks(settings, adaptive, ran_square, attacked_view, cut)]
+    surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)
     if surrogate is None and settings.distill and cut:
         with counted_once():  # every process distills alike
             surrogate, described = distill_surrogate(ctx), "a CNN distilled from the model's predictions"
@@ -134,18 +138,18 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
         if not bool(ctx.robust.any()):
             break  # nothing left to break: the remaining attacks would attack no point
         records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}"))
-        run = 1
+        run, again = 1, Square(n_queries=5 * settings.blackbox_queries)  # restarts at the checks' budget
         while attack.name == "square" and records[-1].fooled and run < settings.square_restarts \
                 and bool(ctx.robust.any()):  # a random search that still finds points may find more
-            records.append(attack_stage(ctx, attack, f"{role}, restart {run}", model=model,
-                                        stream=f"{stream}{i}-{attack.name}-{run}"))
+            records.append(attack_stage(ctx, again, f"{role}, {again.n_queries} queries, restart {run}",
+                                        model=model, stream=f"{stream}{i}-{attack.name}-{run}"))
             run += 1
     return EscalationResult(ran=True, reason=reason, records=records, adaptive=adaptive.describe(), random=random,
                             surrogate=described, settings=asdict(settings))
 
 
-def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool,
-             attacked_view: bool) -> list[tuple[Attack, str]]:
+def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool, attacked_view: bool,
+             cut: bool) -> list[tuple[Attack, str]]:
     """The adaptive attacks, strongest first, with their roles.
 
     No gradient attack when an earlier attack stage already went through this very view (the fast
@@ -161,6 +165,7 @@ def _attacks(s: EscalationSettings, adaptive: AdaptiveModel, ran_square: bool,
         attacks.append((PGD(steps=steps, n_restarts=restarts, loss="cw"),
                         f"escalation: {how}, margin loss, {restarts} restarts"))
     if adaptive.eot_samples or not ran_square:
-        attacks.append((Square(n_queries=5 * s.blackbox_queries), "escalation: gradient-free"
+        queries = s.square_queries if cut else 5 * s.blackbox_queries
+        attacks.append((Square(n_queries=queries), "escalation: gradient-free"
                         + (f", EOT x{adaptive.eot_samples}" if adaptive.eot_samples else "")))
     return attacks

@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
+from bastion.attacks import Attack
 from bastion.defenses import AdaptiveModel, adaptive_model
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.shards import counted_once
 
-__all__ = ["PROBE_POINTS", "adaptive_view", "view_text"]
+__all__ = ["PROBE_POINTS", "adaptive_view", "query_view", "view_text"]
 
 #: Points of the data the probe pass for hidden non-differentiable operations runs on.
 PROBE_POINTS = 8
@@ -40,3 +42,12 @@ def view_text(adaptive: dict[str, Any]) -> str:
     return ", ".join(filter(None, [f"BPDA {' '.join(bpda)}" if bpda else "",
                                    f"straight-through {' '.join(through)}" if through else "",
                                    f"EOT x{eot}" if eot else ""]))
+
+
+def query_view(attack: Attack, view: nn.Module, model: nn.Module, random: bool) -> nn.Module:
+    """What `attack` sees of an adaptive view: the model itself for a query-only attack on a model that is not random.
+
+    BPDA and straight-through gradients keep every output bit for bit, and the straight-through
+    view costs Python time on every operation; EOT averages outputs, so a random model keeps its view.
+    """
+    return model if attack.query_only and not random else view

@@ -7,9 +7,11 @@ from torch import nn
 from bastion.attacks import FastAPGD
 from bastion.attacks._hopeless import hopeless
 from bastion.attacks._malt import malt_scores, malt_targets
+from bastion.attacks._near_miss import near_misses
 from bastion.attacks._odi import odi_start
 from bastion.data import load_dataset
 from bastion.errors import InputError
+from bastion.losses import cw_margin
 from bastion.models.zoo import load_zoo_model
 from bastion.threat import ThreatModel
 
@@ -89,9 +91,10 @@ def test_pass_counts_show_one_forward_per_backward(tiny_cnn, toy_batch):
     attack = FastAPGD(steps=8, n_targets=2, target_steps=5, odi_steps=2, drop_hopeless=False)
     result = attack(tiny_cnn, x, y, ThreatModel("linf", 0.0))  # nothing moves, so nothing is fooled
     # Per point: ODI 2 + 2; untargeted run 8 backward, 9 forward; MALT 1 forward, 4 backward (one per class);
-    # each of 2 targeted runs ODI 2 + 2, then 5 backward and 6 forward; the final check 1 forward.
+    # each of 2 targeted runs ODI 2 + 2, then 5 backward and 6 forward; the clean margins and the near-miss
+    # check 1 forward each (no point moved, so none is near); the final check 1 forward.
     assert result.passes.backward_samples == (2 + 8 + 4 + 2 * (2 + 5)) * len(x)
-    assert result.passes.forward_samples == (2 + 9 + 1 + 2 * (2 + 6) + 1) * len(x)
+    assert result.passes.forward_samples == (2 + 9 + 1 + 2 * (2 + 6) + 2 + 1) * len(x)
     giving_up = FastAPGD(steps=8, n_targets=2, target_steps=5, odi_steps=2)(tiny_cnn, x, y, ThreatModel("linf", 0.0))
     assert giving_up.passes.backward_samples < result.passes.backward_samples  # no progress at all: hopeless
 
@@ -136,3 +139,18 @@ def test_with_a_patience_of_one_a_point_leaves_at_its_first_slow_stretch():
     for k, last in ((22, 0), (41, 22)):
         assert not patient(k, last, rows, f_prev, f_prev).any()
     assert patient(57, 41, rows, f_prev, f_prev).tolist() == [True, True, True]
+
+
+def test_near_misses_run_both_phases_again_and_only_they(tiny_cnn, toy_batch):
+    x, y = toy_batch
+    settings = {"steps": 8, "n_targets": 2, "target_steps": 5, "odi_steps": 2, "drop_hopeless": False}
+    once = FastAPGD(**settings, near_restarts=0)(tiny_cnn, x, y, ThreatModel("linf", 0.0))
+    # At eps 0 no point moves: its best margin equals its clean margin, above no near x clean margin for near < 1,
+    # so no point is a near miss and no round runs again; the clean margins and the check cost a forward each.
+    for near in (0.0, 0.999):
+        again = FastAPGD(**settings, near=near, near_restarts=2)(tiny_cnn, x, y, ThreatModel("linf", 0.0))
+        assert again.passes.backward_samples == once.passes.backward_samples
+        assert again.passes.forward_samples == once.passes.forward_samples + 2 * len(x)
+    clean = cw_margin(tiny_cnn(x), y).detach()
+    near = near_misses(tiny_cnn, x, y, torch.zeros(len(x), dtype=torch.bool), clean * 2, 0.6)
+    assert torch.equal(near, clean < 0)  # margin = clean > 0.6 x (2 x clean) when clean < 0

@@ -54,7 +54,7 @@ SUITES: dict[str, list[Entry]] = {
     "fast": [("clean", "clean", {}), ("probes", "probes", {}), _CORE[1],
              ("apgd-fast", "attack", {"attack": "apgd-fast", "role": "main attack (AutoAttack-strength, fast)",
                                       "adaptive": True}),
-             ("checks", "checks", {}), ("escalation", "escalation", {}), ("audit", "audit", {}),
+             ("checks", "checks", {"blackbox_points": 64}), ("escalation", "escalation", {}), ("audit", "audit", {}),
              ("curve", "curve", {"below_from_cascade": True}), ("per-class", "per-class", {})],
     "extended": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
                  ("extended", "extended", {}), ("per-class", "per-class", {})],

@@ -50,8 +50,9 @@ class FastAPGD(Attack):
        are few (about 3% of the robust points of zoo:mnist-cnn at Linf 0.1), and they are the points
        AutoAttack's many runs break where one run of ours did not.
     Budget goes where it can still succeed: besides fooled points, a robust point whose best margin is
-    hopeless leaves a run (`hopeless`: at two checkpoints in a row it would not reach the boundary even
-    at `slack` times its recent pace), in the spirit of the discarding of A3 (Liu et al., CVPR 2022,
+    hopeless leaves a run (`hopeless`: at `patience` checkpoints in a row, by default the first one it
+    meets, it would not reach the boundary even at `slack` times its recent pace), and the passes
+    this saves go to the near misses of phase 3, in the spirit of the discarding of A3 (Liu et al., CVPR 2022,
     arXiv:2203.08546), here from each point's own online progress. Each gradient step's forward pass
     also decides success and the best point (no extra forward per step): a run costs N backward and
     N + 1 forward passes per point plus `odi_steps` of each, MALT one forward and K backward.
@@ -86,7 +87,7 @@ class FastAPGD(Attack):
         n_restarts: int = 1,
         odi_steps: int = 2,
         slack: float = 4.0,
-        patience: int = 2,
+        patience: int = 1,
         near: float = 0.05,
         near_restarts: int = 2,
         drop_hopeless: bool = True,

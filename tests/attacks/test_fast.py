@@ -154,3 +154,9 @@ def test_near_misses_run_both_phases_again_and_only_they(tiny_cnn, toy_batch):
     clean = cw_margin(tiny_cnn(x), y).detach()
     near = near_misses(tiny_cnn, x, y, torch.zeros(len(x), dtype=torch.bool), clean * 2, 0.6)
     assert torch.equal(near, clean < 0)  # margin = clean > 0.6 x (2 x clean) when clean < 0
+
+
+def test_unknown_losses_are_refused():
+    for kwargs in ({"loss": "dlr"}, {"near_loss": "l1"}, {"near": 1.0}, {"near_restarts": -1}, {"patience": 0}):
+        with pytest.raises(InputError):
+            FastAPGD(**kwargs)

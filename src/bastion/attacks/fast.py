@@ -58,10 +58,11 @@ class FastAPGD(Attack):
     Budget goes where it can still succeed: besides fooled points, a robust point whose best margin is
     hopeless leaves a run (`hopeless`: at `patience` checkpoints in a row, by default the first one it
     meets, it would not reach the boundary even at `slack` times its recent pace), and the passes
-    this saves go to the near misses of phase 3, in the spirit of the discarding of A3 (Liu et al., CVPR 2022,
-    arXiv:2203.08546), here from each point's own online progress. Each gradient step's forward pass
+    this saves go to the near misses of phase 3, in the spirit of the discarding of A3 (Liu et al.,
+    CVPR 2022, arXiv:2203.08546), here from each point's own online progress. Each gradient step's forward pass
     also decides success and the best point (no extra forward per step): a run costs N backward and
-    N + 1 forward passes per point plus `odi_steps` of each, MALT one forward and K backward.
+    N + 1 forward passes per point plus `odi_steps` of each, MALT one forward and K backward, and the
+    near-miss rule one forward for the clean margins and one per round.
     With a target, only phase 2 runs, towards that target. Gradient-only: where gradients mislead
     (zoo:mnist-cnn-at in L2), AutoAttack's FAB-T and Square break far more points.
 

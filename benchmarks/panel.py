@@ -13,12 +13,13 @@ each at the norm and radius it was trained for.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor, nn
+
+from bastion.cli import main as bastion
 
 HERE = Path(__file__).resolve()
 CNN = "bastion.models.nets:MnistCNN"
@@ -57,9 +58,9 @@ class Recipe:
     extra: tuple[str, ...] = ()
 
     def command(self, out: Path) -> list[str]:
-        """The `bastion train` command line that writes this model into `out`."""
-        return [sys.executable, "-m", "bastion.cli", "train", "--model", self.model, "--method", self.method,
-                "--norm", self.norm, "--eps", str(self.eps), *COMMON, *self.extra, "--out", str(out)]
+        """The `bastion train ...` arguments that write this model into `out`."""
+        return ["train", "--model", self.model, "--method", self.method, "--norm", self.norm, "--eps", str(self.eps),
+                *COMMON, *self.extra, "--out", str(out)]
 
 
 PANEL: dict[str, Recipe] = {
@@ -91,8 +92,9 @@ def main() -> None:
             print(f"{name}: {out / 'model.pt'} exists, kept", flush=True)
             continue
         command = PANEL[name].command(out)
-        print(f"{name}: {' '.join(command[1:])}", flush=True)
-        subprocess.run(command, check=True)
+        print(f"{name}: bastion {' '.join(command)}", flush=True)
+        if bastion(command) != 0:
+            sys.exit(f"{name}: bastion train failed")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -53,7 +54,10 @@ LINF_EPS = {"zoo:mnist-cnn-at": 0.3}
 DEFAULT_LINF_EPS = 0.1
 
 
-def attack(name: str, params: dict, model, x, y, threat, seed: int) -> tuple[torch.Tensor, float, float, float]:
+Row = tuple[torch.Tensor, float, float, float]  # which points stay robust, fwd and bwd passes per point, seconds
+
+
+def attack(name: str, params: dict, model, x, y, threat, seed: int) -> Row:
     """Which points stay robust, forward and backward passes per point, seconds."""
     generator = torch.Generator().manual_seed(seed)
     result: AttackResult = ATTACKS.create(name, **params)(model, x, y, threat, generator=generator)
@@ -63,7 +67,7 @@ def attack(name: str, params: dict, model, x, y, threat, seed: int) -> tuple[tor
     return correct & ~result.success, passes.forward_samples / n, passes.backward_samples / n, result.seconds
 
 
-def cached(cache: Path | None, key: str, run):  # type: ignore[no-untyped-def]
+def cached(cache: Path | None, key: str, run: Callable[[], Row]) -> tuple[Row, bool]:
     """`run()`, or its result saved in CACHE/KEY.pt by an earlier run; the flag says whether it was read back."""
     if cache is None:
         return run(), False

@@ -141,19 +141,34 @@ def test_with_a_patience_of_one_a_point_leaves_at_its_first_slow_stretch():
     assert patient(57, 41, rows, f_prev, f_prev).tolist() == [True, True, True]
 
 
-def test_near_misses_run_both_phases_again_and_only_they(tiny_cnn, toy_batch):
+def test_near_misses_run_both_phases_again_and_only_they(tiny_cnn, toy_batch, monkeypatch):
     x, y = toy_batch
     settings = {"steps": 8, "n_targets": 2, "target_steps": 5, "odi_steps": 2, "drop_hopeless": False}
-    once = FastAPGD(**settings, near_restarts=0)(tiny_cnn, x, y, ThreatModel("linf", 0.0))
-    # At eps 0 no point moves: its best margin equals its clean margin, above no near x clean margin for near < 1,
-    # so no point is a near miss and no round runs again; the clean margins and the check cost a forward each.
-    for near in (0.0, 0.999):
-        again = FastAPGD(**settings, near=near, near_restarts=2)(tiny_cnn, x, y, ThreatModel("linf", 0.0))
-        assert again.passes.backward_samples == once.passes.backward_samples
-        assert again.passes.forward_samples == once.passes.forward_samples + 2 * len(x)
+    threat = ThreatModel("linf", 0.0)  # nothing moves, so nothing is fooled and every round runs in full
+    once = FastAPGD(**settings, near_restarts=0)(tiny_cnn, x, y, threat)
+    # At eps 0 every best margin equals its clean margin: no point is a near miss, no round runs again, and
+    # the clean margins and the check cost one forward pass each.
+    again = FastAPGD(**settings, near_restarts=2)(tiny_cnn, x, y, threat)
+    assert again.passes.backward_samples == once.passes.backward_samples
+    assert again.passes.forward_samples == once.passes.forward_samples + 2 * len(x)
+    # Two rounds in which only the first point is near: both phases again for it alone, and MALT's ranking of
+    # it reused (no MALT pass): ODI 2 + untargeted 8 + 2 x (ODI 2 + targeted 5) backward, 2 + 9 + 2 x (2 + 6)
+    # forward per round, plus the clean margins (the stubbed check costs nothing).
+    first = torch.zeros(len(x), dtype=torch.bool)
+    first[0] = True
+    monkeypatch.setattr("bastion.attacks.fast.near_misses", lambda *args: first.clone())
+    rounds = FastAPGD(**settings, near_restarts=2)(tiny_cnn, x, y, threat)
+    assert rounds.passes.backward_samples == once.passes.backward_samples + 2 * (2 + 8 + 2 * (2 + 5))
+    assert rounds.passes.forward_samples == once.passes.forward_samples + len(x) + 2 * (2 + 9 + 2 * (2 + 6))
+
+
+def test_near_misses_are_the_robust_points_whose_margin_closed_most_of_the_clean_one(tiny_cnn, toy_batch):
+    x, y = toy_batch
     clean = cw_margin(tiny_cnn(x), y).detach()
     near = near_misses(tiny_cnn, x, y, torch.zeros(len(x), dtype=torch.bool), clean * 2, 0.6)
     assert torch.equal(near, clean < 0)  # margin = clean > 0.6 x (2 x clean) when clean < 0
+    fooled = torch.ones(len(x), dtype=torch.bool)
+    assert not near_misses(tiny_cnn, x, y, fooled, clean * 2, 0.6).any()  # a fooled point is never near
 
 
 def test_unknown_losses_are_refused():

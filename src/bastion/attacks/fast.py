@@ -140,7 +140,8 @@ class FastAPGD(Attack):
             _apgd(model, x, threat, _margin_objective(y, target, target), best, targeted, generator, start, give_up)
             return best[0]
         start = self._start(model, x, y, threat, generator, None)
-        self._phases(model, x, y, threat, best, (untargeted, targeted), generator, start, self.loss)
+        ranked = torch.full((len(x), self.n_targets), -1, dtype=torch.long, device=x.device)  # MALT's, once a point
+        self._phases(model, x, y, threat, best, (untargeted, targeted), generator, start, ranked, self.loss)
         if self.near_restarts:
             with torch.no_grad():
                 clean_margin = cw_margin(model(x).float(), y)
@@ -150,23 +151,33 @@ class FastAPGD(Attack):
                 break
             others = ~best[2] & ~near  # out of this round: marked fooled for its length
             best[2][others] = True
-            self._phases(model, x, y, threat, best, (untargeted, targeted), generator, start, self.near_loss)
+            self._phases(model, x, y, threat, best, (untargeted, targeted), generator, start, ranked, self.near_loss)
             best[2][others] = False
         return best[0]
 
     def _phases(self, model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, best: Best,
-                runs: tuple[APGD, APGD], generator: torch.Generator | None, start: Start, loss: str = "cw") -> None:
-        """Phase 1 (untargeted margin APGD) and phase 2 (targeted, MALT-nearest classes) on the points not fooled."""
+                runs: tuple[APGD, APGD], generator: torch.Generator | None, start: Start, ranked: Tensor,
+                loss: str) -> None:
+        """Phase 1 (untargeted APGD) and phase 2 (targeted, MALT-nearest classes) on the points not fooled.
+
+        `ranked` (B, n_targets) holds each point's MALT targets, -1 until ranked: MALT ranks at the clean
+        point, so a point the near-miss rounds attack again keeps the ranking it got the first time.
+        """
         untargeted, targeted = runs
         _apgd(model, x, threat, _margin_objective(y, None, None, loss), best, untargeted, generator, start,
               self._give_up(untargeted, len(x)))
         rows = (~best[2]).nonzero().squeeze(1)
         if self.n_targets == 0 or rows.numel() == 0:
             return
-        ranked = malt_targets(model, x[rows], y[rows], threat.norm, self.n_targets)
+        new = rows[ranked[rows, 0] < 0]
+        if new.numel():
+            found = malt_targets(model, x[new], y[new], threat.norm, self.n_targets)
+            ranked[new, : found.shape[1]] = found
         for j in range(ranked.shape[1]):
+            if bool((ranked[rows, j] < 0).any()):
+                break  # fewer classes than n_targets: MALT clipped the ranking to K - 1
             goal = y.clone()
-            goal[rows] = ranked[:, j]
+            goal[rows] = ranked[rows, j]
             _apgd(model, x, threat, _margin_objective(y, goal, None), best, targeted, generator, start,
                   self._give_up(targeted, len(x)))
 

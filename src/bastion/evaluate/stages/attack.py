@@ -79,14 +79,15 @@ class AttackStage(Stage):
         """Attack the points still robust at the threat model's eps."""
         s, before = self.settings, ctx.robust.clone()
         probes = ctx.earlier(ProbesResult) if s.adaptive else None
+        seen = ""  # how the view this stage attacked differs from the model
         if probes is not None and probes.gradients_mislead:
             view = adaptive_view(ctx, s.eot_samples, probes.random)
-            how = view_text(view.describe()) or "plain gradients"
-            record = attack_stage(ctx, s.build(), f"{s.role} (probes: gradients mislead; {how})", model=view.module)
+            seen = view_text(view.describe())
+            record = attack_stage(ctx, s.build(), f"{s.role} (probes: gradients mislead; {seen or 'plain gradients'})",
+                                  model=view.module)
         else:
-            record, how = attack_stage(ctx, s.build(), s.role), ""
-        return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist(),
-                                 view=view_text(view.describe()) if how else "")
+            record = attack_stage(ctx, s.build(), s.role)
+        return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist(), view=seen)
 
     @classmethod
     def headline(cls, result: AttackStageResult) -> str:

@@ -128,12 +128,12 @@ class AuditStage(Stage):
         random, mislead = gradient_evidence([f for r in (ctx.earlier(ProbesResult), ctx.earlier(ChecksResult))
                                              if r is not None for f in r.findings])
         view = adaptive_view(ctx, s.eot_samples, random).module if mislead else None
+        seen = {name: None if view is None else query_view(attack, view, ctx.model, random) for name, attack in attacks}
         sub = replace(ctx, robust=torch.zeros_like(ctx.robust), examples=[], warnings=[], gallery_size=0)
         sub.robust[audited] = True
         passes, finders = PassCount(), []
         for name, attack in attacks:
-            record = attack_stage(sub, attack, "audit", stream=f"audit/{name}",
-                                  model=None if view is None else query_view(attack, view, ctx.model, random))
+            record = attack_stage(sub, attack, "audit", model=seen[name], stream=f"audit/{name}")
             passes = passes + PassCount(**record.passes)
             if record.fooled:
                 finders.append(name)
@@ -150,8 +150,7 @@ class AuditStage(Stage):
         if escalated:
             for name, attack in attacks:
                 if s.escalate == "all" or name in finders:
-                    seen = None if view is None else query_view(attack, view, ctx.model, random)
-                    records.append(attack_stage(ctx, attack, f"audit escalation: {name}", model=seen,
+                    records.append(attack_stage(ctx, attack, f"audit escalation: {name}", model=seen[name],
                                                 stream=f"escalation/{name}"))
         reason = (f"AutoAttack broke {len(missed)} of {len(audited)} audited points the cascade had left robust "
                   f"(with {', '.join(finders)})" if missed.numel()

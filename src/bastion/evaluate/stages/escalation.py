@@ -138,12 +138,14 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
         if not bool(ctx.robust.any()):
             break  # nothing left to break: the remaining attacks would attack no point
         records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}"))
-        run, again = 1, Square(n_queries=5 * settings.blackbox_queries)  # restarts at the checks' budget
-        while attack.name == "square" and records[-1].fooled and run < settings.square_restarts \
-                and bool(ctx.robust.any()):  # a random search that still finds points may find more
+        if attack.name != "square":
+            continue
+        again = Square(n_queries=5 * settings.blackbox_queries)  # restarts at the checks' budget
+        for run in range(1, settings.square_restarts):
+            if not (records[-1].fooled and bool(ctx.robust.any())):
+                break  # a random search that still finds points may find more; one that found none stops
             records.append(attack_stage(ctx, again, f"{role}, {again.n_queries} queries, restart {run}",
                                         model=model, stream=f"{stream}{i}-{attack.name}-{run}"))
-            run += 1
     return EscalationResult(ran=True, reason=reason, records=records, adaptive=adaptive.describe(), random=random,
                             surrogate=described, settings=asdict(settings))
 

@@ -23,7 +23,7 @@ from bastion.cli import main as bastion
 
 HERE = Path(__file__).resolve()
 CNN = "bastion.models.nets:MnistCNN"
-COMMON = ["--data", "mnist-sample:train", "--steps", "7", "--epochs", "8", "--lr", "3e-3", "--schedule", "cyclic",
+COMMON = ["--data", "mnist-sample:train", "--epochs", "8", "--lr", "3e-3", "--schedule", "cyclic",
           "--batch-size", "100", "--ramp-epochs", "2", "--check-size", "250", "--quiet", "--no-db"]
 
 
@@ -64,11 +64,11 @@ class Recipe:
 
 
 PANEL: dict[str, Recipe] = {
-    "trades": Recipe(CNN, "trades", "linf", 0.3, ("--beta", "6")),
-    "mart": Recipe(CNN, "mart", "linf", 0.3, ("--beta", "6")),
+    "trades": Recipe(CNN, "trades", "linf", 0.3, ("--steps", "7", "--beta", "6")),
+    "mart": Recipe(CNN, "mart", "linf", 0.3, ("--steps", "7", "--beta", "6")),
     "fgsm-rs": Recipe(CNN, "fgsm-rs", "linf", 0.3),
-    "l2-pgd-at": Recipe(CNN, "pgd-at", "l2", 2.0),
-    "wide-pgd-at": Recipe(f"{HERE}:wide_cnn", "pgd-at", "linf", 0.3),
+    "l2-pgd-at": Recipe(CNN, "pgd-at", "l2", 2.0, ("--steps", "7")),
+    "wide-pgd-at": Recipe(f"{HERE}:wide_cnn", "pgd-at", "linf", 0.3, ("--steps", "7")),
 }
 
 

@@ -63,5 +63,5 @@ def test_no_false_alarm_on_the_adversarially_trained_model(data):
     assert not any(a.role.startswith("escalation") for a in result.attacks)
     assert {f.check for f in verdict.findings} >= {"randomness", "probabilities", "zero-gradients",
                                                    "vanishing-gradients", "fgsm-stronger", "large-eps",
-                                                   "black-box-stronger", "plateau"}
+                                                   "black-box-stronger", "curve-evidence"}
     assert "verdict RELIABLE" in format_result(result.to_dict())

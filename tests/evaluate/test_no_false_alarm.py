@@ -14,6 +14,6 @@ def test_an_adversarially_trained_model_at_a_smaller_eps_is_reliable():
     result = evaluate_model(load_zoo_model("mnist-cnn-at"), load_dataset("mnist-sample", limit=50), config)
     curve = {round(p.eps, 3): p.accuracy for p in result.curve}
     assert curve[0.2] < curve[0.1]  # it does fall ...
-    assert curve[0.2] >= 0.7 * curve[0.1]  # ... slowly: what the old plateau rule called masking
+    assert curve[0.2] >= 0.7 * curve[0.1]  # ... slowly: what a plateau rule would call masking
     assert result.verdict.verdict == "reliable" and not result.verdict.escalated
     assert not [f.check for f in result.verdict.fired]

@@ -1,4 +1,4 @@
-"""The verdict's rules as pure functions: the plateau check, FGSM against PGD, and how findings decide it."""
+"""The verdict's rules as pure functions: the curve against evidence, the audit, FGSM against PGD, the decision."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 from bastion.attacks import FGSM, PGD
 from bastion.data import ImageSet
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.masking import decide, fgsm_finding, plateau_finding
+from bastion.evaluate.masking import audit_finding, curve_evidence_finding, decide, fgsm_finding
 from bastion.evaluate.result import CurvePoint, Finding
 from bastion.threat import ThreatModel
 
@@ -25,15 +25,31 @@ def test_decide():
     assert decide([], 0.5, 0.4) == "broken"  # --adaptive found what the standard attacks missed
 
 
-def test_plateau():
-    falling = [CurvePoint(0.0, 0.9), CurvePoint(0.3, 0.6), CurvePoint(0.6, 0.02)]
-    flat = [CurvePoint(0.0, 0.9), CurvePoint(0.3, 0.6), CurvePoint(0.6, 0.6)]
-    assert not plateau_finding(falling, 0.3).fired
-    assert plateau_finding(flat, 0.3).fired
-    # A model trained at a larger eps holds beyond a smaller one, and still loses points: no alarm.
-    robust_beyond = [CurvePoint(0.0, 0.98), CurvePoint(0.1, 0.97), CurvePoint(0.2, 0.895)]
-    assert not plateau_finding(robust_beyond, 0.1).fired
-    assert not plateau_finding(flat[:2], 0.3).fired  # nothing beyond eps to judge by
+def test_the_curve_is_held_against_an_independent_bound_not_its_shape():
+    # A model trained at a larger eps holds beyond a smaller one: a flat curve, and no alarm without evidence.
+    flat = [CurvePoint(0.0, 0.98), CurvePoint(0.1, 0.97), CurvePoint(0.2, 0.96)]
+    assert not curve_evidence_finding(flat, None, "").fired
+    # The minimal norms agree with it: still no alarm.
+    agreeing = [CurvePoint(0.0, 0.98), CurvePoint(0.1, 0.975), CurvePoint(0.2, 0.97)]
+    assert not curve_evidence_finding(flat, agreeing, "fab").fired
+    # A minimal-norm attack broke 10% of the points within eps 0.2 that the curve's attack called robust.
+    contradicting = [CurvePoint(0.0, 0.98), CurvePoint(0.1, 0.96), CurvePoint(0.2, 0.86)]
+    finding = curve_evidence_finding(flat, contradicting, "the minimal norms of fab")
+    assert finding.fired and "eps=0.2" in finding.detail and "86.0%" in finding.detail
+    # Radii the two do not share are not compared, nor is eps 0 (the clean accuracy).
+    assert not curve_evidence_finding(flat, [CurvePoint(0.15, 0.0)], "fab").fired
+    assert not curve_evidence_finding([CurvePoint(0.0, 0.9)], [CurvePoint(0.0, 0.5)], "fab").fired
+
+
+def test_the_audit_fires_on_misses_chance_does_not_explain():
+    assert not audit_finding(30, 0, 10, 0, []).fired
+    assert not audit_finding(11, 1, 4, 0, ["apgd-ce"]).fired  # one miss: a 1-3% miss rate does that often
+    assert not audit_finding(11, 0, 4, 3, ["apgd-t"]).fired  # misses near the boundary only: escalation fixes them
+    assert audit_finding(11, 2, 4, 0, ["square"]).fired
+    assert not audit_finding(30, 2, 10, 0, ["square"]).fired and audit_finding(30, 3, 10, 0, ["square"]).fired
+    finding = audit_finding(30, 3, 10, 1, ["square"])
+    assert "3 of 30 random and 1 of 10 boundary-nearest" in finding.detail and "square" in finding.detail
+    assert not audit_finding(0, 0, 5, 5, []).fired
 
 
 class _Cliff(nn.Module):

@@ -8,6 +8,8 @@ Pintor et al. ("Indicators of Attack Failure", NeurIPS 2022, arXiv:2106.09947). 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -19,15 +21,15 @@ from bastion.passes import attack_mode
 from bastion.threat import ThreatModel
 
 __all__ = [
-    "PLATEAU_DROP",
     "SWING",
+    "audit_finding",
     "blackbox_finding",
+    "curve_evidence_finding",
     "decide",
     "fgsm_finding",
     "gradient_findings",
     "large_eps_finding",
     "output_findings",
-    "plateau_finding",
 ]
 
 #: An escalation that lowers robust accuracy by more than this (absolute) makes the verdict "broken".
@@ -178,28 +180,62 @@ def cascade_finding(record: AttackRecord | None, n_correct: int) -> Finding:
                    f"({record.fooled / max(1, n_correct):.1%} of the correct points)")
 
 
-def plateau_finding(curve: list[CurvePoint], eps: float) -> Finding:
-    """Accuracy not decreasing at all with eps beyond the threat model's (a flat plateau far above zero).
+def curve_evidence_finding(curve: list[CurvePoint], bounds: list[CurvePoint] | None, source: str) -> Finding:
+    """The curve's attack standing above what another attack showed at the same radius.
 
-    A model trained at a larger eps than the one evaluated rightly holds most of its accuracy up to
-    twice the eps (an eps-0.3 model evaluated at 0.1 loses a few points by 0.2), so a slow fall is no
-    sign of masking; whether the attack can reach zero is the large-eps check's question, asked at
-    the radius that covers the whole box. What a failing attack draws is a curve that loses no point
-    at all beyond eps: it fires when the accuracy at the largest radius is above 5% and within
-    `PLATEAU_DROP` of the accuracy at eps.
+    Replaces the plateau rule (accuracy that barely falls beyond eps), which fired on honest models
+    trained at a larger eps than the one evaluated: such a model rightly holds most of its accuracy
+    up to twice the eps. Here the curve is judged against evidence a working attack produces:
+    `bounds` are upper bounds on the robust accuracy at each radius from an independent attack (the
+    minimal-norm profile, Croce & Hein, ICML 2020, arXiv:1907.02044: a point broken with a
+    perturbation of norm <= r is not robust at r). A curve more than `CURVE_SLACK` above such a bound
+    at some radius means its attack missed points that lie inside its ball, the failure Carlini et
+    al. 2019 (arXiv:1902.06705, section 5.2) ask to look for. Whether the attack reaches zero where
+    the ball covers the whole box is the large-eps check's question.
     """
-    title = "accuracy does not decrease with eps"
-    at_eps = next((p.accuracy for p in curve if abs(p.eps - eps) <= 1e-9), None)
-    if not curve or at_eps is None or curve[-1].eps <= eps:
-        return Finding("plateau", title, False, "suspicious", "no curve point beyond the threat model's eps")
-    largest = curve[-1]
-    fired = largest.accuracy > 0.05 and at_eps - largest.accuracy < PLATEAU_DROP
-    return Finding("plateau", title, fired, "suspicious",
-                   f"{at_eps:.1%} at eps={eps:.4g}, {largest.accuracy:.1%} at eps={largest.eps:.4g}")
+    title = "the curve's attack misses points another attack broke at the same radius"
+    if not curve or not bounds:
+        return Finding("curve-evidence", title, False, "suspicious",
+                       "no independent bound to hold the curve against (a minimal-norm profile: --min-norm)")
+    pairs = [(p, b) for p in curve for b in bounds if p.eps > 0 and math.isclose(p.eps, b.eps, rel_tol=1e-6)]
+    if not pairs:
+        return Finding("curve-evidence", title, False, "suspicious", "the curve and the bound share no radius")
+    point, bound = max(pairs, key=lambda pair: pair[0].accuracy - pair[1].accuracy)
+    fired = point.accuracy - bound.accuracy > CURVE_SLACK
+    return Finding("curve-evidence", title, fired, "suspicious",
+                   f"largest gap at eps={point.eps:.4g}: the curve {point.accuracy:.1%}, {source} "
+                   f"{bound.accuracy:.1%}")
 
 
-#: Fall in accuracy from eps to the curve's largest radius under which the curve counts as flat.
-PLATEAU_DROP = 0.01
+#: How far the curve may stand above an independent upper bound before its attack counts as failing.
+CURVE_SLACK = 0.02
+
+
+def audit_finding(sampled: int, missed_in_sample: int, closest: int, missed_closest: int,
+                  finders: list[str]) -> Finding:
+    """The full AutoAttack breaking more of a random sample of the cascade's robust points than chance explains.
+
+    An honest cascade misses a few points AutoAttack would break (within the 0.2-point bar of issue
+    13); its misses concentrate near the boundary, which is why the audit adds the boundary-nearest
+    points. A miss rate p among the robust points makes k misses in m random ones a binomial draw:
+    one miss in 10-30 points is what a 1-3% miss rate gives about a fifth of the time, while
+    `max(2, AUDIT_SHARE * m)` misses needs a miss rate near 10%, the mark of a cascade whose
+    assumptions failed (masked or randomized gradients). Misses among the boundary-nearest points
+    alone never fire: the escalation they cause already corrects the number, and a swing larger than
+    `SWING` makes the verdict "broken" by itself.
+    """
+    title = "AutoAttack breaks a random sample of the points the fast cascade left robust"
+    if sampled == 0:
+        return Finding("audit", title, False, "suspicious", "no random sample audited")
+    fired = missed_in_sample >= max(2, math.ceil(AUDIT_SHARE * sampled))
+    by = f" (with {', '.join(finders)})" if finders else ""
+    return Finding("audit", title, fired, "suspicious",
+                   f"it broke {missed_in_sample} of {sampled} random and {missed_closest} of {closest} "
+                   f"boundary-nearest robust points{by}")
+
+
+#: Share of the audited random sample that AutoAttack must break (with at least two points) to fire.
+AUDIT_SHARE = 0.1
 
 
 def decide(findings: list[Finding], flattering: float, robust: float) -> str:

@@ -40,6 +40,7 @@ from bastion.evaluate.stages import (
     CleanResult,
     CurveResult,
     EscalationResult,
+    MinNormResult,
     PerClassResult,
 )
 from bastion.evaluate.stages.clean import mean_of
@@ -144,8 +145,6 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
             records.append(result.record)
         elif isinstance(result, (EscalationResult, AuditResult)):
             records += result.records
-        elif isinstance(result, CurveResult) and result.escalation is not None:
-            records += result.escalation.records
     if records and records[0].name == "fgsm":  # the first attack saw every correct point: its number is its own
         records[0] = replace(records[0], standalone_accuracy=records[0].robust_accuracy)
     n = len(ctx.data)
@@ -165,10 +164,11 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
         per_class=per_class.classes if per_class else [],
         class_floor=per_class.floor if per_class else 0.0,
         gallery=[_gallery_item(e, ctx.threat) for e in ctx.gallery()],
-        warnings=ctx.warnings + protocol_warnings(clean.top1, records, points, ctx.threat.eps) + _deployed(ctx.model),
+        warnings=ctx.warnings + protocol_warnings(clean.top1, records, ctx.threat.eps) + _deployed(ctx.model),
         provenance=provenance,
         config=config.to_dict(),
-        verdict=build_verdict(checks, escalation, curve, robust, ctx.model),
+        verdict=build_verdict(checks, escalation, robust, ctx.model, curve=curve, audit=ctx.earlier(AuditResult),
+                              min_norm=ctx.earlier(MinNormResult)),
         stages=stages,
     )
 

@@ -1,4 +1,4 @@
-"""The verdict section of a report, assembled from what the checks, the escalation and the curve found."""
+"""The verdict section of a report, assembled from what the checks, the escalation, the audit and the curve found."""
 
 from __future__ import annotations
 
@@ -9,37 +9,45 @@ from torch import nn
 from bastion.defenses import find_defenses
 from bastion.evaluate import masking
 from bastion.evaluate.result import AttackRecord, Finding, Verdict
-from bastion.evaluate.stages import ChecksResult, CurveResult, EscalationResult
+from bastion.evaluate.stages import AuditResult, ChecksResult, CurveResult, EscalationResult, MinNormResult
 from bastion.evaluate.stages.escalation import view_text
 
 __all__ = ["build_verdict"]
 
 
-def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | None, curve: CurveResult | None,
-                  robust: float, model: nn.Module) -> Verdict:
+def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | None, robust: float, model: nn.Module,
+                  *, curve: CurveResult | None = None, audit: AuditResult | None = None,
+                  min_norm: MinNormResult | None = None) -> Verdict:
     """Every finding with what was run about it, the robust accuracy before and after escalation, the defenses.
 
     Args:
         checks: The checks stage's result (None when the suite had none: nothing can be said).
         escalation: The escalation stage's result.
-        curve: The curve stage's result (its plateau check, and the escalation it caused).
         robust: The evaluation's robust accuracy (the worst case over every attack).
         model: The evaluated model, for its declared defenses.
+        curve: The curve stage's result, held against the minimal-norm profile when there is one.
+        audit: The audit stage's result: its finding, and the escalation it caused.
+        min_norm: The minimal-norm stage's result: an upper bound on the accuracy at every radius.
     """
     findings = list(checks.findings) if checks is not None else []
-    if curve is not None and curve.plateau is not None:
-        findings.append(curve.plateau)
-    ran = [e for e in (escalation, curve.escalation if curve else None) if e is not None and e.ran]
+    if curve is not None and curve.points:
+        bounds = min_norm.bounds() if min_norm is not None else None
+        source = f"the minimal norms of {min_norm.section.get('attack')}" if min_norm is not None else ""
+        findings.append(masking.curve_evidence_finding(curve.points, bounds, source))
+    if audit is not None and audit.finding is not None:
+        findings.append(audit.finding)
+    ran = [e for e in (escalation,) if e is not None and e.ran]
     flattering = checks.flattering if checks is not None else robust
     adaptive = dict(ran[0].adaptive) if ran else {}
     surrogate = next((e.surrogate for e in ran if e.surrogate), checks.surrogate if checks else None)
     if surrogate is not None:
         adaptive["surrogate"] = surrogate
     records = [r for e in ran for r in e.records if r.role.startswith("escalation")]
+    audited = audit is not None and audit.escalated
     return Verdict(
         verdict=masking.decide(findings, flattering, robust),
-        findings=[_with_action(f, records, ran[0] if ran else None) for f in findings],
-        escalated=bool(ran),
+        findings=[_with_action(f, records, ran[0] if ran else None, audit) for f in findings],
+        escalated=bool(ran) or audited,
         robust_accuracy=robust,
         flattering_accuracy=flattering,
         adaptive=adaptive,
@@ -47,9 +55,13 @@ def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | No
     )
 
 
-def _with_action(finding: Finding, records: list[AttackRecord], escalation: EscalationResult | None) -> Finding:
+def _with_action(finding: Finding, records: list[AttackRecord], escalation: EscalationResult | None,
+                 audit: AuditResult | None) -> Finding:
     if not finding.fired or finding.action:
         return finding
+    if finding.check == "audit" and audit is not None and audit.escalated:
+        members = ", ".join(r.name for r in audit.records[1:])
+        return replace(finding, action=f"escalated: {members} on every robust point")
     if escalation is None:
         return replace(finding, action="reported")
     names = ", ".join(dict.fromkeys(r.name for r in records)) or "adaptive attacks"

@@ -11,7 +11,7 @@ from bastion.evaluate.stages.detection import DetectionSettings, DetectionStage
 from bastion.evaluate.stages.escalation import EscalationResult, EscalationSettings, EscalationStage
 from bastion.evaluate.stages.extended import ExtendedSettings, ExtendedStage
 from bastion.evaluate.stages.members import MembersSettings, MembersStage, find_ensemble
-from bastion.evaluate.stages.min_norm import MinNormSettings, MinNormStage
+from bastion.evaluate.stages.min_norm import MinNormResult, MinNormSettings, MinNormStage
 from bastion.evaluate.stages.per_class import PerClassResult, PerClassSettings, PerClassStage
 from bastion.evaluate.stages.probes import ProbesResult, ProbesSettings, ProbesStage
 
@@ -43,6 +43,7 @@ __all__ = [
     "ExtendedStage",
     "MembersSettings",
     "MembersStage",
+    "MinNormResult",
     "MinNormSettings",
     "MinNormStage",
     "PerClassResult",

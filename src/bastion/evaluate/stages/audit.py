@@ -26,8 +26,9 @@ import torch
 from bastion.attacks import ATTACKS
 from bastion.attacks.autoattack import VERSIONS, member_specs
 from bastion.errors import InputError
+from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.result import AttackRecord
+from bastion.evaluate.result import AttackRecord, Finding
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import attack_stage
 from bastion.evaluate.stages.checks import ChecksResult
@@ -99,6 +100,7 @@ class AuditResult(StageResult):
     reason: str
     records: list[AttackRecord] = field(default_factory=list)
     finders: list[str] = field(default_factory=list)
+    finding: Finding | None = None
 
 
 @STAGES.register("audit")
@@ -155,9 +157,11 @@ class AuditStage(Stage):
         reason = (f"AutoAttack broke {len(missed)} of {len(audited)} audited points the cascade had left robust "
                   f"(with {', '.join(finders)})" if missed.numel()
                   else f"AutoAttack broke none of the {len(audited)} audited points")
+        finding = masking.audit_finding(len(sample), missed_in_sample, len(nearest),
+                                        len(missed) - missed_in_sample, finders)
         return AuditResult(audited=audited.tolist(), sampled=len(sample), closest=len(nearest),
                            missed=missed.tolist(), bound=bound, escalated=escalated, reason=reason, records=records,
-                           finders=finders)
+                           finders=finders, finding=finding)
 
     def _sizes(self, robust: int) -> tuple[int, int]:
         """How many random and boundary-nearest points to audit among `robust` still-robust points."""

@@ -73,7 +73,7 @@ class ChecksResult(StageResult):
 
 @STAGES.register("checks")
 class ChecksStage(Stage):
-    """Run the checks that need no escalation (the plateau check needs the curve, and runs with it)."""
+    """Run the checks that need no escalation (the curve and the audit are judged by the verdict)."""
 
     kind = "checks"
     Settings = ChecksSettings

@@ -1,11 +1,12 @@
-"""The accuracy-vs-eps curve, and the plateau check that only a curve can make.
+"""The accuracy-vs-eps curve.
 
 A point broken within a small ball stays broken in every larger one, so each radius attacks only
 the points that survived the previous one, and at the threat model's eps the cascade's per-point
 worst case is reused: the curve can only fall, and costs little where the model breaks early.
-After an escalation the curve attacks the same adaptive view of the model the escalation did. A
-curve that stays high far beyond the threat model's eps (Carlini et al. 2019, arXiv:1902.06705,
-section 5.2) escalates the run when nothing else had.
+After an escalation the curve attacks the same adaptive view of the model the escalation did. The
+curve's shape alone says nothing about masking (a model trained at a larger eps rightly holds far
+beyond the eps evaluated); the verdict holds it against independent evidence instead
+(`masking.curve_evidence_finding`).
 """
 
 from __future__ import annotations
@@ -18,16 +19,11 @@ from torch import nn
 
 from bastion.attacks import PGD, Attack
 from bastion.errors import InputError
-from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.result import CurvePoint, Finding
+from bastion.evaluate.result import CurvePoint
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
-from bastion.evaluate.stages.escalation import (
-    EscalationResult,
-    EscalationSettings,
-    escalate,
-)
+from bastion.evaluate.stages.escalation import EscalationResult, EscalationSettings
 from bastion.evaluate.stages.views import adaptive_view
 from bastion.evaluate.validation import check_int, check_loss, check_rel_step
 from bastion.threat import ThreatModel
@@ -51,7 +47,6 @@ class CurveSettings:
     steps: int = 20
     rel_step: float | None = None
     loss: str = "ce"
-    escalate_on_plateau: bool = True
 
     def __post_init__(self) -> None:
         if any(not (isinstance(e, (int, float)) and math.isfinite(e) and e >= 0) for e in self.grid):
@@ -64,12 +59,10 @@ class CurveSettings:
 
 @dataclass(frozen=True)
 class CurveResult(StageResult):
-    """The curve, the attack that drew it, the plateau check, and the escalation it caused (if any)."""
+    """The curve, and the attack that drew it."""
 
     points: list[CurvePoint]
     settings: dict[str, Any] = field(default_factory=dict)
-    plateau: Finding | None = None
-    escalation: EscalationResult | None = None
 
 
 @STAGES.register("curve")
@@ -82,7 +75,7 @@ class CurveStage(Stage):
     settings: CurveSettings
 
     def run(self, ctx: EvalContext) -> CurveResult:
-        """Draw the curve; escalate and redraw it if it plateaus and nothing escalated yet."""
+        """Draw the curve, through the escalation's adaptive view when there was one."""
         s = self.settings
         if not s.grid:
             return CurveResult(points=[])
@@ -93,17 +86,10 @@ class CurveStage(Stage):
         view = adaptive_view(ctx, escalation_settings.eot_samples, earlier.random) if earlier and earlier.ran else None
         points = curve_points(ctx, attack, s.grid, model=None if view is None else view.module,
                               below_from_cascade=s.below_from_cascade)
-        plateau = masking.plateau_finding(points, ctx.threat.eps)
-        late = None
-        if plateau.fired and s.escalate_on_plateau and not (earlier and earlier.ran):
-            late = escalate(ctx, escalation_settings, [plateau], "the curve plateaus", stream="late-")
-            view = adaptive_view(ctx, escalation_settings.eot_samples, late.random)
-            points = curve_points(ctx, attack, s.grid, model=view.module, stream="after-escalation",
-                                  below_from_cascade=s.below_from_cascade)
         settings: dict[str, Any] = {"attack": attack.name, **attack.settings()}
         if view is not None and view.adapted:
             settings["adaptive"] = view.describe()
-        return CurveResult(points=points, settings=settings, plateau=plateau, escalation=late)
+        return CurveResult(points=points, settings=settings)
 
     @classmethod
     def headline(cls, result: CurveResult) -> str:

@@ -11,11 +11,12 @@ from bastion.attacks import ATTACKS
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.minnorm import norm_profile
+from bastion.evaluate.result import CurvePoint
 from bastion.evaluate.stage import STAGES, SectionResult, Stage
 from bastion.render.blocks import as_dict, count, esc, note_html, num, section_html
 from bastion.threat import ThreatModel
 
-__all__ = ["MinNormSettings", "MinNormStage"]
+__all__ = ["MinNormResult", "MinNormSettings", "MinNormStage"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,15 @@ class MinNormSettings:
             raise InputError(f"min-norm radii must be finite and >= 0, got {self.grid}")
 
 
+@dataclass(frozen=True)
+class MinNormResult(SectionResult):
+    """The minimal-norm profile (its `section`), and the accuracy read off it at each radius: a typed handle."""
+
+    def bounds(self) -> list[CurvePoint]:
+        """The robust accuracy at each radius of the grid that the minimal norms allow (an upper bound)."""
+        return [CurvePoint(eps=float(c["eps"]), accuracy=float(c["accuracy"])) for c in self.section.get("curve", [])]
+
+
 @STAGES.register("min-norm")
 class MinNormStage(Stage):
     """Run a minimal-norm attack with no radius bound on the correct points and profile the norms it finds.
@@ -45,10 +55,10 @@ class MinNormStage(Stage):
 
     kind = "min-norm"
     Settings = MinNormSettings
-    Result = SectionResult
+    Result = MinNormResult
     settings: MinNormSettings
 
-    def run(self, ctx: EvalContext) -> SectionResult:
+    def run(self, ctx: EvalContext) -> MinNormResult:
         """Attack every correct point without a radius bound."""
         attack = ATTACKS.create(self.settings.attack)
         threat = ThreatModel.unbounded(ctx.threat.norm, ctx.data.shape, ctx.threat.bounds)
@@ -61,10 +71,10 @@ class MinNormStage(Stage):
         shard.merge(norms, fooled)
         grid = list(self.settings.grid) or [0.0, ctx.threat.eps]
         profile = norm_profile(norms, fooled, ctx.correct, grid)
-        return SectionResult(section={"attack": attack.name, "settings": attack.settings(), **profile})
+        return MinNormResult(section={"attack": attack.name, "settings": attack.settings(), **profile})
 
     @classmethod
-    def headline(cls, result: SectionResult) -> str:
+    def headline(cls, result: MinNormResult) -> str:
         """The median minimal norm and how many points the attack broke."""
         p = result.section
         median = p.get("median")
@@ -72,7 +82,7 @@ class MinNormStage(Stage):
         return text + (f", median {median:.4g}" if isinstance(median, (int, float)) else "")
 
     @classmethod
-    def html_section(cls, result: SectionResult) -> str:
+    def html_section(cls, result: MinNormResult) -> str:
         """The norm quantiles, and the accuracy at each radius read off the norms."""
         p = as_dict(result.section)
         if p.get("median") is None:

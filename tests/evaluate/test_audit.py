@@ -3,6 +3,8 @@ the misses (or all members), and bounds what it saw."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -11,7 +13,8 @@ from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.evaluate import STAGES, Runner
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.stages import AuditResult
+from bastion.evaluate.stages import AuditResult, AuditStage
+from bastion.evaluate.stages.audit import clean_margins
 from bastion.models import load_model
 from bastion.threat import ThreatModel
 
@@ -101,3 +104,27 @@ def test_the_audit_takes_at_most_its_share_of_the_robust_points_in_the_proportio
 def test_an_audit_of_no_point_is_refused_in_one_line():
     with pytest.raises(InputError, match="at least one point"):
         STAGES.get("audit")(sample=0, closest=0)
+
+
+def test_misses_near_the_boundary_alone_escalate_on_the_near_stratum_only():
+    weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
+    before = _context(0.1, limit=48)
+    Runner([STAGES.get("clean")(name="clean"), STAGES.get("attack")(name="fgsm", **weak)]).run(before)
+    robust = before.robust.nonzero().squeeze(1)
+    margins = clean_margins(before, robust)
+    by_margin = robust[torch.argsort(margins[robust], stable=True)]
+    near = by_margin[:math.ceil(0.25 * len(robust))]
+    far = by_margin[len(near):]
+
+    ctx = _context(0.1, limit=48)
+    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
+                 ("audit", "audit", {"sample": 0, "closest": 3, "share": None, "near_share": 0.25,
+                                     "escalate": "all", **BUDGET}))
+    assert set(audit.audited) == set(by_margin[:3].tolist())
+    assert audit.missed and audit.scope == "near" and audit.escalated
+    assert all(r.attacked <= len(near) - len(audit.missed) for r in audit.records[1:])
+    assert ctx.robust[far].all()  # the far stratum is left to the bound, not attacked
+    assert "nearest the boundary" in audit.reason and "those nearest points" in AuditStage.headline(audit)
+    assert audit.records[-1].robust_accuracy == ctx.robust.float().mean().item()
+    with pytest.raises(InputError, match="near_share"):
+        STAGES.get("audit")(near_share=0.0)

@@ -84,7 +84,8 @@ def cached(cache: Path | None, key: str, run: Callable[[], Row]) -> tuple[Row, b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="evaluation points (images 8000 to 8000 + n - 1)")
-    parser.add_argument("--models", nargs="+", default=[f"zoo:{name}" for name in ZOO])
+    parser.add_argument("--models", nargs="*", default=[f"zoo:{name}" for name in ZOO],
+                        help="model specs (default: the zoo; none: the panel only)")
     parser.add_argument("--norm", choices=["linf", "l2"], default="linf")
     parser.add_argument("--eps", type=float, help="radius for every model (default: Linf 0.3 for mnist-cnn-at, "
                         "0.1 for the others; L2 2.0)")

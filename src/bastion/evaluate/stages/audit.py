@@ -135,7 +135,8 @@ class AuditStage(Stage):
         robust = ctx.robust.nonzero().squeeze(1)
         if robust.numel() == 0:
             return AuditResult(audited=[], sampled=0, closest=0, missed=[], bound=None, escalated=False,
-                               reason="no point left robust: nothing to audit")
+                               reason="no point left robust: nothing to audit",
+                               finding=masking.audit_finding(0, 0, 0, 0, []))
         margins = clean_margins(ctx, robust)
         n_random, n_closest = self._sizes(len(robust))
         by_margin = robust[torch.argsort(margins[robust], stable=True)]

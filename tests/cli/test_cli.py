@@ -52,7 +52,7 @@ def _fails(capsys, argv, message):
 def test_evaluate_writes_json_and_html(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["evaluate", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--eps", "0.3", "--out", str(out),
-                 *FAST])
+                 "--suite", "autoattack", *FAST])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["n_samples"] == 40 and report["summary"]["eps"] == 0.3

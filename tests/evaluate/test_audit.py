@@ -97,6 +97,7 @@ def test_the_audit_takes_at_most_its_share_of_the_robust_points_in_the_proportio
     tiny = _run(_context(0.005), ("clean", "clean", {}), ("audit", "audit", {"sample": 3, "closest": 1,
                                                                              "share": 0.001, **BUDGET}))
     assert (tiny.sampled, tiny.closest) == (1, 1)  # never below one point of each kind
+    assert tiny.bound is None and "too few to bound" in AuditStage.headline(tiny)  # 3/1 bounds nothing
     with pytest.raises(InputError, match="share"):
         STAGES.get("audit")(share=0.0)
 

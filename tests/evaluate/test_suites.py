@@ -38,16 +38,19 @@ def test_no_two_stages_of_a_suite_share_a_name_or_a_random_stream(suite):
 
 
 def test_the_autoattack_suite_runs_each_member_as_a_stage_of_its_own():
-    names = [s.name for s in plan(EvalConfig(model="m", data="d", aa_version="standard"))]
+    names = [s.name for s in plan(EvalConfig(model="m", data="d", suite="autoattack", aa_version="standard"))]
     assert names == ["clean", "fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square", "checks", "escalation", "curve",
                      "per-class"]
     assert [s.name for s in plan(EvalConfig(model="m", data="d", suite="pgd", fgsm=False))][:2] == ["clean", "pgd"]
 
 
-def test_the_fast_suite_runs_apgd_fast_in_place_of_pgd_and_autoattack_and_is_not_the_default():
-    names = [s.name for s in plan(EvalConfig(model="m", data="d", suite="fast"))]
+def test_the_fast_suite_runs_apgd_fast_in_place_of_pgd_and_autoattack_and_is_the_default():
+    names = [s.name for s in plan(EvalConfig(model="m", data="d"))]
     assert names == ["clean", "probes", "fgsm", "apgd-fast", "checks", "escalation", "audit", "curve", "per-class"]
-    assert EvalConfig(model="m", data="d").suite == "autoattack"
+    assert EvalConfig(model="m", data="d").suite == "fast"
+    fast = {s.name: s for s in plan(EvalConfig(model="m", data="d", aa_steps=7))}
+    assert fast["apgd-fast"].settings.params == {"steps": 7, "target_steps": 7}  # AutoAttack's iterations
+    assert fast["audit"].settings.steps == 7
     model, data = _toy()
     config = EvalConfig(model="m", data="d", suite="fast", eps=0.05, curve_points=0, steps=2, aa_steps=3, aa_queries=20,
                         stages={"apgd-fast": {"steps": 5, "target_steps": 5, "n_targets": 1}})
@@ -57,8 +60,9 @@ def test_the_fast_suite_runs_apgd_fast_in_place_of_pgd_and_autoattack_and_is_not
 
 
 def test_flat_options_map_onto_the_stage_that_owns_them():
-    stages = {s.name: s for s in plan(EvalConfig(model="m", data="d", steps=7, restarts=3, curve_points=3,
-                                                 aa_steps=11, probe_points=9, class_floor=0.4, eps=0.2))}
+    stages = {s.name: s for s in plan(EvalConfig(model="m", data="d", suite="autoattack", steps=7, restarts=3,
+                                                 curve_points=3, aa_steps=11, probe_points=9, class_floor=0.4,
+                                                 eps=0.2))}
     assert stages["pgd"].settings.params == {"steps": 7, "n_restarts": 3, "loss": "ce"}
     assert stages["apgd-t"].settings.params["steps"] == 11
     assert stages["checks"].settings.probe_points == 9
@@ -68,7 +72,7 @@ def test_flat_options_map_onto_the_stage_that_owns_them():
 
 def test_toml_stage_tables_set_any_stage_setting(tmp_path):
     path = tmp_path / "eval.toml"
-    path.write_text('[evaluate]\nmodel = "zoo:mnist-cnn"\ndata = "mnist-sample"\nsteps = 5\n\n'
+    path.write_text('[evaluate]\nmodel = "zoo:mnist-cnn"\ndata = "mnist-sample"\nsteps = 5\nsuite = "pgd"\n\n'
                     '[stages.pgd]\nsteps = 40\nrole = "long PGD"\n\n[stages.curve]\nrestarts = 2\n')
     stages = {s.name: s for s in plan(EvalConfig.from_options(read_toml(path)))}
     assert stages["pgd"].settings.params["steps"] == 40 and stages["pgd"].settings.role == "long PGD"

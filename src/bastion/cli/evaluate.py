@@ -47,15 +47,17 @@ def register(commands: Any) -> None:
                         "difference of logits ratio)")
     attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
     attack.add_argument("--suite", choices=["autoattack", "pgd", "extended", "deployed", "fast"],
-                        help="attacks after PGD: the AutoAttack ensemble (the standard protocol, default), none "
-                        "(quick), or AutoAttack plus the threat models beyond the Lp ball (patch, spatial, "
+                        help="fast (default): apgd-fast (ODI, margin APGD, MALT-ranked targets), escalating by itself "
+                        "on evidence and audited by AutoAttack on a sample, for about a tenth of AutoAttack's cost; "
+                        "autoattack: PGD and the AutoAttack ensemble, the standard protocol, for numbers comparable "
+                        "with published AutoAttack results; pgd: PGD only (quick, not enough for a claim); "
+                        "extended: AutoAttack plus the threat models beyond the Lp ball (patch, spatial, "
                         "corruptions, one-pixel, universal, HopSkipJump); deployed: no gradients (Square, "
-                        "HopSkipJump, transfer from --surrogate), chosen by itself for an .onnx model; fast: apgd-fast "
-                        "(ODI, margin APGD, MALT-ranked targets) instead of PGD and AutoAttack, for a fraction of "
-                        "AutoAttack's cost (not the default)")
+                        "HopSkipJump, transfer from --surrogate), chosen by itself for an .onnx model")
     attack.add_argument("--extended-train-data", help="data spec the extended suite trains its patch and universal "
                         "perturbation on (default: the first half of the evaluated points; the second half measures)")
-    attack.add_argument("--aa-steps", type=int, help="iterations of AutoAttack's gradient attacks (default 100)")
+    attack.add_argument("--aa-steps", type=int, help="iterations of AutoAttack's gradient attacks and of apgd-fast "
+                        "(default 100)")
     attack.add_argument("--aa-queries", type=int, help="Square's query budget in AutoAttack (default 5000)")
     attack.add_argument("--min-norm", help="also run a minimal-norm attack (fab or cw) without a radius bound and "
                         "report the norms it finds")

@@ -117,7 +117,9 @@ def _flat_settings(config: EvalConfig) -> dict[str, dict[str, Any]]:
         "pgd": {"params": {"steps": config.steps, "n_restarts": config.restarts, "rel_step": config.rel_step,
                            "loss": config.loss}},
         "probes": {"probe_points": config.probe_points},
-        "apgd-fast": {"eot_samples": config.eot_samples},
+        "apgd-fast": {"eot_samples": config.eot_samples,
+                      **({"params": {"steps": config.aa_steps, "target_steps": config.aa_steps}}
+                         if config.aa_steps else {})},
         "audit": {"steps": config.aa_steps, "n_queries": config.aa_queries},
         "checks": {**attack, **surrogate, "probe_points": config.probe_points,
                    "blackbox_queries": config.blackbox_queries},

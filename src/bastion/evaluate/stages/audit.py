@@ -165,7 +165,7 @@ class AuditStage(Stage):
         far_sample = sample[~torch.isin(sample, near)]
         scope = "" if not missed.numel() else "near" if torch.isin(missed, near).all() else "all"
         bound_points = len(sample) if not missed_in_sample else len(far_sample) if scope == "near" else 0
-        bound = 3 / bound_points if bound_points else None
+        bound = 3 / bound_points if bound_points > 3 else None  # 3/m >= 1 bounds nothing
         records = [AttackRecord(
             name=f"autoattack-{s.version}", role=f"audit: {len(sample)} random and {len(nearest)} boundary-nearest "
             "robust points", settings={"version": s.version, "steps": s.steps, "n_queries": s.n_queries},
@@ -210,6 +210,8 @@ class AuditStage(Stage):
         if not result.audited:
             return result.reason
         text = result.reason
+        if result.bound is None and 0 < result.bound_points <= 3:
+            text += f"; {result.bound_points} random point(s) are too few to bound the miss rate"
         if result.bound is not None:
             beyond = " beyond them" if result.scope == "near" else ""
             text += (f"; miss rate{beyond} < {result.bound:.1%} (95%, rule of three on "

@@ -4,6 +4,7 @@ the misses (or all members), and bounds what it saw."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from bastion.evaluate import STAGES, Runner
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.stages import AuditResult, AuditStage
 from bastion.evaluate.stages.audit import clean_margins
+from bastion.evaluate.verdict import build_verdict
 from bastion.models import load_model
 from bastion.threat import ThreatModel
 
@@ -125,7 +127,12 @@ def test_misses_near_the_boundary_alone_escalate_on_the_near_stratum_only():
     assert audit.missed and audit.scope == "near" and audit.escalated
     assert all(r.attacked <= len(near) - len(audit.missed) for r in audit.records[1:])
     assert ctx.robust[far].all()  # the far stratum is left to the bound, not attacked
-    assert "nearest the boundary" in audit.reason and "those nearest points" in AuditStage.headline(audit)
+    assert "nearest the boundary" in audit.reason
+    assert "on the robust points nearest the boundary" in AuditStage.headline(audit)
+    # A fired audit finding names the same scope as its action in the verdict.
+    fired = replace(audit, finding=replace(audit.finding, fired=True))
+    verdict = build_verdict(None, None, 0.5, ctx.model, audit=fired)
+    assert verdict.escalated and verdict.fired[0].action == f"escalated: {audit.escalation_text()}"
     assert audit.records[-1].robust_accuracy == ctx.robust.float().mean().item()
     with pytest.raises(InputError, match="near_share"):
         STAGES.get("audit")(near_share=0.0)

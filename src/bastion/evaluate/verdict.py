@@ -36,18 +36,17 @@ def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | No
         findings.append(masking.curve_evidence_finding(curve.points, bounds, source))
     if audit is not None and audit.finding is not None:
         findings.append(audit.finding)
-    ran = [e for e in (escalation,) if e is not None and e.ran]
+    ran = escalation if escalation is not None and escalation.ran else None
     flattering = checks.flattering if checks is not None else robust
-    adaptive = dict(ran[0].adaptive) if ran else {}
-    surrogate = next((e.surrogate for e in ran if e.surrogate), checks.surrogate if checks else None)
+    adaptive = dict(ran.adaptive) if ran else {}
+    surrogate = (ran.surrogate if ran else None) or (checks.surrogate if checks else None)
     if surrogate is not None:
         adaptive["surrogate"] = surrogate
-    records = [r for e in ran for r in e.records if r.role.startswith("escalation")]
-    audited = audit is not None and audit.escalated
+    records = [r for r in ran.records if r.role.startswith("escalation")] if ran else []
     return Verdict(
         verdict=masking.decide(findings, flattering, robust),
-        findings=[_with_action(f, records, ran[0] if ran else None, audit) for f in findings],
-        escalated=bool(ran) or audited,
+        findings=[_with_action(f, records, ran, audit) for f in findings],
+        escalated=ran is not None or (audit is not None and audit.escalated),
         robust_accuracy=robust,
         flattering_accuracy=flattering,
         adaptive=adaptive,
@@ -60,8 +59,7 @@ def _with_action(finding: Finding, records: list[AttackRecord], escalation: Esca
     if not finding.fired or finding.action:
         return finding
     if finding.check == "audit" and audit is not None and audit.escalated:
-        members = ", ".join(r.name for r in audit.records[1:])
-        return replace(finding, action=f"escalated: {members} on every robust point")
+        return replace(finding, action=f"escalated: {audit.escalation_text()}")
     if escalation is None:
         return replace(finding, action="reported")
     names = ", ".join(dict.fromkeys(r.name for r in records)) or "adaptive attacks"

@@ -127,6 +127,13 @@ class AuditResult(StageResult):
     scope: str = ""
     bound_points: int = 0
 
+    def escalation_text(self) -> str:
+        """The members the audit escalated with, and where ("" when it did not escalate)."""
+        if not self.escalated:
+            return ""
+        where = "the robust points nearest the boundary" if self.scope == "near" else "every robust point"
+        return f"{', '.join(r.name for r in self.records[1:])} on {where}"
+
 
 @STAGES.register("audit")
 class AuditStage(Stage):
@@ -191,7 +198,7 @@ class AuditStage(Stage):
                 if s.escalate == "all" or name in finders:
                     record = attack_stage(where, attack, f"audit escalation: {name}", model=seen[name],
                                           stream=f"escalation/{name}")
-                    ctx.robust &= where.robust | ~targets
+                    ctx.robust[targets & ~where.robust] = False  # what it broke in its scope
                     records.append(replace(record, robust_accuracy=mean_of(ctx.robust)))
         reason = (f"AutoAttack broke {len(missed)} of {len(audited)} audited points the cascade had left robust "
                   f"(with {', '.join(finders)})" if missed.numel()
@@ -224,13 +231,11 @@ class AuditStage(Stage):
             text += f"; {result.bound_points} random point(s) are too few to bound the miss rate"
         if result.bound is not None:
             beyond = " beyond them" if result.scope == "near" else ""
-            text += (f"; miss rate{beyond} < {result.bound:.1%} (95%, rule of three on "
-                     f"{result.bound_points or result.sampled} random points)")
+            m = result.bound_points or result.sampled  # reports written before bound_points bound the whole sample
+            text += f"; miss rate{beyond} < {result.bound:.1%} (95%, rule of three on {m} random points)"
         if result.escalated:
             last = result.records[-1].robust_accuracy
-            members = [r.name for r in result.records[1:]]
-            where = "those nearest points" if result.scope == "near" else "every robust point"
-            text += f"; escalated with {', '.join(members)} on {where}: robust accuracy {last:.2%}"
+            text += f"; escalated with {result.escalation_text()}: robust accuracy {last:.2%}"
         return text
 
     @classmethod

@@ -136,3 +136,30 @@ def test_misses_near_the_boundary_alone_escalate_on_the_near_stratum_only():
     assert audit.records[-1].robust_accuracy == ctx.robust.float().mean().item()
     with pytest.raises(InputError, match="near_share"):
         STAGES.get("audit")(near_share=0.0)
+
+
+def test_the_near_escalation_goes_nearest_first_and_stops_after_a_group_it_breaks_none_of():
+    weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
+    before = _context(0.1, limit=48)
+    Runner([STAGES.get("clean")(name="clean"), STAGES.get("attack")(name="fgsm", **weak)]).run(before)
+    robust = before.robust.nonzero().squeeze(1)
+    margins = clean_margins(before, robust)
+    by_margin = robust[torch.argsort(margins[robust], stable=True)]
+
+    ctx = _context(0.1, limit=48)
+    group = 3
+    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
+                 ("audit", "audit", {"sample": 0, "closest": 2, "share": None, "near_share": 1.0,
+                                     "sequential": group, **BUDGET}))
+    assert audit.escalated and audit.scope == "near"
+    order = [i for i in by_margin.tolist() if i not in audit.audited]  # audited points are not attacked again
+    assert audit.scope_points == len(order) and audit.escalated_points < len(order)  # it stopped early
+    attacked, left = order[:audit.escalated_points], order[audit.escalated_points:]
+    groups = [attacked[i:i + group] for i in range(0, len(attacked), group)]
+    assert all(not ctx.robust[g].all() for g in groups[:-1])  # every group before the last broke a point
+    assert ctx.robust[groups[-1]].all() and ctx.robust[left].all()  # the last broke none; the rest untouched
+    assert audit.records[1].attacked == audit.escalated_points  # the first member ran on every attacked point
+    assert all(r.attacked <= audit.escalated_points for r in audit.records[2:])
+    assert f"the {audit.escalated_points} robust points nearest the boundary" in AuditStage.headline(audit)
+    with pytest.raises(InputError, match="sequential"):
+        STAGES.get("audit")(sequential=-1)

@@ -21,6 +21,7 @@ from bastion.models import load_model
 from bastion.threat import ThreatModel
 
 BUDGET = {"steps": 8, "n_queries": 40}
+WEAK = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
 
 
 def _context(eps: float, limit: int = 24) -> EvalContext:
@@ -39,8 +40,7 @@ def _run(ctx: EvalContext, *stages: tuple[str, str, dict]) -> AuditResult:
 @pytest.mark.parametrize("escalate", ["finders", "all"])
 def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates(escalate):
     ctx = _context(0.1)
-    weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
-    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
+    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", WEAK),
                  ("audit", "audit", {"sample": 4, "closest": 2, "share": None, "escalate": escalate, **BUDGET}))
     assert len(audit.audited) == 6 and audit.missed and set(audit.missed) <= set(audit.audited)
     assert audit.escalated and audit.bound is None and audit.finders
@@ -53,7 +53,7 @@ def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates(escalate):
     assert ", ".join(audit.finders) in audit.reason
     # After the escalation the number is AutoAttack's on every point the weak cascade left robust.
     alone = _context(0.1)
-    _run(alone, ("clean", "clean", {}), ("fgsm", "attack", weak),
+    _run(alone, ("clean", "clean", {}), ("fgsm", "attack", WEAK),
          ("audit", "audit", {"sample": 0, "closest": len(alone.data), "share": None, "escalate": "none", **BUDGET}))
     assert ctx.robust.sum() <= alone.robust.sum() + 1
 
@@ -109,18 +109,22 @@ def test_an_audit_of_no_point_is_refused_in_one_line():
         STAGES.get("audit")(sample=0, closest=0)
 
 
-def test_misses_near_the_boundary_alone_escalate_on_the_near_stratum_only():
-    weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
+def _left_by_fgsm_by_margin() -> torch.Tensor:
+    """The 48 points' indices that FGSM at eps 0.1 leaves robust, by increasing clean margin."""
     before = _context(0.1, limit=48)
-    Runner([STAGES.get("clean")(name="clean"), STAGES.get("attack")(name="fgsm", **weak)]).run(before)
+    Runner([STAGES.get("clean")(name="clean"), STAGES.get("attack")(name="fgsm", **WEAK)]).run(before)
     robust = before.robust.nonzero().squeeze(1)
     margins = clean_margins(before, robust)
-    by_margin = robust[torch.argsort(margins[robust], stable=True)]
-    near = by_margin[:math.ceil(0.25 * len(robust))]
+    return robust[torch.argsort(margins[robust], stable=True)]
+
+
+def test_misses_near_the_boundary_alone_escalate_on_the_near_stratum_only():
+    by_margin = _left_by_fgsm_by_margin()
+    near = by_margin[:math.ceil(0.25 * len(by_margin))]
     far = by_margin[len(near):]
 
     ctx = _context(0.1, limit=48)
-    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
+    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", WEAK),
                  ("audit", "audit", {"sample": 0, "closest": 3, "share": None, "near_share": 0.25,
                                      "escalate": "all", **BUDGET}))
     assert set(audit.audited) == set(by_margin[:3].tolist())
@@ -139,16 +143,11 @@ def test_misses_near_the_boundary_alone_escalate_on_the_near_stratum_only():
 
 
 def test_the_near_escalation_goes_nearest_first_and_stops_after_a_group_it_breaks_none_of():
-    weak = {"attack": "fgsm", "params": {}, "role": "a cascade too weak for this model"}
-    before = _context(0.1, limit=48)
-    Runner([STAGES.get("clean")(name="clean"), STAGES.get("attack")(name="fgsm", **weak)]).run(before)
-    robust = before.robust.nonzero().squeeze(1)
-    margins = clean_margins(before, robust)
-    by_margin = robust[torch.argsort(margins[robust], stable=True)]
+    by_margin = _left_by_fgsm_by_margin()
 
     ctx = _context(0.1, limit=48)
     group = 3
-    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", weak),
+    audit = _run(ctx, ("clean", "clean", {}), ("fgsm", "attack", WEAK),
                  ("audit", "audit", {"sample": 0, "closest": 2, "share": None, "near_share": 1.0,
                                      "sequential": group, **BUDGET}))
     assert audit.escalated and audit.scope == "near"

@@ -2,20 +2,27 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint typecheck zoo clean
 
-$(STAMP): pyproject.toml requirements-dev.txt
+# The package and what it needs to run, with the pinned torch: all that `make demo` waits for.
+$(RUNTIME): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$$(grep '^torch==' requirements-dev.txt)"
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+# The development and test tools, and the optional extras the tests cover.
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # The robust zoo model on the whole 2,000-point eval split with the default (fast) suite, one process per core.
 DEMO_PROCS ?= 2
-demo: $(STAMP)
+demo: $(RUNTIME)
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc-per-node $(DEMO_PROCS) -m bastion evaluate \
 		--model zoo:mnist-cnn-at --data mnist-sample:eval --norm linf --eps 0.3 --out runs/demo --overwrite
 

@@ -67,6 +67,7 @@ def test_an_audit_without_a_miss_states_the_rule_of_three_bound_and_does_not_esc
     ctx = _context(0.005)  # too small a ball for any attack to break a correct point of this model
     audit = _run(ctx, ("clean", "clean", {}), ("audit", "audit", {"sample": 10, "closest": 3, "share": None, **BUDGET}))
     assert audit.missed == [] and not audit.escalated and len(audit.records) == 1
+    assert (audit.escalated_points, audit.scope_points) == (0, 0)
     assert audit.sampled == 10 and audit.bound == pytest.approx(3 / 10)
     assert "rule of three" in STAGES.get("audit").headline(audit)
 

@@ -208,7 +208,7 @@ class AuditStage(Stage):
         if scope == "near":
             targets[robust[~torch.isin(robust, near)]] = False
         escalated = bool(missed.numel()) and s.escalate != "none" and bool(targets.any())
-        order = near[targets[near]] if scope == "near" else targets.nonzero().squeeze(1)  # nearest first
+        order = by_margin[targets[by_margin]] if escalated else by_margin[:0]  # nearest the boundary first
         attacked = 0
         if escalated:
             members = [(name, attack) for name, attack in attacks if s.escalate == "all" or name in finders]
@@ -247,9 +247,9 @@ class AuditStage(Stage):
                 record = attack_stage(where, attack, f"audit escalation: {name}", model=seen[name],
                                       stream=f"escalation/{name}")
                 records[name] = record if name not in records else _summed(records[name], record)
-                broken_by[name][points[~where.robust[points]]] = True
+                broke = points[~where.robust[points]]  # by this member or one before it, in this group
+                broken_by[name][broke] = True
             attacked += len(points)
-            broke = points[~where.robust[points]]
             ctx.robust[broke] = False
             if not broke.numel():
                 break
@@ -298,9 +298,9 @@ class AuditStage(Stage):
 
 def _summed(first: AttackRecord, second: AttackRecord) -> AttackRecord:
     """One member's record over two groups of points."""
-    passes = {key: first.passes.get(key, 0) + second.passes.get(key, 0) for key in {*first.passes, *second.passes}}
+    passes = PassCount(**first.passes) + PassCount(**second.passes)
     return replace(first, attacked=first.attacked + second.attacked, fooled=first.fooled + second.fooled,
-                   passes=passes, seconds=first.seconds + second.seconds)
+                   passes=asdict(passes), seconds=first.seconds + second.seconds)
 
 
 def clean_margins(ctx: EvalContext, indices: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,7 @@ from bastion.evaluate.stages import (
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.suites import plan
 from bastion.evaluate.verdict import build_verdict
-from bastion.evaluate.verdicts import protocol_warnings
+from bastion.evaluate.verdicts import chance_finding, protocol_warnings, unweighted_factory_warning
 from bastion.models import is_gradient_free, load_model, model_device_dtype
 from bastion.models.loading import fingerprint_model
 from bastion.outputs import returning_logits
@@ -80,7 +80,11 @@ def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None 
     else:
         model = load_model(config.model, **options).module
     data = load_dataset(config.data, root=config.data_root, limit=config.limit, seed=config.subset_seed)
-    return evaluate_model(model, data, config, progress=progress, command=command, state_dir=config.out)
+    unweighted = [s for s in (config.ensemble or [config.model]) if _factory_spec(s)] if not config.weights else []
+    for spec in unweighted:
+        logger.warning(unweighted_factory_warning(spec))
+    return evaluate_model(model, data, config, progress=progress, command=command, state_dir=config.out,
+                          unweighted=unweighted)
 
 
 def evaluate_model(
@@ -91,6 +95,7 @@ def evaluate_model(
     progress: bool = False,
     command: str | None = None,
     state_dir: str | Path | None = None,
+    unweighted: list[str] | None = None,
 ) -> EvalResult:
     """Run the suite's stages on an in-memory model and data set, and assemble the report.
 
@@ -103,6 +108,9 @@ def evaluate_model(
         command: The command line, recorded in the provenance.
         state_dir: Where to save progress after each stage (`state.pt`); with `config.resume`, the
             stages a matching earlier run finished are not run again.
+        unweighted: The model specs a factory built without weights (untrained unless the factory loads
+            some itself): the report warns, and a clean accuracy not clearly above chance makes the
+            verdict "meaningless".
 
     Example:
         >>> result = evaluate_model(model, load_dataset("mnist-sample", limit=500), EvalConfig(eps=0.3))
@@ -117,7 +125,7 @@ def evaluate_model(
     runner = Runner(plan(config, model), state_dir=state_dir, resume=config.resume, counted=counted,
                     run_key=_hash(identity), identity=identity)
     records = runner.run(ctx)
-    result = _assemble(ctx, config, records, command)
+    result = _assemble(ctx, config, records, command, list(unweighted or []))
     runner.finish()
     return result
 
@@ -132,7 +140,8 @@ def _hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], command: str | None) -> EvalResult:
+def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], command: str | None,
+              unweighted: list[str]) -> EvalResult:
     """The report: the stable top-level keys read off the stages' results, and the stages themselves."""
     clean = ctx.earlier(CleanResult)
     if clean is None:
@@ -152,6 +161,10 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
     points = curve.points if curve is not None else []
     summary = Summary(clean.top1, robust, ctx.threat.norm.name, ctx.threat.eps, n,
                       config.model_id(type(ctx.model).__name__), config.data or ctx.data.name)
+    notes = [unweighted_factory_warning(spec) for spec in unweighted]
+    chance = chance_finding(clean.n_correct, n, len(ctx.data.classes), unweighted=bool(unweighted))
+    if chance is not None:
+        notes.append(f"{chance.detail}: {chance.action.removeprefix('reported: ')}; the verdict is meaningless")
     created = datetime.now(timezone.utc)
     provenance = _provenance(ctx.model, ctx.data, config, ctx.device, ctx.dtype, command)
     return EvalResult(
@@ -164,13 +177,18 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
         per_class=per_class.classes if per_class else [],
         class_floor=per_class.floor if per_class else 0.0,
         gallery=[_gallery_item(e, ctx.threat) for e in ctx.gallery()],
-        warnings=ctx.warnings + protocol_warnings(clean.top1, records, ctx.threat.eps) + _deployed(ctx.model),
+        warnings=notes + ctx.warnings + protocol_warnings(clean.top1, records, ctx.threat.eps) + _deployed(ctx.model),
         provenance=provenance,
         config=config.to_dict(),
         verdict=build_verdict(checks, escalation, robust, ctx.model, curve=curve, audit=ctx.earlier(AuditResult),
-                              min_norm=ctx.earlier(MinNormResult)),
+                              min_norm=ctx.earlier(MinNormResult), chance=chance),
         stages=stages,
     )
+
+
+def _factory_spec(spec: str) -> bool:
+    """Whether a model spec names a factory (`module:factory`, `file.py:factory`), which --weights completes."""
+    return ":" in spec and not spec.startswith(("zoo:", "hf:")) and not Path(spec).exists()
 
 
 def _deployed(model: nn.Module) -> list[str]:

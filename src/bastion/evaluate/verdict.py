@@ -11,13 +11,14 @@ from bastion.evaluate import masking
 from bastion.evaluate.result import AttackRecord, Finding, Verdict
 from bastion.evaluate.stages import AuditResult, ChecksResult, CurveResult, EscalationResult, MinNormResult
 from bastion.evaluate.stages.escalation import view_text
+from bastion.evaluate.verdicts import MEANINGLESS
 
 __all__ = ["build_verdict"]
 
 
 def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | None, robust: float, model: nn.Module,
                   *, curve: CurveResult | None = None, audit: AuditResult | None = None,
-                  min_norm: MinNormResult | None = None) -> Verdict:
+                  min_norm: MinNormResult | None = None, chance: Finding | None = None) -> Verdict:
     """Every finding with what was run about it, the robust accuracy before and after escalation, the defenses.
 
     Args:
@@ -28,8 +29,10 @@ def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | No
         curve: The curve stage's result, held against the minimal-norm profile when there is one.
         audit: The audit stage's result: its finding, and the escalation it caused.
         min_norm: The minimal-norm stage's result: an upper bound on the accuracy at every radius.
+        chance: The finding that the clean accuracy is at chance (`verdicts.chance_finding`): then the
+            verdict is "meaningless", whatever the gradient-masking checks say.
     """
-    findings = list(checks.findings) if checks is not None else []
+    findings = ([chance] if chance is not None else []) + (list(checks.findings) if checks is not None else [])
     if curve is not None and curve.points:
         bounds = min_norm.bounds() if min_norm is not None else None
         source = f"the minimal norms of {min_norm.section.get('attack')}" if min_norm is not None else ""
@@ -44,7 +47,7 @@ def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | No
         adaptive["surrogate"] = surrogate
     records = [r for r in ran.records if r.role.startswith("escalation")] if ran else []
     return Verdict(
-        verdict=masking.decide(findings, flattering, robust),
+        verdict=MEANINGLESS if chance is not None else masking.decide(findings, flattering, robust),
         findings=[_with_action(f, records, ran, audit) for f in findings],
         escalated=ran is not None or (audit is not None and audit.escalated),
         robust_accuracy=robust,

@@ -8,7 +8,7 @@ from bastion.render.blocks import as_dict, as_list, esc, note_html, pct, section
 
 __all__ = ["verdict_section"]
 
-_COLOURS = {"reliable": "#2e7d32", "suspicious": "#e67e22", "broken": "#c0392b"}
+_COLOURS = {"reliable": "#2e7d32", "suspicious": "#e67e22", "broken": "#c0392b", "meaningless": "#c0392b"}
 
 
 def verdict_section(verdict: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from bastion._io import write_atomic
+from bastion.chance import chance_accuracy, near_chance
 from bastion.render.svg import line_chart
 from bastion.version import __version__
 
@@ -31,8 +32,8 @@ def outcome_warnings(clean: float, robust: float | None, history: list[dict[str,
         num_classes: Classes of the data; chance is 1 / num_classes.
         adversarial: Whether the method trains against an attack (then PGD accuracy should rise).
     """
-    warnings, chance = [], 1.0 / max(1, num_classes)
-    if clean <= chance + max(0.05, 0.5 * chance):
+    warnings, chance = [], chance_accuracy(num_classes)
+    if near_chance(clean, num_classes):
         warnings.append(f"held-out clean accuracy {clean:.3f} is near chance ({chance:.3f}): the model did not learn; "
                         "train longer, lower --lr, or grow eps with --ramp-epochs (large eps such as MNIST 0.3)")
     robust_curve = [row["val_robust"] for row in history if "val_robust" in row]

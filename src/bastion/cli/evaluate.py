@@ -32,16 +32,20 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "evaluate",
         help="run the evaluation protocol and write a report",
-        description="Clean accuracy, FGSM sanity check, PGD with restarts, accuracy-vs-eps curve and "
-        "per-class robustness; writes report.json and report.html. Flags override --config.",
+        description="Clean accuracy, an FGSM sanity check, the main attack of the suite (by default the fast "
+        "suite's apgd-fast, escalated on evidence and audited by AutoAttack on a sample; PGD with restarts in the "
+        "pgd and autoattack suites), the gradient-masking checks, the accuracy-vs-eps curve and per-class "
+        "robustness; writes report.json and report.html. Flags override --config.",
     )
     parser.add_argument("--config", help="TOML file of options (keys as the flags, e.g. eps = \"8/255\")")
     add_model_options(parser)
     add_data_options(parser)
     add_threat_options(parser)
     attack = parser.add_argument_group("attacks")
-    attack.add_argument("--steps", type=int, help="PGD steps (default 20)")
-    attack.add_argument("--restarts", type=int, help="PGD random restarts (default 5)")
+    attack.add_argument("--steps", type=int, help="PGD steps, in the suites that run PGD (pgd, autoattack, "
+                        "extended; default 20); apgd-fast takes --aa-steps")
+    attack.add_argument("--restarts", type=int, help="PGD random restarts, in the suites that run PGD "
+                        "(default 5)")
     attack.add_argument("--rel-step", type=float, help="PGD step size as a fraction of eps (default 2.5/steps)")
     attack.add_argument("--loss", help="attack loss: ce (default), cw (C&W margin) or dlr (Croce & Hein's "
                         "difference of logits ratio)")

@@ -78,8 +78,8 @@ def test_attack_command_writes_npz(tmp_path, capsys):
                  "--steps", "5", "--limit", "16", "--out", str(out), "--quiet"])
     assert code == 0
     arrays = np.load(out)
-    assert arrays["x_adv"].shape == (16, 1, 28, 28)
-    assert np.abs(arrays["x_adv"].max()) <= 1 and arrays["norm"].max() <= 0.3 + 1e-6
+    assert arrays["x"].shape == (16, 1, 28, 28)  # the key --data npz:FILE reads
+    assert np.abs(arrays["x"].max()) <= 1 and arrays["norm"].max() <= 0.3 + 1e-6
     assert json.loads(str(arrays["summary"]))["settings"]["steps"] == 5
 
 
@@ -158,11 +158,11 @@ def test_attack_command_rejects_data_the_model_rejects(nets, capsys):
 
 def test_attack_command_counts_clean_errors_as_broken(tmp_path, capsys):
     out = tmp_path / "adv.npz"
-    assert main(["attack", "fgsm", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--eps", "0",
+    assert main(["attack", "fgsm", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--eps", "1e-6",
                  "--limit", "300", "--out", str(out), "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out.split("\nwrote")[0])
     arrays = np.load(out)
-    assert summary["robust_accuracy"] == summary["clean_accuracy"]  # eps = 0 changes nothing
+    assert summary["robust_accuracy"] == summary["clean_accuracy"]  # eps = 1e-6 changes no prediction here
     assert np.array_equal(arrays["success"], arrays["clean_prediction"] != arrays["y"])
 
 

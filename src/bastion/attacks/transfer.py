@@ -63,6 +63,12 @@ class Transfer(Attack):
     """
 
     name: ClassVar[str] = "transfer"
+    #: Options `bastion attack transfer` refuses to run without, and why (read by the CLI): without a
+    #: surrogate this class is a white-box MI-FGSM, which the command line must not label "transfer".
+    cli_required: ClassVar[dict[str, str]] = {
+        "surrogate": "the model the examples are crafted on, e.g. --surrogate zoo:mnist-cnn (without one the "
+        "gradients would come from the attacked model itself: a white-box MI-FGSM, not a transfer attack)",
+    }
 
     def __init__(
         self,

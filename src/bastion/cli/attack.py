@@ -79,7 +79,8 @@ def run_attack_command(argv: list[str]) -> int:
     add_data_options(parser)
     add_threat_options(parser)
     parser.add_argument("--target", help="targeted attack: random, least-likely, or a class index")
-    parser.add_argument("--out", help="write adversarial examples and per-point results to this .npz file")
+    parser.add_argument("--out", help="write the adversarial examples (x) with their labels (y) and per-point "
+                        "results to this .npz file (readable as --data npz:FILE)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--defense", action="append", help="a defense before (or after) the model, repeatable, "
                         "in order: name:key=value,... e.g. jpeg:quality=75")
@@ -89,7 +90,11 @@ def run_attack_command(argv: list[str]) -> int:
     option_names = _attack_options(parser, factory)
     args = parser.parse_args(argv[1:])
     require(args, "model", "data")
-    out = check_out_file(args.out, overwrite=args.overwrite) if args.out else None  # before the work, not after
+    _check_threat(args, name, factory)
+    for option, why in getattr(factory, "cli_required", {}).items():
+        if getattr(args, f"opt_{option}") is None:
+            raise InputError(f"bastion attack {name} needs --{option.replace('_', '-')}: {why}")
+    out = _check_out(args.out, overwrite=args.overwrite) if args.out else None  # before the work, not after
     attack = ATTACKS.create(name, **{k: getattr(args, f"opt_{k}") for k in option_names})
     summary, arrays = _run(args, attack)
     print(json.dumps(summary, indent=2), flush=True)  # stdout holds the JSON only: `| jq .` works
@@ -98,23 +103,47 @@ def run_attack_command(argv: list[str]) -> int:
     return 0
 
 
+def _check_threat(args: argparse.Namespace, name: str, factory: Any) -> None:
+    """Refuse `--eps max` for an attack with a radius, and a radius of 0 or one beyond the input range."""
+    from bastion.attacks import ATTACKS
+    from bastion.epsrange import check_eps
+    from bastion.threat import get_norm, parse_eps
+
+    if args.eps in ("max", "inf"):
+        if not getattr(factory, "minimizes_norm", False):
+            minimal = ", ".join(n for n in ATTACKS.names() if getattr(ATTACKS.get(n), "minimizes_norm", False))
+            raise InputError(f"--eps {args.eps} (an unbounded search) is for the minimal-norm attacks ({minimal}); "
+                             f"give {name} a radius, e.g. --eps 0.3 or --eps 8/255")
+        return
+    check_eps(get_norm(args.norm or "linf").name, parse_eps(args.eps if args.eps is not None else "0.3"))
+
+
+def _check_out(path: str, *, overwrite: bool) -> Path:
+    """The --out file: an .npz name (what is written), checked before the work."""
+    if Path(path).suffix.lower() != ".npz" and not Path(path).is_dir():  # a folder: check_out_file says so
+        raise InputError(f"--out {path}: bastion attack writes a numpy .npz archive; name a file ending in .npz, "
+                         f"e.g. {Path(path).with_suffix('.npz')}")
+    return check_out_file(path, overwrite=overwrite)
+
+
 def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Attack the data in batches; returns the summary and per-point arrays.
 
     Untargeted, only correctly classified points are attacked (as in `bastion evaluate`): a clean
     error counts as broken at no cost and keeps x_adv = x.
     """
+    from bastion.epsrange import check_eps
     from bastion.evaluate.minnorm import norm_profile
     from bastion.models import model_device_dtype
     from bastion.threat import ThreatModel
 
-    model = load_model_from_args(args).module
     data = load_data_from_args(args)
-    model = _defended(model, args.defense or [], args.adaptive, data)
     if args.eps in ("max", "inf"):
         threat = ThreatModel.unbounded(args.norm or "linf", data.shape)
     else:
         threat = ThreatModel(args.norm or "linf", args.eps if args.eps is not None else 0.3)
+        check_eps(threat.norm.name, threat.eps, shape=data.shape, bounds=threat.bounds)  # L2 needs the input size
+    model = _defended(load_model_from_args(args).module, args.defense or [], args.adaptive, data)
     device, dtype = model_device_dtype(model)
     generator = torch.Generator().manual_seed(args.seed or 0)
     batch_size = args.batch_size or 256
@@ -150,7 +179,9 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
         top = _grid_top(arrays["norm"][fooled.numpy()], threat.eps) if args.eps in ("max", "inf") else threat.eps
         grid = [round(float(v), 12) for v in np.linspace(0.0, top, 11)]
         summary["norm_profile"] = norm_profile(torch.from_numpy(arrays["norm"]), fooled, correct, grid)
-    return summary, {"y": labels, **{k: v for k, v in arrays.items() if not k.startswith("passes_")}}
+    # x and y are the keys `--data npz:FILE` reads: the adversarial examples are data for the next command.
+    kept = {("x" if k == "x_adv" else k): v for k, v in arrays.items() if not k.startswith("passes_")}
+    return summary, {"y": labels, **kept}
 
 
 def _grid_top(found: np.ndarray, bound: float) -> float:

@@ -22,6 +22,7 @@ from bastion.cli.history_options import add_history_options, prepare_history
 from bastion.errors import InputError
 
 if TYPE_CHECKING:
+    from bastion.data import ImageSet
     from bastion.distributed import World
 
 __all__ = ["register"]
@@ -99,6 +100,7 @@ def _train(args: argparse.Namespace, world: World) -> int:
     import torch
 
     from bastion import distributed
+    from bastion.epsrange import check_eps
     from bastion.evaluate.config import parse_floats
     from bastion.models import Normalized, load_model
     from bastion.models.loading import fingerprint_model
@@ -122,6 +124,8 @@ def _train(args: argparse.Namespace, world: World) -> int:
         take_over_out_dir(out)
     train, val = _data(args)
     threat = ThreatModel(args.norm or "linf", args.eps) if args.eps is not None else None
+    if threat is not None:
+        check_eps(threat.norm.name, threat.eps, shape=train.shape, bounds=threat.bounds)
     if getattr(trainer_class, "adversarial", False) and threat is None:
         raise InputError(f"--method {args.method} needs --eps (MNIST: 0.3, CIFAR-10: 8/255)")
     mean = parse_floats(args.mean, "mean") if args.mean else None
@@ -133,6 +137,7 @@ def _train(args: argparse.Namespace, world: World) -> int:
         raise InputError(f"{args.model} runs without gradients (onnxruntime) and cannot be trained; train the "
                          "PyTorch model it was exported from")
     model = loaded.module
+    _check_outputs(model, train, val)
     options = {k: getattr(args, k) for k in _METHOD_OPTIONS}
     if args.teacher is not None:
         options["teacher"] = load_model(args.teacher, device=loaded.device).module
@@ -189,6 +194,23 @@ def _train(args: argparse.Namespace, world: World) -> int:
           f"(epoch {result.selected_epoch}, {result.seconds:.0f} s)\nwrote {out / WEIGHTS_NAME}, "
           f"{out / SAFETENSORS_NAME}, {out / CARD_NAME}, {out / 'training.html'}")
     return history.record("train", card, out=out, report=out / "training.html", artifacts=[out / CARD_NAME])
+
+
+def _check_outputs(model: Any, train: ImageSet, val: ImageSet) -> None:
+    """One forward pass before training: the model must take the data and output a logit for every label.
+
+    The same check as `bastion evaluate` makes (`checked_logits`), so a label the model cannot
+    output is one line here, not an IndexError from the loss after the first batch.
+    """
+    import torch
+
+    from bastion.models import attack_mode, model_device_dtype
+    from bastion.models.checks import checked_logits
+
+    device, dtype = model_device_dtype(model)
+    x, _ = train.batch(torch.arange(min(len(train), 2)), device=device, dtype=dtype)
+    with attack_mode(model), torch.no_grad():
+        checked_logits(model, x, max(train.num_classes, val.num_classes))
 
 
 def _refuse_to_replace(out: Path, *, resume: bool, overwrite: bool) -> None:

@@ -19,6 +19,7 @@ from torch import Tensor
 from bastion.data.hf import load_hf_dataset
 from bastion.data.idx import parse_idx
 from bastion.data.imageset import ImageSet
+from bastion.data.npzfile import damaged_npz, open_npz
 from bastion.errors import InputError
 
 __all__ = ["DATASETS_HELP", "default_root", "load_dataset"]
@@ -152,20 +153,15 @@ def _array_file(kind: str, path_str: str, name: str) -> ImageSet:
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
             raise InputError(f"cannot read {path_str} as a torch.save file of tensors: {_line(exc)}") from exc
         return _from_arrays(obj, path_str, name)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"cannot read {path_str} as a .npz archive: {_line(exc)}") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputError(f"{path_str} is not a .npz archive of named arrays (write one with numpy.savez)")
-    with archive:
+    with open_npz(path, path_str) as archive, damaged_npz(path_str):  # members are read (and may fail) lazily
         try:
             return _from_arrays(archive, path_str, name)
         except ValueError as exc:
             if isinstance(exc, InputError):
                 raise
-            # numpy refuses object arrays (e.g. classes saved as Python objects) without pickle.
-            raise InputError(f"cannot read {path_str}: {_line(exc)}") from exc
+            # numpy refuses object arrays (e.g. classes saved as Python objects) without pickle: never say how.
+            raise InputError(f"{path_str} holds an array of Python objects, which bastion never unpickles (that "
+                             "could run code): save numbers and strings only") from None
 
 
 def _from_arrays(obj: Any, source: str, name: str) -> ImageSet:

@@ -10,6 +10,7 @@ from typing import Any
 
 from bastion.defenses import build_defense
 from bastion.defenses.ensemble import MODES
+from bastion.epsrange import check_eps
 from bastion.errors import InputError
 from bastion.losses import LOSSES
 from bastion.threat import get_norm, parse_eps
@@ -178,6 +179,7 @@ class EvalConfig:
             raise InputError(f"unknown AutoAttack version {self.aa_version!r}; choose standard, plus or rand")
         if not math.isfinite(self.eps):
             raise InputError("eps must be finite")
+        check_eps(self.norm, self.eps, flag="eps")  # 0, or a Linf ball over the whole box; L2: check_input_shape
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
         if self.class_floor is not None and not 0 <= self.class_floor <= 1:
@@ -210,6 +212,13 @@ class EvalConfig:
             raise InputError("--weights loads one model; give ensemble members as specs that carry their weights")
         for name in ("eot_samples", "blackbox_queries", "probe_points"):
             _check_int(name, getattr(self, name), 1)
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse a radius whose ball holds every input of this shape (L2 eps >= sqrt(d) on [0, 1] images).
+
+        Call it once the data is loaded, before any stage runs.
+        """
+        check_eps(self.norm, self.eps, shape=shape, flag="eps")
 
     @classmethod
     def option_names(cls) -> list[str]:

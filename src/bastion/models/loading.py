@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import pickle
 import re
 import sys
 import warnings
@@ -31,6 +30,7 @@ from bastion.models.onnx_model import load_onnx
 from bastion.models.tensorfile import is_safetensors, read_safetensors
 from bastion.models.trained import read_card, trained_weights
 from bastion.models.traits import class_names, is_gradient_free
+from bastion.models.weightsfile import read_checkpoint
 from bastion.models.zoo import load_zoo_model
 from bastion.outputs import returning_logits
 
@@ -50,6 +50,8 @@ MODELS_HELP: list[str] = [
 ]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: Suffixes of the model files --model takes (torch.export, ONNX, TorchScript): a missing one is "not found".
+_MODEL_SUFFIXES = (".pt2", ".onnx", ".pt", ".pth", ".ts")
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 
@@ -179,7 +181,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise InputError(f"weights file not found: {path}")
     if is_safetensors(path):
         return _fit_or_raise(model, _state_dict_of(read_safetensors(path), str(path)), path)
-    return _fit_or_raise(model, _state_dict_of(_read_tensors(path), str(path)), path)
+    return _fit_or_raise(model, _state_dict_of(read_checkpoint(path), str(path)), path)
 
 
 def _fit_or_raise(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> nn.Module:
@@ -187,28 +189,6 @@ def _fit_or_raise(model: nn.Module, state: Mapping[str, torch.Tensor], path: Pat
     if result:
         raise InputError(f"the weights in {path} do not fit the model: {result}")
     return model
-
-
-def _read_tensors(path: Path) -> Any:
-    """`torch.load(weights_only=True)`, with every way a file can fail to be a state dict said in one line."""
-    if path.stat().st_size == 0:
-        raise InputError(f"cannot read weights {path}: the file is empty")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Module" in str(error) or "torch.nn" in str(error):
-            raise InputError(f"{path} holds a whole pickled model (nn.Module), which bastion never unpickles (that "
-                             "could run code): save its weights instead, torch.save(model.state_dict(), PATH), and "
-                             "give --model module:factory --weights PATH; or export the model, "
-                             "torch.export.save(torch.export.export(model, (x,)), 'model.pt2'), and give that file "
-                             "as --model") from None
-        reason = _one_line(error).partition(": ")[2].split(". ")[0] or "unsupported content"
-        raise InputError(f"{path} holds objects other than tensors, refused by weights_only loading: {reason}. "
-                         "Save a state dict: torch.save(model.state_dict(), PATH)") from None
-    except (RuntimeError, OSError) as error:
-        raise InputError(f"cannot read weights {path}: {_one_line(error)}") from None
-    except Exception:  # torch's unpickler fails in many ways on a file that is not its own
-        raise InputError(f"cannot read weights {path}: not a file written by torch.save") from None
 
 
 def _check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> str:
@@ -266,6 +246,8 @@ def load_model(
         if weights is not None:
             raise InputError("hf: models carry their own weights (save_pretrained folder or hub repo); drop --weights")
         model = load_hf_model(spec[3:])
+    elif Path(spec).suffix.lower() in _MODEL_SUFFIXES and not Path(spec).exists():
+        raise InputError(f"model file not found: {spec}")
     elif Path(spec).is_file() and (spec.lower().endswith(".onnx") or is_exported_program(Path(spec))):
         if weights is not None:
             raise InputError(f"{spec} carries its own weights; drop --weights")

@@ -7,6 +7,7 @@ import torch
 
 from bastion._io import write_atomic
 from bastion.data import ImageSet
+from bastion.errors import InputError
 from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
 from tests.conftest import TinyCNN
 from tests.evaluate.comparable import comparable
@@ -151,7 +152,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkey
     assert not (tmp_path / "state.pt").exists()
 
 
-def test_a_state_from_other_settings_is_ignored(toy_set, tmp_path, monkeypatch):
+def test_a_state_from_other_settings_is_refused_not_discarded(toy_set, tmp_path, monkeypatch):
     from bastion.evaluate.stages import PerClassStage
 
     config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
@@ -161,7 +162,10 @@ def test_a_state_from_other_settings_is_ignored(toy_set, tmp_path, monkeypatch):
     monkeypatch.undo()
     other = EvalConfig(model="tiny", data="toy", eps=0.1, steps=2, restarts=1, curve_points=0, resume=True,
                        suite="pgd")
-    result = evaluate_model(_model(), toy_set, other, state_dir=tmp_path)
+    with pytest.raises(InputError, match=r"eps 0\.05 -> 0\.1"):
+        evaluate_model(_model(), toy_set, other, state_dir=tmp_path)
+    result = evaluate_model(_model(), toy_set, EvalConfig(**{**other.to_dict(), "resume": False}),
+                            state_dir=tmp_path)  # starting over is what the caller asks for
     assert result.attacks[0].eps == 0.1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import torch
@@ -95,7 +94,7 @@ def _toy():
     return model, ImageSet(images=images, labels=labels, classes=["a", "b", "c", "d"], name="toy")
 
 
-def test_a_changed_setting_reruns_its_stage_and_the_ones_after_and_says_so(tmp_path, caplog):
+def test_a_changed_setting_is_refused_on_resume_naming_it_and_the_state_is_kept(tmp_path):
     model, data = _toy()
 
     def stages(steps):
@@ -106,16 +105,19 @@ def test_a_changed_setting_reruns_its_stage_and_the_ones_after_and_says_so(tmp_p
         return EvalContext(model, data, ThreatModel("linf", 0.05), torch.device("cpu"), torch.float32, batch_size=8)
 
     Runner(stages(3), state_dir=tmp_path).run(ctx())
+    saved = (tmp_path / "state.pt").read_bytes()
     ran: list[str] = []
     changed = stages(4)
     for stage in changed:
         stage.run = (lambda s, run: lambda c: (ran.append(s.name), run(c))[1])(stage, stage.run)
-    with caplog.at_level(logging.WARNING, logger="bastion.evaluate.runner"):
+    with pytest.raises(InputError) as refused:
         Runner(changed, state_dir=tmp_path, resume=True).run(ctx())
-    assert ran == ["pgd", "curve"]
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 1 and "stage 'pgd' changed" in messages[0] and "steps" in messages[0]
-    assert "3" in messages[0] and "4" in messages[0] and "1 stage(s) after it" in messages[0]
+    message = str(refused.value)
+    assert "\n" not in message and "stage 'pgd' changed" in message and "params.steps 3 -> 4" in message
+    assert "--overwrite" in message
+    assert ran == [] and (tmp_path / "state.pt").read_bytes() == saved  # nothing run, nothing lost
+    Runner(stages(3), state_dir=tmp_path, resume=True).run(ctx())  # the same settings still resume
+    assert ran == []
 
 
 def test_a_schema_1_report_still_loads_and_renders():
@@ -171,7 +173,7 @@ def test_evaluate_prints_the_certification_and_minimal_norm_headlines(tmp_path, 
     assert "stages (" in out and "passes/pt" in out
 
 
-def test_a_run_that_cannot_resume_names_what_changed(tmp_path, monkeypatch, caplog):
+def test_a_run_that_cannot_resume_names_what_changed(tmp_path, monkeypatch):
     from bastion.evaluate.stages import PerClassStage
 
     model, data = _toy()
@@ -180,8 +182,11 @@ def test_a_run_that_cannot_resume_names_what_changed(tmp_path, monkeypatch, capl
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(model, data, config, state_dir=tmp_path)
     monkeypatch.undo()
+    saved = (tmp_path / "state.pt").read_bytes()
     other = EvalConfig(model="m", data="d", eps=0.1, steps=2, restarts=1, curve_points=0, suite="pgd", resume=True)
-    with caplog.at_level(logging.WARNING, logger="bastion.evaluate.runner"):
-        result = evaluate_model(model, data, other, state_dir=tmp_path)
-    assert result.summary.eps == 0.1
-    assert [r.getMessage() for r in caplog.records if "starting over" in r.getMessage()][0].count("eps 0.05 -> 0.1")
+    with pytest.raises(InputError, match=r"eps 0\.05 -> 0\.1.*--overwrite"):
+        evaluate_model(model, data, other, state_dir=tmp_path)
+    assert (tmp_path / "state.pt").read_bytes() == saved
+    (tmp_path / "state.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="cannot read .*--overwrite"):
+        evaluate_model(model, data, other, state_dir=tmp_path)

@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, world: World) -> int:
     """Every rank runs the stages on its chunks of points; rank 0 checks --out, writes and records the run."""
+    from bastion import distributed
     from bastion.evaluate import EvalConfig, evaluate
     from bastion.report import write_html
     from bastion.report.terminal import format_result
@@ -141,9 +142,15 @@ def _evaluate(args: argparse.Namespace, world: World) -> int:
     config = EvalConfig.from_options(options_from(args))
     history = prepare_history(args, out=config.out, config=args.config) if world.is_main else None
     out = check_out_dir(config.out)
+    finished = None
     if world.is_main:
-        _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
+        finished = _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
         take_over_out_dir(out)
+    if distributed.broadcast_object(finished is not None):
+        if finished is not None:
+            print(f"the evaluation in {out} is finished: its report is {finished} (and report.html beside it); "
+                  "nothing was run again (--overwrite runs it again)")
+        return 0
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     progress = world.is_main and not args.quiet and sys.stderr.isatty()
     result = evaluate(config, progress=progress, command=command)
@@ -156,10 +163,12 @@ def _evaluate(args: argparse.Namespace, world: World) -> int:
     return history.record("evaluate", result.to_dict(), out=out, report=html_path, artifacts=[json_path])
 
 
-def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Never replace an earlier report unasked.
+def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> Path | None:
+    """Never replace an earlier report unasked; returns the report of a finished run that --resume finds, else None.
 
-    --resume continues it (the runner names a changed setting and reruns from that stage); --overwrite replaces it.
+    --resume continues an interrupted run (the runner refuses a state whose settings changed) and
+    leaves a finished one alone (its report.json, no saved stages: the report's history run is
+    recorded already); --overwrite replaces it.
     """
     from bastion.evaluate.runner import STATE_NAME
 
@@ -170,3 +179,17 @@ def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> None:
         what = "the report" if earlier[0] == "report.json" else "the saved stages"
         raise InputError(f"--out {out} holds {what} of an earlier evaluation ({earlier[0]}): give --resume to "
                          "continue it, --overwrite to replace it, or another --out")
+    if resume and earlier == ["report.json"]:
+        report = out / "report.json"
+        if not (out / "report.html").exists():  # killed between the two files: the page follows from the JSON
+            import json
+
+            from bastion.report import write_html
+
+            try:
+                write_html(json.loads(report.read_text(encoding="utf-8")), out / "report.html")
+            except (OSError, ValueError) as error:
+                raise InputError(f"--resume: {report} of the finished run cannot be read ({error}); give "
+                                 "--overwrite to run it again") from None
+        return report
+    return None

@@ -4,8 +4,9 @@ After each stage the runner saves its result and the context (which points are c
 robust, the warnings, the gallery's examples) atomically to `state.pt`. With `resume`, the stages a
 matching earlier run finished are restored instead of run again. Each stage's key chains the run's
 key (model, data, threat model, seed), its name, kind and settings, and the key of the stage before
-it, so a changed setting invalidates that stage and every stage after it, and the run says which
-setting changed in one line. A stage draws its random numbers from `ctx.generator(...)` and its
+it, so a changed setting invalidates that stage and every stage after it: resuming such a state
+is refused in one line that names the setting, old -> new, and the state is left as it is (only
+--overwrite starts over). A stage draws its random numbers from `ctx.generator(...)` and its
 chunks' `Batch.generator(...)`, seeded by the run seed and the stage's name
 (`bastion.evaluate.shards.stream_seed`), so resuming, skipping or reordering stages never shifts
 another stage's draws.
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 STATE_NAME = "state.pt"
 _FORMAT = 3
+_START_OVER = "give --overwrite instead of --resume to start over (the saved stages are kept until then)"
 _EXAMPLE_FIELDS = ("index", "label", "clean_prediction", "adversarial_prediction", "attack")
 
 
@@ -118,27 +120,35 @@ class Runner:
             self.path.unlink(missing_ok=True)
 
     def _restore(self, ctx: EvalContext) -> list[StageRecord]:
-        saved = distributed.broadcast_object(self._read() if distributed.is_main() else None)
+        """The records of the stages a matching earlier run finished; a state that does not match is refused.
+
+        Resuming never throws saved work away: a state of another version, of another run (model,
+        data, eps, ...) or with other stage settings raises an `InputError` that names what changed,
+        old -> new, and leaves the state as it is; starting over is the caller's choice (--overwrite).
+        """
+        saved, unreadable = distributed.broadcast_object(self._read() if distributed.is_main() else (None, None))
+        if unreadable is not None:
+            raise InputError(f"--resume: cannot read {self.path} ({unreadable}); {_START_OVER}")
         if saved is None:
             return []
         if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
-            logger.warning("resume: %s was written by another version of bastion; starting over", self.path)
-            return []
+            raise InputError(f"--resume: {self.path} was written by another version of bastion and cannot be "
+                             f"resumed; {_START_OVER}")
         if saved.get("run_key") != self.run_key:
             old = saved.get("identity") or {}
             changed = [f"{k} {old.get(k)!r} -> {self.identity.get(k)!r}" for k in sorted(set(old) | set(self.identity))
                        if old.get(k) != self.identity.get(k)]
-            logger.warning("resume: %s belongs to another run (%s); starting over", self.path,
-                           ", ".join(changed) or "another model, data set, threat model or seed")
-            return []
+            raise InputError(f"--resume: the run saved in {self.path} had other settings "
+                             f"({', '.join(changed) or 'another model, data set, threat model or seed'}): resume "
+                             f"it with its own settings; {_START_OVER}")
         entries: list[dict[str, Any]] = list(saved["stages"])
         kept = 0
         while kept < min(len(entries), len(self.stages)) and entries[kept]["key"] == self.keys[kept]:
             kept += 1
         if kept < len(entries):
-            logger.warning("resume: %s; running it and the %d stage(s) after it again",
-                           _what_changed(entries[kept], self.stages[kept] if kept < len(self.stages) else None),
-                           len(self.stages) - kept - 1 if kept < len(self.stages) else 0)
+            raise InputError(f"--resume: the run saved in {self.path} differs: "
+                             f"{_what_changed(entries[kept], self.stages[kept] if kept < len(self.stages) else None)}"
+                             f"; resume it with its own settings; {_START_OVER}")
         self._saved = entries[:kept]
         self._examples = list(saved.get("examples", []))
         records = []
@@ -150,15 +160,14 @@ class Runner:
             _restore_context(ctx, self._saved[-1]["context"], self._examples)
         return records
 
-    def _read(self) -> Any:
-        """The saved state, or None when there is none or it cannot be read (which the log says)."""
+    def _read(self) -> tuple[Any, str | None]:
+        """The saved state (None when there is none), or why it cannot be read (the caller refuses it)."""
         if self.path is None or not self.path.is_file():
-            return None
+            return None, None
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable state means: start over, and say so
-            logger.warning("resume: cannot read %s (%s); starting over", self.path, str(error).splitlines()[0][:80])
-            return None
+            return torch.load(self.path, map_location="cpu", weights_only=True), None
+        except Exception as error:  # noqa: BLE001 - any unreadable state is refused in one line, and kept
+            return None, (str(error).splitlines() or [type(error).__name__])[0][:80]
 
     def _save(self, key: str, record: StageRecord, ctx: EvalContext) -> None:
         self._saved.append({"key": key, "record": asdict(record), "context": _snapshot(ctx)})
@@ -176,10 +185,21 @@ def _what_changed(entry: dict[str, Any], stage: Stage | None) -> str:
         return f"the saved run had a stage {old['name']!r} this run does not"
     if (old["name"], old["kind"]) != (stage.name, stage.kind):
         return f"stage {stage.name!r} replaces the saved run's {old['name']!r}"
-    new = stage.settings_dict()
-    changes = [f"{k} {old['settings'].get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old["settings"]) | set(new))
-               if old["settings"].get(k) != new.get(k)]
+    before, after = _flat(old["settings"]), _flat(stage.settings_dict())
+    changes = [f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)]
     return f"stage {stage.name!r} changed ({', '.join(changes) or 'an earlier setting changed'})"
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted names (`params.steps`), so a change names the one value that changed."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _share_context(ctx: EvalContext, warned: int) -> None:

@@ -9,15 +9,20 @@ from typing import Any
 
 from bastion.errors import InputError
 
-__all__ = ["add_data_options", "add_model_options", "add_run_options", "add_threat_options", "check_out_dir",
-           "check_out_file", "load_data_from_args", "load_model_from_args", "require", "take_over_out_dir"]
+__all__ = ["MODEL_FORMS", "add_data_options", "add_model_options", "add_run_options", "add_threat_options",
+           "check_out_dir", "check_out_file", "load_data_from_args", "load_model_from_args", "require",
+           "take_over_out_dir"]
+
+
+#: The model specs every command's --model takes (`bastion.models.load_model`), said once for every --help.
+MODEL_FORMS = ("zoo:NAME, hf:NAME_OR_PATH[@REVISION], module:factory, path/file.py:factory, a .pt2 (torch.export), "
+               ".onnx or TorchScript file, or a bastion train output folder")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model, --weights, --mean, --std, --device."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", help="zoo:NAME, hf:NAME_OR_PATH[@REVISION], module:factory, path/file.py:factory, "
-                       "a .pt2 (torch.export), .onnx or TorchScript file (bastion list models)")
+    group.add_argument("--model", help=MODEL_FORMS + " (bastion list models)")
     group.add_argument("--weights", help="state dict for a factory-built model: .safetensors, or a torch checkpoint "
                        "(loaded with weights_only=True)")
     group.add_argument("--mean", help="per-channel normalization mean, e.g. 0.49,0.48,0.45")

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+from bastion.cli.common import MODEL_FORMS
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -25,14 +26,14 @@ def register(commands: Any) -> None:
         "(TOML) and are overridden by the flags. Needs: pip install 'bastion[serve]'.")
     p.add_argument("--config", help="serve.toml (see bastion.serve.config for its tables)")
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="zoo:NAME, module:factory, file.py:factory, TorchScript file (default "
-                   "zoo:mnist-cnn-at)")
+    g.add_argument("--model", help=f"{MODEL_FORMS} (default zoo:mnist-cnn-at)")
     g.add_argument("--name", help="model name in the /v2/models/NAME routes (default: the --model spec)")
     g.add_argument("--weights", help="state dict for a factory-built model")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("guard")
     g.add_argument("--calibration", help="clean images to calibrate on (default mnist-sample:train)")
-    g.add_argument("--calibration-limit", type=int, help="use only this many calibration images (seeded subset)")
+    g.add_argument("--calibration-limit", type=int, help="use only this many calibration images (seeded subset; at "
+                   "least 2 x --drift-window, which the drift monitor needs)")
     g.add_argument("--detector", action="append", help="detector, repeatable: squeeze (default), confidence, "
                    "entropy, margin")
     g.add_argument("--squeezers", help="feature squeezers, e.g. bit-depth:1,median:2,median:3")
@@ -51,7 +52,9 @@ def register(commands: Any) -> None:
     g.add_argument("--max-wait-ms", type=float, help="longest wait for a micro-batch to fill (10)")
     g.add_argument("--no-batching", action="store_true", help="one input per forward pass")
     g.add_argument("--api-key-file", help="file holding the API key clients must send")
-    g.add_argument("--rate-limit", type=float, help="requests per second per key (or client address)")
+    g.add_argument("--rate-limit", type=float, help="requests per second per key (or client address), on average: "
+                   "a token bucket that lets --burst requests through at once (default: no limit)")
+    g.add_argument("--burst", type=int, help="requests a key may send at once before --rate-limit applies (100)")
     g.add_argument("--max-body-bytes", type=int, help="largest request body (8000000)")
     g.add_argument("--max-image-side", type=int, help="largest uploaded image side in pixels (4096)")
     g.add_argument("--max-items", type=int, help="most images in one infer request (64)")
@@ -87,7 +90,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
                      "max_wait_ms": 0.0 if args.no_batching else args.max_wait_ms},
         "limits": {"max_body_bytes": args.max_body_bytes, "max_image_side": args.max_image_side,
                    "max_items": args.max_items},
-        "security": {"api_key_file": args.api_key_file, "rate_per_second": args.rate_limit},
+        "security": {"api_key_file": args.api_key_file, "rate_per_second": args.rate_limit, "burst": args.burst},
         "monitor": {"request_log": args.request_log, "log_sample": args.log_sample,
                     "drift_window": args.drift_window, "drift_run_length": args.drift_run_length,
                     "check_report": args.check_report},

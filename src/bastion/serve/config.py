@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bastion.errors import InputError
+from bastion.serve.drift import DriftMonitor
 from bastion.tomlfile import read_toml_document
 
 __all__ = ["BatchingSettings", "GuardSettings", "LimitSettings", "ModelSettings", "MonitorSettings",
@@ -56,7 +57,7 @@ class GuardSettings(BaseModel):
 
     model_config = _FROZEN
     calibration: str = "mnist-sample:train"
-    calibration_limit: int | None = Field(default=None, ge=2)
+    calibration_limit: int | None = Field(default=None, ge=1)  # its minimum depends on the drift window
     detectors: tuple[str, ...] = ("squeeze",)
     squeezers: tuple[str, ...] | None = None
     fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
@@ -141,6 +142,16 @@ class ServeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
+    @model_validator(mode="after")
+    def _enough_calibration(self) -> ServeConfig:
+        limit, window = self.guard.calibration_limit, self.monitor.drift_window
+        if limit is not None and limit < DriftMonitor.min_reference(window):
+            raise ValueError(f"--calibration-limit (guard.calibration_limit) {limit} is too small: the drift monitor "
+                             f"needs at least {DriftMonitor.min_reference(window)} calibration images (2 x "
+                             f"--drift-window {window}); give --calibration-limit "
+                             f"{DriftMonitor.min_reference(window)} or more, or a smaller --drift-window (>= 20)")
+        return self
+
     def with_overrides(self, overrides: dict[str, dict[str, Any] | Any]) -> ServeConfig:
         """A copy with some settings replaced: {"guard": {"fpr": 0.05}, "port": 9000}; None values are dropped."""
         data = self.model_dump()
@@ -157,8 +168,9 @@ def _validate(data: dict[str, Any], source: str) -> ServeConfig:
         return ServeConfig.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{source}: {where}: {first['msg']}") from None
+        where = "".join(f"{'.'.join(str(p) for p in first['loc'])}: " for _ in first["loc"][:1])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{source}: {where}{message}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ServeConfig:

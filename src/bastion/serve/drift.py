@@ -87,8 +87,10 @@ class DriftMonitor:
         self.thresholds: dict[str, float] = {}
         for name, values in reference.items():
             values = values.detach().double().cpu().flatten()
-            if len(values) < 2 * window:
-                raise InputError(f"the drift monitor needs at least {2 * window} calibration values, got {len(values)}")
+            if len(values) < self.min_reference(window):
+                raise InputError(f"the drift monitor needs at least {self.min_reference(window)} calibration images "
+                                 f"(2 x --drift-window {window}), got {len(values)}: calibrate on more images "
+                                 "(--calibration, --calibration-limit) or give a smaller --drift-window")
             perm = torch.randperm(len(values), generator=generator)
             ref, pool = values[perm[::2]].sort().values, values[perm[1::2]]
             probs = torch.linspace(_LOW, 0.5, _GRID, dtype=torch.float64)
@@ -104,6 +106,11 @@ class DriftMonitor:
                 null[start:start + size] = ks_on_grid(self._cdf[name], grid, pool[idx])
             self.thresholds[name] = float(torch.quantile(null, 1.0 - q))
         self._reset()
+
+    @staticmethod
+    def min_reference(window: int) -> int:
+        """Clean values a monitor of this window needs: two halves (reference and null pool) of a window each."""
+        return 2 * window
 
     def _reset(self) -> None:
         self._lock = threading.Lock()

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
-from tqdm.auto import tqdm
 
 from bastion.certify.smoothing import Smooth
 from bastion.data import ImageSet
 from bastion.passes import model_device_dtype
+from bastion.progress import progress_bar
 
 __all__ = ["certify_dataset", "group_size"]
 
@@ -69,7 +69,7 @@ def certify_dataset(
     device, dtype = model_device_dtype(model)
     group = group_size(n0, batch_size)
     rows: list[dict[str, Any]] = []
-    with tqdm(total=len(data), desc="certify", unit="image", disable=not progress, leave=False) as bar:
+    with progress_bar(len(data), desc="certify", unit="image", enabled=progress) as bar:
         for start in range(0, len(data), group):
             stop = min(start + group, len(data))
             x, y = data.batch(slice(start, stop), device=device, dtype=dtype)

@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; user errors print one line and exit 2, without a traceback."""
     logging.basicConfig(format="bastion: %(levelname)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("bastion.progress").setLevel(logging.INFO)  # stage lines, and lines for a bar off a terminal
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if args and args[0] == "attack":

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bastion._io import write_atomic_with
 from bastion.cli.common import (
@@ -31,6 +30,7 @@ from bastion.cli.common import (
     require,
 )
 from bastion.errors import InputError
+from bastion.progress import progress_bar, stage_finished, stage_started
 
 __all__ = ["register", "run_attack_command"]
 
@@ -149,14 +149,15 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     batch_size = args.batch_size or 256
     columns: dict[str, list[np.ndarray]] = {}
     batches = data.batches(batch_size, device=device, dtype=dtype)
-    progress = tqdm(total=len(data), desc=attack.name, unit="pt",  # points, not batches: a useful ETA
-                    disable=args.quiet or not sys.stderr.isatty(), leave=False)
+    started = stage_started(attack.name, enabled=not args.quiet)
+    progress = progress_bar(len(data), desc=attack.name, unit="pt", enabled=not args.quiet)  # points: a useful ETA
     for _, x, y in batches:
         row = _attack_batch(attack, model, x, y, threat, args.target, generator, data.num_classes)
         progress.update(len(y))
         for key, value in row.items():
             columns.setdefault(key, []).append(value.detach().cpu().numpy())
     progress.close()
+    stage_finished(attack.name, started, enabled=not args.quiet)
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
     labels = data.labels.numpy()
     summary = {

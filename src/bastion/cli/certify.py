@@ -85,7 +85,7 @@ def _certify(args: argparse.Namespace, world: World) -> int:
     mine = [indices[p] for p in positions]
     shard = certify_dataset(loaded.module, full.subset(mine), sigma=sigma, n0=args.n0, n=args.n, alpha=args.alpha,
                             batch_size=args.batch_size, seed=args.seed, indices=mine,
-                            progress=world.is_main and not args.quiet and sys.stderr.isatty())
+                            progress=world.is_main and not args.quiet)
     rows = distributed.gather_by_index(list(zip(positions, shard, strict=True)))
     if rows is None:
         return 0  # rank 0 writes the outputs and records the run

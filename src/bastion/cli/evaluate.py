@@ -152,7 +152,7 @@ def _evaluate(args: argparse.Namespace, world: World) -> int:
                   "nothing was run again (--overwrite runs it again)")
         return 0
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    progress = world.is_main and not args.quiet and sys.stderr.isatty()
+    progress = world.is_main and not args.quiet  # a bar in a terminal, a line every ~30 s elsewhere
     result = evaluate(config, progress=progress, command=command)
     if history is None:
         return 0

@@ -152,7 +152,7 @@ def _train(args: argparse.Namespace, world: World) -> int:
     if world.is_main:
         print(_batch_line(args.method, config, world.size, resume), flush=True)
     result = fit(model, trainer, train, threat=threat, config=config, val=val, out=out, resume=resume,
-                 progress=not args.quiet and sys.stderr.isatty())
+                 progress=not args.quiet)
     if not world.is_main:
         return 0  # rank 0 writes the weights, the model card and the run record
     model.load_state_dict(result.state_dict)

@@ -38,6 +38,7 @@ from bastion.evaluate.result import StageRecord
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import Stage
 from bastion.passes import counting_passes
+from bastion.progress import stage_finished, stage_started
 
 __all__ = ["STATE_NAME", "Runner", "stage_keys"]
 
@@ -97,6 +98,7 @@ class Runner:
         n_points = max(1, len(ctx.data))
         for stage, key in zip(self.stages[len(records):], self.keys[len(records):], strict=True):
             ctx.stage = stage.name
+            started = stage_started(stage.name, enabled=ctx.progress)
             start, warned = time.perf_counter(), len(ctx.warnings)
             with counting_passes(self.counted if self.counted is not None else ctx.model) as counts:
                 result = stage.run(ctx)
@@ -109,6 +111,7 @@ class Runner:
                                   "backward": passes.backward_samples / n_points},
                 headline=type(stage).headline(result), result=result.to_dict())
             ctx.results[stage.name] = result
+            stage_finished(stage.name, started, enabled=ctx.progress, found=record.headline)
             records.append(record)
             self._save(key, record, ctx)
         ctx.stage = ""

@@ -36,12 +36,12 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from bastion import distributed
 from bastion.data import ImageSet
 from bastion.defenses import find_defenses
 from bastion.passes import PassCount, uncounted
+from bastion.progress import progress_bar
 
 __all__ = ["Batch", "Shard", "ShardedRun", "counted_once", "stream_seed", "sum_over_processes"]
 
@@ -116,7 +116,8 @@ class Shard:
     def __iter__(self) -> Iterator[Batch]:
         ctx = self.ctx
         total = sum(int(c.numel()) for c in self.chunks)
-        with tqdm(total=total, desc=self.description, unit="pt", disable=not self.show, leave=False) as bar:
+        with progress_bar(total, desc=f"{ctx.stage}: {self.description}" if ctx.stage else self.description,
+                          enabled=self.show) as bar:
             for chunk in self.chunks:
                 x, y = ctx.data.batch(chunk, device=ctx.device, dtype=ctx.dtype)
                 batch = Batch(chunk, x, y, ctx.seed, ctx.stage)

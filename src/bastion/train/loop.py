@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from bastion import distributed
 from bastion.data import ImageSet
 from bastion.errors import InputError
 from bastion.passes import model_device_dtype
+from bastion.progress import progress_bar, stage_finished, stage_started
 from bastion.threat import ThreatModel
 from bastion.train._check import heldout_accuracy
 from bastion.train.augment import augment, resolve_augment
@@ -81,7 +81,8 @@ def fit(
         val: Held-out images for the per-epoch check, never trained on.
         out: Directory for checkpoint.pt; None keeps no checkpoint.
         resume: Continue from `out`/checkpoint.pt.
-        progress: Show a tqdm bar with loss, clean and robust accuracy.
+        progress: Show progress (`bastion.progress`): a bar with loss, clean and robust accuracy in a
+            terminal, a line every ~30 s elsewhere, and a line per epoch.
     """
     config = config or FitConfig()
     if trainer.adversarial and threat is None:
@@ -128,11 +129,16 @@ class _Run:
             self._restore(_load_on_main(self.path))
         while self.epoch < self.config.epochs:
             start = time.perf_counter()
+            name = f"epoch {self.epoch + 1}/{self.config.epochs}"
+            started = stage_started(name, enabled=self.progress and self.world.is_main)
             row = self._epoch()
             row["epoch_seconds"] = time.perf_counter() - start  # training only, without the held-out check
             row.update(self._check())
             self.seconds += time.perf_counter() - start
             row["seconds"] = self.seconds
+            stage_finished(name, started, enabled=self.progress and self.world.is_main,
+                           found=", ".join(f"{k} {row[k]:.3f}" for k in ("train_loss", "val_clean", "val_robust")
+                                           if k in row))
             self.history.append(row)
             self.epoch += 1
             self._guard(row)
@@ -148,9 +154,9 @@ class _Run:
         self.model.train()
         order = epoch_order(len(self.train), self.epoch, self.config.seed, self.world, self.generator)
         totals = {"loss": 0.0, "n": 0.0, "clean": 0.0, "n_clean": 0.0, "robust": 0.0, "n_robust": 0.0}
-        bar = tqdm(total=self.config.epochs * len(self.train), initial=self.epoch * len(self.train), unit="img",
-                   desc=f"epoch {self.epoch + 1}/{self.config.epochs}", leave=False,
-                   disable=not (self.progress and self.world.is_main))
+        bar = progress_bar(self.config.epochs * len(self.train), initial=self.epoch * len(self.train), unit="img",
+                           desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+                           enabled=self.progress and self.world.is_main)
         for index in range(self.steps_per_epoch):  # the bar counts images over the whole run: its ETA is the run's
             rows = order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
             x, y = self.train.batch(rows, device=self.device, dtype=self.dtype)

@@ -9,6 +9,7 @@ or mis-exported deployment. onnxruntime is an optional extra (`pip install 'bast
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +20,8 @@ from torch import Tensor, nn
 from bastion.errors import InputError
 
 __all__ = ["OnnxModel", "load_onnx"]
+
+logger = logging.getLogger(__name__)
 
 
 class OnnxModel(nn.Module):
@@ -44,6 +47,7 @@ class OnnxModel(nn.Module):
         first = session.get_inputs()[0]
         self.input_name: str = first.name
         self.fixed_batch = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
+        self._warned = False
         self.register_buffer("onnx_sha256", torch.frombuffer(bytearray(digest), dtype=torch.uint8))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -57,6 +61,10 @@ class OnnxModel(nn.Module):
         if self.fixed_batch is None or self.fixed_batch == len(array):
             out = self._run(array)
         else:
+            if not self._warned:
+                self._warned = True
+                logger.warning("%s was exported for a fixed batch of %d: running it in chunks of %d, the last one "
+                               "padded", self.source, self.fixed_batch, self.fixed_batch)
             out = np.concatenate([self._run(chunk) for chunk in _chunks(array, self.fixed_batch)])[: len(array)]
         return torch.from_numpy(np.ascontiguousarray(out)).to(device=x.device, dtype=x.dtype)
 

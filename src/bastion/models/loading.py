@@ -42,7 +42,7 @@ MODELS_HELP: list[str] = [
     "processor runs inside the model on pixels in [0, 1]; class names from config.id2label",
     "package.module:factory | path/file.py:factory  a callable returning an nn.Module; --weights FILE gives "
     "its state dict (.safetensors, or a torch checkpoint read with weights_only=True)",
-    "FILE.pt2  a torch.export program (torch.export.save; export with a dynamic batch dimension)",
+    "FILE.pt2  a torch.export program (torch.export.save; one exported with a fixed batch runs in chunks of it)",
     "FILE.onnx  an ONNX model run by onnxruntime (pip install 'bastion[onnx]'), without gradients: "
     "query-based and transfer attacks only",
     "FILE.pt  a TorchScript module (deprecated upstream; prefer .pt2)",

@@ -152,3 +152,9 @@ def test_attack_out_must_be_npz_and_reads_back_as_data(tmp_path, capsys, monkeyp
     again = json.loads(capsys.readouterr().out)
     assert again["n"] == 40 and again["clean_accuracy"] == pytest.approx(first["robust_accuracy"])
     assert first["robust_accuracy"] < first["clean_accuracy"]
+
+
+def test_evaluate_refuses_an_l2_ball_over_the_whole_box_once_the_data_is_known(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("bastion.evaluate.pipeline.Runner", lambda *a, **k: pytest.fail("a stage ran"))
+    _fails(capsys, ["evaluate", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--norm", "l2", "--eps", "30",
+                    "--out", str(tmp_path / "run")], "sqrt(784) for 784 values in [0, 1]")

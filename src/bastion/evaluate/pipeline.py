@@ -118,6 +118,7 @@ def evaluate_model(
     """
     model = apply_defenses(returning_logits(model), config.defense)
     device, dtype = model_device_dtype(model)
+    config.check_input_shape(data.shape)  # an L2 ball over the whole box (eps >= sqrt(d)), before any stage runs
     threat = ThreatModel(config.norm, config.eps)
     ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
     counted = model.model if isinstance(model, Defended) else model

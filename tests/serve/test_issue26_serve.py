@@ -75,3 +75,9 @@ def test_the_example_request_is_answered_with_its_digit(make_server):
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
     assert outputs["label"] == [digit] and outputs["outcome"] == ["accept"]
+
+
+def test_check_refuses_eps_beyond_the_input_range(capsys, monkeypatch):
+    monkeypatch.setattr("bastion.serve.build_server", lambda *a, **k: pytest.fail("the guard was calibrated"))
+    _fails(capsys, ["serve", "--check", "--eps", "8"], "did you mean 8/255?")
+    _fails(capsys, ["serve", "--check", "--eps", "0"], "--eps 0 allows no perturbation")

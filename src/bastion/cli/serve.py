@@ -108,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise InputError(f"{_INSTALL} (missing: {error.name})") from None
     config = load_config(args.config, _overrides(args))
+    if args.check:
+        from bastion.epsrange import check_eps
+
+        check_eps("linf", args.eps)  # before the guard is calibrated
     server = build_server(config)
     if args.check:
         # Shifted and attacked traffic is meant to trip the drift monitor here: no alarm per window.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from torch import Tensor, nn
 
 from bastion.outputs import logits_of
 
-__all__ = ["PassCount", "PassCounter", "attack_mode", "counting_passes", "model_device_dtype", "uncounted"]
+__all__ = ["Cost", "PassCount", "PassCounter", "attack_mode", "counting_passes", "measuring", "model_device_dtype",
+           "uncounted"]
 
 
 @contextmanager
@@ -50,6 +52,14 @@ class PassCount:
             self.backward + other.backward,
             self.forward_samples + other.forward_samples,
             self.backward_samples + other.backward_samples,
+        )
+
+    def __sub__(self, other: PassCount) -> PassCount:
+        return PassCount(
+            self.forward - other.forward,
+            self.backward - other.backward,
+            self.forward_samples - other.forward_samples,
+            self.backward_samples - other.backward_samples,
         )
 
 
@@ -103,6 +113,7 @@ class _HookCount:
 
 
 _PAUSED = [0]
+_OPEN: list[_HookCount] = []  # the `counting_passes` blocks now open, innermost last
 
 
 @contextmanager
@@ -140,10 +151,57 @@ def counting_passes(model: nn.Module) -> Iterator[_HookCount]:
             output.register_hook(on_backward)  # type: ignore[no-untyped-call]
 
     handle = model.register_forward_hook(on_forward)
+    _OPEN.append(counts)
     try:
         yield counts
     finally:
+        _OPEN.remove(counts)
         handle.remove()
+
+
+class Cost:
+    """The passes and seconds spent within a `measuring` block (read live inside it, fixed once it ends)."""
+
+    def __init__(self, counts: _HookCount) -> None:
+        self._counts, self._start, self._begun = counts, counts.count, time.perf_counter()
+        self._end: tuple[PassCount, float] | None = None
+
+    @property
+    def passes(self) -> PassCount:
+        """The passes counted since the block began."""
+        return self._end[0] if self._end else self._counts.count - self._start
+
+    @property
+    def seconds(self) -> float:
+        """The wall-clock seconds since the block began."""
+        return self._end[1] if self._end else time.perf_counter() - self._begun
+
+    def close(self) -> None:
+        """Fix the cost at what it is now."""
+        self._end = (self.passes, self.seconds)
+
+
+@contextmanager
+def measuring(model: nn.Module) -> Iterator[Cost]:
+    """The passes and seconds a block spends, by the count of the innermost open `counting_passes` block.
+
+    Inside an evaluation stage that is the runner's count of the classifier, so what a part of a
+    stage spends (an attack's row) is counted exactly as the stage's total is, and the parts add up
+    to the whole. With no block open, the passes through `model` are counted instead.
+    """
+    if _OPEN:
+        cost = Cost(_OPEN[-1])
+        try:
+            yield cost
+        finally:
+            cost.close()
+        return
+    with counting_passes(model) as counts:
+        cost = Cost(counts)
+        try:
+            yield cost
+        finally:
+            cost.close()
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -40,7 +40,7 @@ def _curve(below_from_cascade: bool) -> tuple[list, EvalContext, object]:
     return ctx.results["curve"].points, ctx, records[-1]
 
 
-def test_the_curve_below_eps_read_off_the_cascade_is_free_and_consistent():
+def test_the_curve_below_eps_from_the_cascade_is_consistent_and_cheaper_than_attacking_every_radius():
     points, ctx, record = _curve(below_from_cascade=True)
     accuracy = [p.accuracy for p in points]
     assert accuracy == sorted(accuracy, reverse=True)  # it can only fall

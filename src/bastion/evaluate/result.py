@@ -27,6 +27,7 @@ __all__ = [
     "AttackRecord",
     "StageRecord",
     "legacy_stages",
+    "passes_per_point",
     "stage_records",
     "stage_result",
     "ClassRecord",
@@ -66,12 +67,29 @@ class CleanRecord:
     n_correct: int
 
 
+def passes_per_point(passes: dict[str, Any], n_points: int | float) -> dict[str, float]:
+    """THE passes per point of every table: forward (backward) samples through the classifier / evaluated points.
+
+    A sample is one input through one forward (backward) pass of the classifier itself, so a pass
+    of an EOT view over k draws counts k; the divisor is the number of points the evaluation ran
+    on (`summary.n_samples`), not the points a row attacked, so the rows of the attack table and
+    the stages add up, and a suite's cost compares with published per-point figures.
+    """
+    n = max(1.0, float(n_points or 1))
+    return {"forward": float(passes.get("forward_samples", 0) or 0) / n,
+            "backward": float(passes.get("backward_samples", 0) or 0) / n}
+
+
 @dataclass(frozen=True)
 class AttackRecord:
     """One attack of the cascade: its settings, whom it attacked, and the robust accuracy after it.
 
     `robust_accuracy` is the per-sample worst case over this attack and every one before it;
     `standalone_accuracy` counts only this attack's own successes (and clean errors), when known.
+    `passes` and `seconds` are everything the row's work cost, counted by the same count of the
+    classifier as its stage's (`StageRecord`): the rows of a stage add up to the stage's cost, its
+    work outside its attacks shown as a row of its own (role "overhead: ..."). `stage`: the name of
+    the stage that ran it (empty in reports written before it was recorded).
     """
 
     name: str
@@ -85,14 +103,26 @@ class AttackRecord:
     passes: dict[str, int]
     seconds: float
     standalone_accuracy: float | None = None
+    stage: str = ""
 
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """Robust accuracy at one radius."""
+    """Robust accuracy at one radius, and what the curve spent on it.
+
+    `attacked`: the points the curve attacked at this radius itself; `passes`: that attack's cost
+    (counted as a stage's: `passes_per_point`; the curve stage's row has the seconds); `source`:
+    where the number comes from
+    ("cascade": the evaluation's own worst case at eps; "attack": the curve's attack on the points
+    still robust; "cascade+attack": the cascade's examples shrunk toward their clean points, then
+    the curve's attack on the points they left robust).
+    """
 
     eps: float
     accuracy: float
+    attacked: int = 0
+    passes: dict[str, int] = field(default_factory=dict)
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,7 +207,8 @@ class StageRecord:
     """One stage as it ran: its settings, cost and result (the JSON form of the stage's typed result).
 
     `passes` counts calls and samples through the classifier during the stage; `passes_per_point`
-    divides the samples by the number of evaluated points, so costs compare with published figures.
+    divides the samples by the number of evaluated points (`passes_per_point`, the one definition of
+    every table), so costs compare with published figures.
     """
 
     name: str

@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "CSS",
     "NORM_SYMBOLS",
+    "PER_POINT_NOTE",
     "SCRIPT",
     "as_dict",
     "as_list",
@@ -27,6 +28,7 @@ __all__ = [
     "note_html",
     "num",
     "num_or_nan",
+    "per_point_text",
     "pct",
     "plain_text",
     "provenance_sections",
@@ -148,6 +150,17 @@ def section_html(section_id: str, title: str, body: str) -> str:
 def note_html(text: str) -> str:
     """A paragraph of explanatory text (already escaped by the caller)."""
     return f'<p class="note">{text}</p>'
+
+
+#: The one definition of passes per point (`bastion.evaluate.result.passes_per_point`), as every caption states it.
+PER_POINT_NOTE = ("Passes per point: the forward (backward) passes through the classifier, each input of a batch "
+                  "counted once, divided by the number of points the evaluation ran on, in every table "
+                  "(comparable with published attack costs).")
+
+
+def per_point_text(per_point: dict[str, float]) -> str:
+    """Passes per point as every table shows them: "forward / backward", one decimal."""
+    return f"{per_point.get('forward', 0.0):,.1f} / {per_point.get('backward', 0.0):,.1f}"
 
 
 def table_row(cells: list[str], tag: str) -> str:

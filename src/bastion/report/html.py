@@ -14,10 +14,11 @@ from typing import Any
 
 from bastion._io import write_atomic
 from bastion.errors import InputError
-from bastion.evaluate.result import stage_records, stage_result
+from bastion.evaluate.result import passes_per_point, stage_records, stage_result
 from bastion.evaluate.stage import STAGES
 from bastion.render.blocks import (
     CSS,
+    PER_POINT_NOTE,
     SCRIPT,
     as_dict,
     as_list,
@@ -29,6 +30,7 @@ from bastion.render.blocks import (
     num,
     num_or_nan,
     pct,
+    per_point_text,
     provenance_sections,
     section_html,
     settings_html,
@@ -36,6 +38,7 @@ from bastion.render.blocks import (
     threat_text,
 )
 from bastion.render.svg import bar_chart, line_chart
+from bastion.report.curve_html import curve_costs
 from bastion.report.verdict_html import verdict_section
 
 __all__ = ["render_html", "write_html"]
@@ -86,13 +89,12 @@ def _attacks(report: dict[str, Any]) -> str:
         alone = attack.get("standalone_accuracy", standalone.get(str(attack.get("name"))))
         passes, seconds = as_dict(attack.get("passes")), num(attack.get("seconds"))
         calls = f"{count(passes.get('forward'))} / {count(passes.get('backward'))}"
-        per_point = " / ".join(f"{(num(passes.get(f'{k}_samples')) or 0) / n_points:,.1f}"
-                               for k in ("forward", "backward"))
+        per_point = per_point_text(passes_per_point(passes, n_points))
         rows.append(
             table_row(
                 [
                     str(index),
-                    f"<b>{esc(attack.get('name', '?'))}</b>",
+                    f'<b title="stage {esc(attack.get("stage") or "?")}">{esc(attack.get("name", "?"))}</b>',
                     esc(attack.get("role", "")),
                     pct(attack.get("robust_accuracy")),
                     pct(alone),
@@ -105,25 +107,14 @@ def _attacks(report: dict[str, Any]) -> str:
                 "td",
             )
         )
-    header = table_row(
-        [
-            "#",
-            "attack",
-            "role",
-            "robust acc. after",
-            "robust acc. alone",
-            "attacked",
-            "fooled",
-            "passes per point fwd / bwd",
-            "seconds",
-            "settings",
-        ],
-        "th",
-    )
+    header = table_row(["#", "attack", "role", "robust acc. after", "robust acc. alone", "attacked", "fooled",
+                        "passes per point fwd / bwd", "seconds", "settings"], "th")
     body = "".join(rows) or '<tr><td colspan="10">No attacks in this report.</td></tr>'
     intro = note_html(
         "Run as a cascade: each attack only attacks the points still robust, so the robust "
-        "accuracy after it is the worst case over it and every attack before it."
+        "accuracy after it is the worst case over it and every attack before it. The rows of a stage add up to "
+        "its row in the Stages table; its work outside its attacks is a row of its own (role “overhead”). "
+        f"{PER_POINT_NOTE}"
     )
     table = f'<div class="scroll"><table><thead>{header}</thead><tbody>{body}</tbody></table></div>'
     return section_html("attacks", "Attacks", intro + table)
@@ -151,6 +142,7 @@ def _curve(report: dict[str, Any], summary: dict[str, Any]) -> str:
         x_marker=eps,
         x_marker_label=f"threat model ε = {eps_text(eps)}",
     )
+    chart += curve_costs(points, num(summary.get("n_samples")) or 1.0)
     settings = as_dict(stage_result(report, "curve").get("settings"))
     note = f"The dashed line marks the threat model’s ε = {esc(eps_text(eps))}."
     note += f" Curve attack: {settings_html(settings)}" if settings else ""
@@ -227,8 +219,8 @@ def _stages(report: dict[str, Any]) -> str:
     rows = []
     for stage in stage_records(report):
         per_point = as_dict(stage.get("passes_per_point"))
-        passes = (f"{num(per_point.get('forward')) or 0:,.1f} / {num(per_point.get('backward')) or 0:,.1f}"
-                  if per_point else "—")
+        passes = per_point_text({k: num(per_point.get(k)) or 0.0 for k in ("forward", "backward")}) if per_point \
+            else "—"
         seconds = num(stage.get("seconds"))
         rows.append(f"<tr><td><b>{esc(stage.get('name', '?'))}</b></td><td>{esc(stage.get('headline', ''))}</td>"
                     f'<td class="num">{"—" if seconds is None else f"{seconds:.1f}"}</td>'
@@ -237,8 +229,7 @@ def _stages(report: dict[str, Any]) -> str:
         return ""
     head = ('<tr><th>stage</th><th>what it found</th><th class="num">seconds</th>'
             '<th class="num">passes per point fwd / bwd</th></tr>')
-    intro = note_html("Every stage in run order. Passes are forward and backward passes through the classifier "
-                      "per evaluated point, comparable with published attack costs.")
+    intro = note_html(f"Every stage in run order, with what it cost. {PER_POINT_NOTE}")
     table = f'<div class="scroll"><table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
     return section_html("stages", "Stages", intro + table)
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -19,7 +18,7 @@ from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.stages.probes import ProbesResult
 from bastion.evaluate.stages.views import adaptive_view, view_text
 from bastion.evaluate.validation import check_int
-from bastion.passes import PassCount
+from bastion.passes import measuring
 
 __all__ = ["AttackSettings", "AttackStage", "AttackStageResult", "attack_stage"]
 
@@ -80,13 +79,16 @@ class AttackStage(Stage):
         s, before = self.settings, ctx.robust.clone()
         probes = ctx.earlier(ProbesResult) if s.adaptive else None
         seen = ""  # how the view this stage attacked differs from the model
-        if probes is not None and probes.gradients_mislead:
-            view = adaptive_view(ctx, s.eot_samples, probes.random)
-            seen = view_text(view.describe())
-            record = attack_stage(ctx, s.build(), f"{s.role} (probes: gradients mislead; {seen or 'plain gradients'})",
-                                  model=view.module)
-        else:
-            record = attack_stage(ctx, s.build(), s.role)
+        with measuring(ctx.model) as cost:  # the row is the whole stage: its view's probe pass included
+            if probes is not None and probes.gradients_mislead:
+                view = adaptive_view(ctx, s.eot_samples, probes.random)
+                seen = view_text(view.describe())
+                record = attack_stage(ctx, s.build(),
+                                      f"{s.role} (probes: gradients mislead; {seen or 'plain gradients'})",
+                                      model=view.module)
+            else:
+                record = attack_stage(ctx, s.build(), s.role)
+        record = replace(record, passes=asdict(sum_over_processes(cost.passes)), seconds=cost.seconds)
         return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist(), view=seen)
 
     @classmethod
@@ -104,26 +106,28 @@ def attack_stage(ctx: EvalContext, attack: Attack, role: str, *, model: nn.Modul
     predictions are the model's own); None attacks `ctx.model`. `stream` names the random streams
     within the running stage (several attacks in one stage need their own); each chunk of points
     has its own generator of that stream (`Batch.generator`).
+
+    The record's passes and seconds are all the work's, the bisection of `shrunk_radius` included,
+    counted as the runner counts the stage's (`bastion.passes.measuring`): through the classifier,
+    so a pass of an EOT view over k draws counts k.
     """
     targets = ctx.robust.nonzero().squeeze(1)
-    passes, start = PassCount(), time.perf_counter()
-    shard = ctx.batches(targets, f"{attack.name} ({role})")
-    for batch in shard:
-        result = attack(ctx.model if model is None else model, batch.x, batch.y, ctx.threat,
-                        generator=batch.generator(stream or attack.name))
-        fooled = result.success.cpu()
-        broken = batch.indices[fooled]
-        ctx.robust[broken] = False
-        if broken.numel() and len(ctx.broken_at):  # robust until now: no radius known for them yet
-            rows = fooled.nonzero().squeeze(1).to(batch.x.device)
-            ctx.broken_at[broken] = shrunk_radius(ctx.model, batch.x[rows], result.x_adv[rows], batch.y[rows],
-                                                  ctx.threat.norm)
-        ctx.keep_examples(batch.indices, batch.x, result.x_adv, batch.y, result.predictions, fooled, attack.name)
-        passes = passes + result.passes
-    shard.merge(ctx.broken_at)
+    with measuring(ctx.model) as cost:
+        shard = ctx.batches(targets, f"{attack.name} ({role})")
+        for batch in shard:
+            result = attack(ctx.model if model is None else model, batch.x, batch.y, ctx.threat,
+                            generator=batch.generator(stream or attack.name))
+            fooled = result.success.cpu()
+            broken = batch.indices[fooled]
+            ctx.robust[broken] = False
+            if broken.numel() and len(ctx.broken_at):  # robust until now: no radius known for them yet
+                rows = fooled.nonzero().squeeze(1).to(batch.x.device)
+                ctx.broken_at[broken] = shrunk_radius(ctx.model, batch.x[rows], result.x_adv[rows], batch.y[rows],
+                                                      ctx.threat.norm)
+            ctx.keep_examples(batch.indices, batch.x, result.x_adv, batch.y, result.predictions, fooled, attack.name)
+        shard.merge(ctx.broken_at)
     fooled_total = int(targets.numel()) - int(ctx.robust[targets].sum())
-    passes = sum_over_processes(passes)
     return AttackRecord(name=attack.name, role=role, settings=attack.settings(), norm=ctx.threat.norm.name,
                         eps=ctx.threat.eps, attacked=int(targets.numel()), fooled=fooled_total,
-                        robust_accuracy=mean_of(ctx.robust), passes=asdict(passes),
-                        seconds=time.perf_counter() - start)
+                        robust_accuracy=mean_of(ctx.robust), passes=asdict(sum_over_processes(cost.passes)),
+                        seconds=cost.seconds, stage=ctx.stage)

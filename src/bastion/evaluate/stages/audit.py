@@ -37,23 +37,24 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
-from torch import nn
 
-from bastion.attacks import ATTACKS, Attack
+from bastion.attacks import ATTACKS
 from bastion.attacks.autoattack import VERSIONS, member_specs
 from bastion.errors import InputError
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import AttackRecord, Finding
+from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import attack_stage
+from bastion.evaluate.stages.audit_groups import escalate_in_groups
 from bastion.evaluate.stages.checks import ChecksResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.stages.probes import ProbesResult, gradient_evidence
 from bastion.evaluate.stages.views import adaptive_view, query_view
 from bastion.evaluate.validation import check_int
 from bastion.losses import cw_margin
-from bastion.passes import PassCount, attack_mode
+from bastion.passes import PassCount, attack_mode, measuring
 from bastion.render.blocks import esc, note_html, section_html
 
 __all__ = ["ESCALATE", "AuditResult", "AuditSettings", "AuditStage", "clean_margins"]
@@ -160,7 +161,21 @@ class AuditStage(Stage):
     settings: AuditSettings
 
     def run(self, ctx: EvalContext) -> AuditResult:
-        """Audit, and escalate after a miss."""
+        """Audit, and escalate after a miss.
+
+        The AutoAttack row's cost is the stage's, less its escalation's rows: the clean margins and
+        the adaptive view's probe pass are the audit's own work, so the rows add up to the stage.
+        """
+        with measuring(ctx.model) as cost:
+            result = self._audit(ctx)
+        if not result.records:
+            return result
+        escalation = sum((PassCount(**r.passes) for r in result.records[1:]), PassCount())
+        audit = replace(result.records[0], passes=asdict(sum_over_processes(cost.passes) - escalation),
+                        seconds=max(0.0, cost.seconds - sum(r.seconds for r in result.records[1:])))
+        return replace(result, records=[audit, *result.records[1:]])
+
+    def _audit(self, ctx: EvalContext) -> AuditResult:
         s = self.settings
         robust = ctx.robust.nonzero().squeeze(1)
         if robust.numel() == 0:
@@ -185,11 +200,9 @@ class AuditStage(Stage):
         sub = replace(ctx, robust=torch.zeros_like(ctx.robust), examples=[], warnings=[], gallery_size=0,
                       batch_size=chunk)
         sub.robust[audited] = True
-        passes, finders = PassCount(), []
+        finders = []
         for name, attack in attacks:
-            record = attack_stage(sub, attack, "audit", model=seen[name], stream=f"audit/{name}")
-            passes = passes + PassCount(**record.passes)
-            if record.fooled:
+            if attack_stage(sub, attack, "audit", model=seen[name], stream=f"audit/{name}").fooled:
                 finders.append(name)
         missed = audited[~sub.robust[audited]]
         ctx.robust[missed] = False
@@ -202,7 +215,8 @@ class AuditStage(Stage):
             name=f"autoattack-{s.version}", role=f"audit: {len(sample)} random and {len(nearest)} boundary-nearest "
             "robust points", settings={"version": s.version, "steps": s.steps, "n_queries": s.n_queries},
             norm=ctx.threat.norm.name, eps=ctx.threat.eps, attacked=len(audited), fooled=len(missed),
-            robust_accuracy=mean_of(ctx.robust), passes=asdict(passes), seconds=0.0)]
+            robust_accuracy=mean_of(ctx.robust), passes=asdict(PassCount()), seconds=0.0,
+            stage=ctx.stage)]  # its cost: `run`
         targets = ctx.robust.clone()
         targets[audited] = False  # AutoAttack already ran on them
         if scope == "near":
@@ -213,7 +227,7 @@ class AuditStage(Stage):
         if escalated:
             members = [(name, attack) for name, attack in attacks if s.escalate == "all" or name in finders]
             group = s.sequential if scope == "near" and s.sequential else len(order)
-            escalation, attacked = self._escalate(ctx, members, seen, order, group)
+            escalation, attacked = escalate_in_groups(ctx, members, seen, order, group)
             records += escalation
         reason = (f"AutoAttack broke {len(missed)} of {len(audited)} audited points the cascade had left robust "
                   f"(with {', '.join(finders)})" if missed.numel()
@@ -226,35 +240,6 @@ class AuditStage(Stage):
                            missed=missed.tolist(), bound=bound, escalated=escalated, reason=reason, records=records,
                            finders=finders, finding=finding, scope=scope, bound_points=bound_points,
                            escalated_points=attacked, scope_points=len(order))
-
-    @staticmethod
-    def _escalate(ctx: EvalContext, members: list[tuple[str, Attack]], seen: dict[str, nn.Module | None],
-                  order: torch.Tensor, group: int) -> tuple[list[AttackRecord], int]:
-        """Run `members` on `order`, `group` points at a time, until a group of which they break none.
-
-        Returns one record per member (summed over the groups; its robust accuracy counts what it and
-        the members before it broke) and how many points the escalation attacked.
-        """
-        before = ctx.robust.clone()
-        records: dict[str, AttackRecord] = {}
-        broken_by = {name: torch.zeros_like(ctx.robust) for name, _ in members}  # by it or a member before it
-        attacked = 0
-        for start in range(0, len(order), group):
-            points = order[start:start + group]
-            where = replace(ctx, robust=torch.zeros_like(ctx.robust))
-            where.robust[points] = True
-            for name, attack in members:
-                record = attack_stage(where, attack, f"audit escalation: {name}", model=seen[name],
-                                      stream=f"escalation/{name}")
-                records[name] = record if name not in records else _summed(records[name], record)
-                broke = points[~where.robust[points]]  # by this member or one before it, in this group
-                broken_by[name][broke] = True
-            attacked += len(points)
-            ctx.robust[broke] = False
-            if not broke.numel():
-                break
-        return [replace(records[name], robust_accuracy=mean_of(before & ~broken_by[name])) for name, _ in members
-                if name in records], attacked
 
     def _sizes(self, robust: int) -> tuple[int, int]:
         """How many random and boundary-nearest points to audit among `robust` still-robust points."""
@@ -294,13 +279,6 @@ class AuditStage(Stage):
             text += (" With no miss among the random sample, the rule of three bounds the share of robust points "
                      "the cascade misses below 3/m at 95% confidence.")
         return section_html("audit", "Audit of the fast cascade", note_html(text))
-
-
-def _summed(first: AttackRecord, second: AttackRecord) -> AttackRecord:
-    """One member's record over two groups of points."""
-    passes = PassCount(**first.passes) + PassCount(**second.passes)
-    return replace(first, attacked=first.attacked + second.attacked, fooled=first.fooled + second.fooled,
-                   passes=asdict(passes), seconds=first.seconds + second.seconds)
 
 
 def clean_margins(ctx: EvalContext, indices: torch.Tensor) -> torch.Tensor:

@@ -130,6 +130,7 @@ def count_check_hits(ctx: EvalContext, hits: dict[str, list[int]]) -> list[Attac
         records.append(AttackRecord(
             name=name, role="masking check: points it broke that the attacks above missed", settings={},
             norm=ctx.threat.norm.name, eps=ctx.threat.eps, attacked=len(indices), fooled=int(broken.numel()),
-            robust_accuracy=mean_of(ctx.robust), passes=asdict(PassCount()), seconds=0.0))
+            robust_accuracy=mean_of(ctx.robust), passes=asdict(PassCount()), seconds=0.0,
+            stage=ctx.stage))  # no pass of its own: the checks stage spent them
     return records
 

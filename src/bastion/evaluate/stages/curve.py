@@ -3,16 +3,21 @@
 A point broken within a small ball stays broken in every larger one, so each radius attacks only
 the points that survived the previous one, and at the threat model's eps the cascade's per-point
 worst case is reused: the curve can only fall, and costs little where the model breaks early.
-After an escalation the curve attacks the same adaptive view of the model the escalation did. The
-curve's shape alone says nothing about masking (a model trained at a larger eps rightly holds far
-beyond the eps evaluated); the verdict holds it against independent evidence instead
+With `below_from_cascade` (the fast suite), the radii below eps start from the cascade's examples
+shrunk toward their clean points and attack the points those leave robust
+(`bastion.evaluate.stages.curve_attack`). After an escalation, or when the probes found that
+gradients mislead, the curve attacks the same adaptive view of the model the cascade did, and
+where input gradients are cut with no view to go around them, Square too. Each radius records the
+points it attacked and the passes that took (the stage's, less the view's probe pass). The curve's shape alone
+says nothing about masking (a model trained at a larger eps rightly holds far beyond the eps
+evaluated); the verdict holds it against independent evidence instead
 (`masking.curve_evidence_finding`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import nn
@@ -21,11 +26,12 @@ from bastion.attacks import PGD, Attack
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import CurvePoint
+from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
-from bastion.evaluate.stages.escalation import EscalationResult, EscalationSettings
-from bastion.evaluate.stages.views import adaptive_view
+from bastion.evaluate.stages.curve_attack import attacked_below, curve_view
 from bastion.evaluate.validation import check_int, check_loss, check_rel_step
+from bastion.passes import measuring
 from bastion.threat import ThreatModel
 
 __all__ = ["CurveResult", "CurveSettings", "CurveStage", "curve_points"]
@@ -75,18 +81,17 @@ class CurveStage(Stage):
     settings: CurveSettings
 
     def run(self, ctx: EvalContext) -> CurveResult:
-        """Draw the curve, through the escalation's adaptive view when there was one."""
+        """Draw the curve, through the adaptive view the cascade found it needs when there is one."""
         s = self.settings
         if not s.grid:
             return CurveResult(points=[])
         attack = PGD(steps=s.steps, n_restarts=s.restarts, rel_step=s.rel_step, loss=s.loss)
-        earlier = ctx.earlier(EscalationResult)
-        escalation_settings = EscalationSettings(**earlier.settings) if earlier and earlier.settings else \
-            EscalationSettings()
-        view = adaptive_view(ctx, escalation_settings.eot_samples, earlier.random) if earlier and earlier.ran else None
-        points = curve_points(ctx, attack, s.grid, model=None if view is None else view.module,
+        view, square = curve_view(ctx)
+        points = curve_points(ctx, [attack, *square], s.grid, model=None if view is None else view.module,
                               below_from_cascade=s.below_from_cascade)
         settings: dict[str, Any] = {"attack": attack.name, **attack.settings()}
+        if square:
+            settings["gradient_free"] = {"attack": square[0].name, **square[0].settings()}
         if view is not None and view.adapted:
             settings["adaptive"] = view.describe()
         return CurveResult(points=points, settings=settings)
@@ -99,31 +104,42 @@ class CurveStage(Stage):
         return "accuracy vs eps: " + "  ".join(f"{p.eps:.3g}:{p.accuracy:.1%}" for p in result.points)
 
 
-def curve_points(ctx: EvalContext, attack: Attack, grid: list[float], *, model: nn.Module | None = None,
-                 stream: str = "curve", below_from_cascade: bool = False) -> list[CurvePoint]:
+def curve_points(ctx: EvalContext, attacks: Attack | list[Attack], grid: list[float], *,
+                 model: nn.Module | None = None, stream: str = "curve",
+                 below_from_cascade: bool = False) -> list[CurvePoint]:
     """Robust accuracy at each eps of `grid`, attacked in increasing order (`model`: a view of `ctx.model`).
 
-    With `below_from_cascade`, a radius below the threat model's eps is not attacked: a point counts
-    broken there when the cascade's adversarial example of it, shrunk toward the clean point, lies
-    within that radius (`ctx.broken_at`).
+    With `below_from_cascade`, a radius below the threat model's eps starts from the cascade's
+    adversarial examples shrunk toward their clean points (`ctx.broken_at`), and `attacks` attack
+    the points they leave robust (`attacked_below`). Each point records what its radius cost.
     """
+    attacks = [attacks] if isinstance(attacks, Attack) else attacks
+    grid = sorted(grid)
+    at_threat = [math.isclose(e, ctx.threat.eps, rel_tol=1e-9, abs_tol=1e-12) for e in grid]
+    below = [e for e, same in zip(grid, at_threat, strict=True) if below_from_cascade and not same
+             and e < ctx.threat.eps]
+    known = attacked_below(ctx, attacks, below, model=model, stream=stream) if below else {}
     robust = ctx.correct.clone()
     points: list[CurvePoint] = []
-    for eps in sorted(grid):
-        at_threat = math.isclose(eps, ctx.threat.eps, rel_tol=1e-9, abs_tol=1e-12)
-        if at_threat or eps > ctx.threat.eps:
-            robust &= ctx.robust
-        elif below_from_cascade and len(ctx.broken_at):
-            robust &= ~(ctx.broken_at <= eps)
-            points.append(CurvePoint(eps=eps, accuracy=mean_of(robust)))
+    for eps, same in zip(grid, at_threat, strict=True):
+        if eps in known:
+            points.append(known[eps])
             continue
-        if eps > 0 and not at_threat:
-            threat = ThreatModel(ctx.threat.norm, eps, ctx.threat.bounds)
-            shard = ctx.batches(robust.nonzero().squeeze(1), f"curve eps={eps:.4g}")
-            for batch in shard:
-                result = attack(ctx.model if model is None else model, batch.x, batch.y, threat,
-                                generator=batch.generator(f"{stream}/eps={eps!r}"))
-                robust[batch.indices[result.success.cpu()]] = False
-            shard.merge(robust)
-        points.append(CurvePoint(eps=eps, accuracy=mean_of(robust)))
+        if same or eps > ctx.threat.eps:
+            robust &= ctx.robust
+        attacked = int(robust.sum()) if eps > 0 and not same else 0
+        with measuring(ctx.model) as cost:
+            if attacked:
+                threat = ThreatModel(ctx.threat.norm, eps, ctx.threat.bounds)
+                for attack in attacks:
+                    shard = ctx.batches(robust.nonzero().squeeze(1), f"curve eps={eps:.4g} ({attack.name})")
+                    for batch in shard:
+                        result = attack(ctx.model if model is None else model, batch.x, batch.y, threat,
+                                        generator=batch.generator(f"{stream}/eps={eps!r}" + (
+                                            "" if attack is attacks[0] else f"/{attack.name}")))
+                        robust[batch.indices[result.success.cpu()]] = False
+                    shard.merge(robust)
+        points.append(CurvePoint(eps=eps, accuracy=mean_of(robust), attacked=attacked,
+                                 passes=asdict(sum_over_processes(cost.passes)),
+                                 source="cascade" if same else "attack"))
     return points

@@ -26,10 +26,12 @@ from bastion.evaluate.shards import counted_once
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
 from bastion.evaluate.stages.checks import ChecksResult, count_check_hits
+from bastion.evaluate.stages.costs import charged, with_overhead
 from bastion.evaluate.stages.probes import gradient_evidence
 from bastion.evaluate.stages.views import adaptive_view, query_view, view_text
 from bastion.evaluate.surrogates import surrogate_of
 from bastion.evaluate.validation import check_int, check_loss
+from bastion.passes import measuring
 
 __all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "escalate", "view_text"]
 
@@ -91,13 +93,16 @@ class EscalationStage(Stage):
         checks = ctx.earlier(ChecksResult)
         findings = checks.findings if checks is not None else []
         fired = [f.check for f in findings if f.fired]
-        if not (fired or self.settings.adaptive):
-            result = EscalationResult(ran=False, reason="no check fired", settings=asdict(self.settings))
-        else:
-            reason = f"checks fired: {', '.join(fired)}" if fired else "--adaptive"
-            result = escalate(ctx, self.settings, findings, reason)
-        hits = count_check_hits(ctx, checks.hits) if checks is not None else []
-        return replace(result, records=[*result.records, *hits]) if hits else result
+        with measuring(ctx.model) as cost:
+            if not (fired or self.settings.adaptive):
+                result = EscalationResult(ran=False, reason="no check fired", settings=asdict(self.settings))
+            else:
+                reason = f"checks fired: {', '.join(fired)}" if fired else "--adaptive"
+                result = escalate(ctx, self.settings, findings, reason)
+            hits = count_check_hits(ctx, checks.hits) if checks is not None else []
+        records = with_overhead(ctx, [*result.records, *hits], cost,
+                                "the adaptive view's probe pass, a surrogate no attack used")
+        return replace(result, records=records)
 
     @classmethod
     def headline(cls, result: EscalationResult) -> str:
@@ -125,10 +130,11 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
     plan: list[tuple[Attack, str, nn.Module]] = [
         (a, role, query_view(a, adaptive.module, ctx.model, random))
         for a, role in _attacks(settings, adaptive, ran_square, attacked_view, cut)]
-    surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)
-    if surrogate is None and settings.distill and cut:
-        with counted_once():  # every process distills alike
-            surrogate, described = distill_surrogate(ctx), "a CNN distilled from the model's predictions"
+    with measuring(ctx.model) as making:  # the surrogate's cost is the transfer attack's
+        surrogate, described = surrogate_of(ctx.model, settings.surrogate, ctx.device, settings.surrogate_weights)
+        if surrogate is None and settings.distill and cut and bool(ctx.robust.any()):  # none: nothing to attack
+            with counted_once():  # every process distills alike
+                surrogate, described = distill_surrogate(ctx), "a CNN distilled from the model's predictions"
     if surrogate is not None:
         transfer = Transfer(surrogate=surrogate, steps=2 * settings.steps, diversity=0.5, loss="ce")
         at = len(plan) - 1 if plan and plan[-1][0].name == "square" else len(plan)
@@ -138,6 +144,8 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
         if not bool(ctx.robust.any()):
             break  # nothing left to break: the remaining attacks would attack no point
         records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}"))
+        if attack.name == "transfer":
+            records[-1] = charged(records[-1], making)
         if attack.name != "square":
             continue
         again = Square(n_queries=5 * settings.blackbox_queries)  # restarts at the checks' budget

@@ -14,7 +14,9 @@ so it is used for training only.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,8 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bastion.errors import InputError
 
-__all__ = ["World", "all_gather", "all_reduce_and", "all_reduce_sum", "barrier", "broadcast_object", "gather_by_index",
-           "is_main", "launched", "restart_count", "session", "setup", "shard_chunks", "teardown", "unwrap", "world"]
+__all__ = ["World", "all_gather", "all_reduce_and", "all_reduce_sum", "barrier", "broadcast_object", "clean_exit",
+           "gather_by_index", "is_main", "launched", "restart_count", "session", "setup", "shard_chunks",
+           "stop_helper_threads", "teardown", "unwrap", "world"]
 
 T = TypeVar("T")
 
@@ -151,20 +154,75 @@ def setup(device: str | None = None) -> World:
     return World(rank, size, local_rank, placed)
 
 
-def teardown() -> None:
-    """Leave the process group (if this module or anyone joined one)."""
+def teardown(*, finished: bool = False) -> None:
+    """Leave the process group (if this module or anyone joined one), so that the process can exit cleanly.
+
+    Args:
+        finished: The command ended without an error: every rank waits at a final barrier first,
+            so no rank leaves while another still exchanges with it (after an error there is no
+            barrier: the other ranks may never reach it, and torchrun stops them).
+
+    Before and after `destroy_process_group` the garbage collector runs: a `DistributedDataParallel`
+    wrapper in a reference cycle, and the asynchronous work objects of gloo it holds, are freed now,
+    while the interpreter is whole. Freed during interpreter finalization instead, their tensors
+    take the GIL from a gloo worker thread and the process aborts ("terminate called without an
+    active exception", SIGABRT) after the work is done (pytorch #179291, #190489), so torchrun
+    reports a finished job as failed.
+    """
     if dist.is_available() and dist.is_initialized():
+        if finished and dist.get_world_size() > 1:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
     _DEVICE[0] = None
+
+
+def stop_helper_threads() -> None:
+    """Stop the helper threads a command may have started, so that none is alive at interpreter shutdown.
+
+    bastion itself starts no thread in its commands; tqdm starts a monitor (a daemon thread) with
+    its first bar in a terminal: it is stopped and joined here. The output streams are flushed.
+    """
+    from tqdm import tqdm as std_tqdm
+    from tqdm.auto import tqdm as auto_tqdm
+
+    for cls in {std_tqdm, auto_tqdm}:
+        monitor = getattr(cls, "monitor", None)
+        if monitor is not None:
+            monitor.exit()
+            cls.monitor = None
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
 
 
 @contextmanager
 def session(device: str | None = None) -> Iterator[World]:
-    """`setup` on entry, `teardown` on exit, also after an error."""
+    """`setup` on entry, `teardown` on exit (after a final barrier when the body ended without an error)."""
+    finished = False
     try:
         yield setup(device)
+        finished = True
     finally:
-        teardown()
+        teardown(finished=finished)
+
+
+@contextmanager
+def clean_exit() -> Iterator[None]:
+    """Around a whole command (the CLI dispatcher): the process group and helper threads are gone when it ends.
+
+    Whatever the command did, on success or error: a process group still joined is left
+    (`teardown`), tqdm's monitor thread is stopped and the output streams are flushed, so that
+    the process exits with the command's code and torchrun sees it (an `atexit` hook would run
+    too late: after the threads of the interpreter's own shutdown have started).
+    """
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        teardown(finished=finished)
+        stop_helper_threads()
 
 
 def is_main() -> bool:

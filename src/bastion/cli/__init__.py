@@ -53,16 +53,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="bastion: %(levelname)s: %(message)s", level=logging.WARNING)
     logging.getLogger("bastion.progress").setLevel(logging.INFO)  # stage lines, and lines for a bar off a terminal
     args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if args and args[0] == "attack":
-            _refuse_under_torchrun("attack")
-            from bastion.cli.attack import run_attack_command
+    from bastion.distributed import clean_exit
 
-            return run_attack_command(args[1:])
-        namespace = _parser().parse_args(args)
-        _refuse_under_torchrun(namespace.command)
-        code: int = namespace.handler(namespace)
-        return code
+    try:
+        with clean_exit():  # the process group and helper threads are gone before the process exits
+            if args and args[0] == "attack":
+                _refuse_under_torchrun("attack")
+                from bastion.cli.attack import run_attack_command
+
+                return run_attack_command(args[1:])
+            namespace = _parser().parse_args(args)
+            _refuse_under_torchrun(namespace.command)
+            code: int = namespace.handler(namespace)
+            return code
     except InputError as error:
         if os.environ.get("BASTION_DEBUG"):
             raise

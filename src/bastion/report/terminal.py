@@ -39,6 +39,8 @@ def format_result(report: dict[str, Any]) -> str:
         for a in report["attacks"]
     ]
     lines += _table(["attack", "role", "attacked", "fooled", "robust acc", "passes/pt f/b", "seconds"], rows)
+    lines.append(f"passes/pt f/b: forward/backward passes through the classifier / the {n} points evaluated, in "
+                 "every table; a stage's rows add up to its line under stages")
     if report.get("curve"):
         lines += ["", "accuracy vs eps: " + "  ".join(f"{p['eps']:.3g}:{p['accuracy']:.1%}" for p in report["curve"])]
     flagged = [c for c in report.get("per_class", []) if c["flagged"]]

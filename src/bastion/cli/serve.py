@@ -61,6 +61,9 @@ def register(commands: Any) -> None:
     g = p.add_argument_group("monitoring")
     g.add_argument("--request-log", help="SQLite request log to write (read it with bastion requests)")
     g.add_argument("--log-sample", type=float, help="share of inputs logged (1.0)")
+    g.add_argument("--false-alarm", type=float, help="probability that traffic drawn like the calibration set ever "
+                   "breaks the guarantee, over any horizon (0.01): the guarantee monitor alarms at an e-value of "
+                   "2 / this")
     g.add_argument("--drift-window", type=int, help="requests per drift-test window (200)")
     g.add_argument("--drift-run-length", type=int, help="expected clean requests before a false drift alarm")
     g.add_argument("--check-report", help="a --check report shown on the status page")
@@ -91,7 +94,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "limits": {"max_body_bytes": args.max_body_bytes, "max_image_side": args.max_image_side,
                    "max_items": args.max_items},
         "security": {"api_key_file": args.api_key_file, "rate_per_second": args.rate_limit, "burst": args.burst},
-        "monitor": {"request_log": args.request_log, "log_sample": args.log_sample,
+        "monitor": {"false_alarm": args.false_alarm, "request_log": args.request_log, "log_sample": args.log_sample,
                     "drift_window": args.drift_window, "drift_run_length": args.drift_run_length,
                     "check_report": args.check_report},
         "host": args.host, "port": args.port,

@@ -87,6 +87,9 @@ def create_app(server: GuardedServer) -> FastAPI:
         if name != server.name:
             raise RequestError(404, f"unknown model {name!r}; this server serves {server.name!r}")
 
+    def _guarantee() -> dict[str, Any]:
+        return dict(server.guarantee.state().public())
+
     async def _guard(route: str, x: Tensor) -> list[dict[str, Any]]:
         start = time.perf_counter()
         if not server.ready:
@@ -134,7 +137,7 @@ def create_app(server: GuardedServer) -> FastAPI:
         _limit(who, len(x))
         verdicts = await _guard("infer", x)
         # A JSONResponse skips FastAPI's generic encoder: the payload is plain JSON types already.
-        return JSONResponse(infer_response(server.name, server.fingerprint[:12], parsed.id, verdicts))
+        return JSONResponse(infer_response(server.name, server.fingerprint[:12], parsed.id, verdicts, _guarantee()))
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -143,7 +146,7 @@ def create_app(server: GuardedServer) -> FastAPI:
         limits = server.config.limits
         x = decode_image(data, server.input_shape, max_side=limits.max_image_side, resize=limits.resize)
         (verdict,) = await _guard("predict", x[None])
-        return JSONResponse({"model": server.name, **verdict})
+        return JSONResponse({"model": server.name, **verdict, "guarantee": _guarantee()})
 
     @app.get("/metrics")
     async def metrics() -> Response:

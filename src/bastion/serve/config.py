@@ -9,6 +9,7 @@ A `serve.toml` has one table per section below; every key is optional:
     [limits]    max_body_bytes = 8000000   max_image_side = 4096   max_items = 64
     [security]  api_key_file = "KEY"   rate_per_second = 50   burst = 100
     [monitor]   drift_window = 200   drift_run_length = 100000   request_log = "serve.db"   log_sample = 0.1
+                false_alarm = 0.01
 """
 
 from __future__ import annotations
@@ -119,9 +120,14 @@ class SecuritySettings(BaseModel):
 
 
 class MonitorSettings(BaseModel):
-    """Drift monitor windows and the sampled SQLite request log."""
+    """The guarantee monitor's false-alarm probability, drift monitor windows and the sampled SQLite request log.
+
+    `false_alarm` is the probability that clean traffic, drawn like the calibration set, ever breaks
+    the guarantee (over any horizon; `bastion.serve.guarantee`).
+    """
 
     model_config = _FROZEN
+    false_alarm: float = Field(default=0.01, gt=0.0, lt=1.0)
     drift_window: int = Field(default=200, ge=20)
     drift_run_length: int = Field(default=100_000, ge=100)
     request_log: str | None = None

@@ -125,6 +125,14 @@ class Guard:
         """Per-detector p-value level of a flag."""
         return self.policy.flag_level
 
+    def monitored_levels(self) -> list[float]:
+        """p-value levels the guarantee monitor tests: the flag level first, the reject level, then 0.1 and 0.25."""
+        levels = [self.flag_level]
+        for level in (self.policy.reject_level, 0.1, 0.25):
+            if level is not None and level not in levels and level >= self.conformal[0].smallest_level():
+                levels.append(level)
+        return levels
+
     def summary(self) -> dict[str, Any]:
         """Calibration and policy, for the status page and the model metadata route."""
         return {"fpr": self.settings.fpr, "flag_level": self.flag_level, "reject_level": self.policy.reject_level,

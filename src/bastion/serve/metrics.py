@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bastion.serve.drift import DriftState
+from bastion.serve.guarantee import GuaranteeState
 
 __all__ = ["ServeMetrics"]
 
@@ -48,6 +49,12 @@ class ServeMetrics:
                                      ["signal"], registry=r)
         self.drift_alarm = Gauge("bastion_drift_alarm", "1 while the last completed window alarmed", registry=r)
         self.drift_alarms = Counter("bastion_drift_alarms", "Windows that raised a drift alarm", registry=r)
+        self.guarantee = Gauge("bastion_guarantee_holds", "1 while traffic stays exchangeable with the calibration "
+                               "set (the conformal test martingale has not alarmed), else 0", registry=r)
+        self.guarantee_e_value = Gauge("bastion_guarantee_e_value", "The conformal test martingale: evidence "
+                                       "against exchangeability (alarm at 1 / delta)", registry=r)
+        self.guarantee.set(1)
+        self.guarantee_e_value.set(1)
         self.info = Gauge("bastion_model_info", "The served model (value 1)", ["model", "fingerprint"], registry=r)
         self.info.labels(model=model_name, fingerprint=fingerprint).set(1)
         for name in detectors:
@@ -64,6 +71,11 @@ class ServeMetrics:
         self.drift_alarm.set(1.0 if state.alarm else 0.0)
         if alarmed_now:
             self.drift_alarms.inc()
+
+    def observe_guarantee(self, state: GuaranteeState) -> None:
+        """Export whether the guarantee holds and the martingale's value."""
+        self.guarantee.set(1.0 if state.holds else 0.0)
+        self.guarantee_e_value.set(state.e_value)
 
     def counts(self) -> dict[str, float]:
         """Current values of the request counters by outcome (for the status page)."""

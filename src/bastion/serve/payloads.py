@@ -120,8 +120,9 @@ def decode_infer(body: bytes, shape: tuple[int, int, int], max_items: int) -> tu
     return request, torch.from_numpy(array.astype(np.float32).reshape(dims))
 
 
-def infer_response(name: str, version: str, request_id: str | None, verdicts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The infer response: label, outcome and confidence tensors, and each input's guard details."""
+def infer_response(name: str, version: str, request_id: str | None, verdicts: list[dict[str, Any]],
+                   guarantee: dict[str, Any]) -> dict[str, Any]:
+    """The infer response: label, outcome and confidence tensors, each input's guard details, the guarantee."""
     labels = [-1 if v["label"] is None else v["label"] for v in verdicts]
     n = len(verdicts)
     return {"model_name": name, "model_version": version, "id": request_id,
@@ -130,4 +131,4 @@ def infer_response(name: str, version: str, request_id: str | None, verdicts: li
                          "data": [v["outcome"] for v in verdicts]},
                         {"name": "confidence", "datatype": "FP64", "shape": [n],
                          "data": [v["confidence"] for v in verdicts]}],
-            "parameters": {"guard": verdicts}}
+            "parameters": {"guard": verdicts, "guarantee": guarantee}}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +22,7 @@ from bastion.models import load_model
 from bastion.serve.batching import MicroBatcher
 from bastion.serve.config import ServeConfig
 from bastion.serve.drift import DriftMonitor
+from bastion.serve.guarantee import GuaranteeMonitor
 from bastion.serve.guard import Guard, Verdict
 from bastion.serve.metrics import ServeMetrics
 from bastion.serve.requestlog import LogRow, RequestLog
@@ -41,11 +43,12 @@ class GuardedServer:
         input_shape: (C, H, W) of the model's inputs.
         fingerprint: sha256 of the weights.
         metrics: Prometheus metrics.
-        drift: The drift monitor.
+        drift: The windowed drift monitor (a diagnostic).
         request_log: The sampled request log, or None.
         api_key: The key check, or None when the server is open.
         limiter: The rate limiter, or None.
         check_report: A `bastion serve --check` report shown on the status page, or None.
+        guarantee: The anytime-valid monitor of the guard's guarantee (built from the guard).
     """
 
     config: ServeConfig
@@ -62,9 +65,12 @@ class GuardedServer:
     ready: bool = False
     batcher: MicroBatcher[Verdict] = field(init=False)
     log_writer: ThreadPoolExecutor = field(init=False)
+    guarantee: GuaranteeMonitor = field(init=False)
 
     def __post_init__(self) -> None:
         b = self.config.batching
+        self.guarantee = GuaranteeMonitor({c.name: c.n for c in self.guard.conformal}, self.guard.monitored_levels(),
+                                          self.config.monitor.false_alarm)
         self.batcher = MicroBatcher(self.process, b.max_batch, b.max_wait_ms / 1000.0)
         self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-log")
 
@@ -74,9 +80,13 @@ class GuardedServer:
         return self.config.model.served_name
 
     def process(self, x: Tensor) -> Sequence[Verdict]:
-        """Guard one micro-batch and record its metrics and drift (worker thread)."""
+        """Guard one micro-batch and record its metrics, the guarantee and drift (worker thread)."""
         result = self.guard.run(x)
         m = self.metrics
+        names = [c.name for c in self.guard.conformal]
+        if self.guarantee.update(np.array([[v.p_values[name] for name in names] for v in result.verdicts])):
+            _log.warning("the guarantee no longer holds: %s", self.guarantee.state().why)
+        m.observe_guarantee(self.guarantee.state())
         m.batch_size.observe(len(x))
         for stage, seconds in result.seconds.items():
             m.stage.labels(stage=stage).observe(seconds)
@@ -121,12 +131,19 @@ class GuardedServer:
         drift = self.drift.state()
         return {"model": self.name, "spec": self.config.model.spec, "fingerprint": self.fingerprint,
                 "uptime_seconds": time.time() - self.started, "ready": self.ready,
-                "requests": self.metrics.counts(), "guard": self.guard.summary(),
+                "guarantee": self.guarantee.state().public(), "requests": self.metrics.counts(),
+                "guarantee_details": self._guarantee_details(), "guard": self.guard.summary(),
                 "batching": self.config.batching.model_dump(),
                 "drift": {"window": drift.window, "run_length": drift.run_length, "statistics": drift.statistics,
                           "thresholds": drift.thresholds, "windows": drift.windows_done, "alarms": drift.alarms,
                           "alarm": drift.alarm, "filled": drift.filled},
                 "check": self.check_report}
+
+
+    def _guarantee_details(self) -> dict[str, Any]:
+        g = self.guarantee.state()
+        return {"inputs": g.inputs, "e_value": g.e_value, "threshold": g.threshold, "false_alarm": g.false_alarm,
+                "flag_rate_bound": g.flag_rate_bound, "levels": self.guarantee.levels}
 
 
 def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerprint: str | None = None,

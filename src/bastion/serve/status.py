@@ -18,12 +18,17 @@ _STYLE = """body{font:14px system-ui,sans-serif;margin:2em;color:#222;max-width:
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse}
 td,th{padding:.25em .8em;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}
 .counter{font-size:1.6em;font-weight:600}.alarm{color:#b00;font-weight:600}.ok{color:#070}
+.banner{padding:.6em 1em;border-radius:6px;margin:1em 0}.banner.ok{background:#e8f5e9}
+.banner.alarm{background:#fdecea}
 .cards{display:flex;gap:2em}.card{border:1px solid #ccc;border-radius:6px;padding:.6em 1.2em}"""
 
 _SCRIPT = """async function refresh(){try{const r=await fetch('status.json',{cache:'no-store'});
 const s=await r.json();let total=0;for(const o of ['accept','flag','fallback','reject']){
 const v=Math.round((s.requests||{})[o]||0);total+=v;document.getElementById('count-'+o).textContent=v;}
 document.getElementById('count-total').textContent=total;
+const g=s.guarantee,b=document.getElementById('guarantee');b.className='banner '+(g.holds?'ok':'alarm');
+document.getElementById('guarantee-state').textContent=g.holds?'The guarantee holds':'The guarantee no longer holds';
+document.getElementById('guarantee-why').textContent=g.why;
 const d=s.drift;document.getElementById('drift-windows').textContent=d.windows;
 document.getElementById('drift-alarms').textContent=d.alarms;
 const a=document.getElementById('drift-state');a.textContent=d.alarm?'ALARM':'no alarm';
@@ -50,6 +55,16 @@ def _check_section(check: dict[str, Any] | None) -> str:
             f"<th>accuracy answered</th></tr>{rows}</table>")
 
 
+def _banner(guarantee: dict[str, Any], details: dict[str, Any]) -> str:
+    holds = bool(guarantee["holds"])
+    bounds = ", ".join(f"{escape(k)} {v:.2%}" for k, v in details.get("flag_rate_bound", {}).items())
+    return (f'<div id="guarantee" class="banner {"ok" if holds else "alarm"}"><strong id="guarantee-state">'
+            f'{"The guarantee holds" if holds else "The guarantee no longer holds"}</strong>: '
+            f'<span id="guarantee-why">{escape(str(guarantee["why"]))}</span><br><small>Tested on every input by a '
+            f"conformal test martingale (false-alarm probability {details.get('false_alarm', 0):g} over any "
+            f"horizon); given this calibration set, clean flag rates are at most {bounds}.</small></div>")
+
+
 def render_status_page(status: dict[str, Any]) -> str:
     """The page for a `GuardedServer.status()` dictionary."""
     requests, guard, drift = status["requests"], status["guard"], status["drift"]
@@ -73,6 +88,7 @@ def render_status_page(status: dict[str, Any]) -> str:
 <h1>bastion serve: <span id="model">{escape(status['model'])}</span></h1>
 <p>weights sha256 <code>{escape(status['fingerprint'][:16])}</code>; ready: {str(status['ready']).lower()};
 micro-batches of up to {int(status['batching']['max_batch'])} inputs, {status['batching']['max_wait_ms']:g} ms wait</p>
+{_banner(status['guarantee'], status.get('guarantee_details', {}))}
 <section id="counters"><h2>Requests (<span id="count-total">{total}</span>)</h2><div class="cards">{counters}</div>
 </section>
 <section id="calibration"><h2>Guard calibration</h2>
@@ -84,7 +100,7 @@ f', rejected at {reject:.4g}'}. Flagged inputs: {escape(guard['on_flag'])}
 (fallback {escape(guard['fallback'])}).</p>
 <table><tr><th>detector</th><th>settings</th><th>n</th><th>median score</th><th>90%</th><th>99%</th></tr>
 {detectors}</table></section>
-<section id="drift"><h2>Drift monitor</h2>
+<section id="drift"><h2>Drift monitor (diagnostic)</h2>
 <p>{state}: <span id="drift-windows">{drift['windows']}</span> windows of {drift['window']} requests,
 <span id="drift-alarms">{drift['alarms']}</span> alarm(s); threshold set for no false alarm within
 {drift['run_length']} clean requests on average.</p>

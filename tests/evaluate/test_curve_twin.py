@@ -70,6 +70,7 @@ def test_the_curve_counts_what_it_spent_and_the_attack_rows_add_up_to_their_stag
             assert shown == pytest.approx(stage["passes_per_point"])
             assert html.count(per_point_text(shown)) >= 2  # the attack table's row and the stage table's
             assert text.count(per_point_text(shown).replace(" / ", "/")) >= 2
+        assert "then the curve&#x27;s attack on the rest" in html  # each radius's source and cost, under the curve
     escalation = [a for a in pair[1].attacks if a.stage == "escalation"]
     assert escalation and escalation[-1].name == "overhead"  # the view's probe pass, with nothing left to attack
     assert EvalResult.from_dict(pair[1].to_dict()) == pair[1]

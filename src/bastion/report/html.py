@@ -46,13 +46,8 @@ __all__ = ["render_html", "write_html"]
 
 def _header(report: dict[str, Any], summary: dict[str, Any]) -> str:
     get, date = summary.get, str(report.get("created_at", "—")).replace("T", " ")
-    meta = [
-        ("model", get("model", "—")),
-        ("data", get("data", "—")),
-        ("threat model", threat_text(summary)),
-        ("date", date),
-        ("run", report.get("run_id", "—")),
-    ]
+    meta = [("model", get("model", "—")), ("data", get("data", "—")), ("threat model", threat_text(summary)),
+            ("date", date), ("run", report.get("run_id", "—"))]
     items = "".join(f"<span>{esc(name)} <b>{esc(value)}</b></span>" for name, value in meta)
     return f'<header><h1>bastion robustness report</h1><p class="meta">{items}</p></header>'
 

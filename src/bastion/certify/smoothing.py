@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from scipy.stats import beta, binomtest, norm
+from scipy.optimize import brentq
+from scipy.stats import beta, binom, binomtest, norm
 from torch import Tensor, nn
 
 from bastion.certify.votes import count_votes, image_generator
@@ -21,7 +22,13 @@ from bastion.errors import InputError
 from bastion.passes import model_device_dtype
 from bastion.seeding import resolve_generator
 
-__all__ = ["Certificate", "Smooth", "clopper_pearson_lower", "max_certifiable_radius"]
+__all__ = [
+    "Certificate",
+    "Smooth",
+    "clopper_pearson_lower",
+    "max_certifiable_radius",
+    "randomized_clopper_pearson_lower",
+]
 
 
 def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
@@ -40,6 +47,36 @@ def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
     if not (isinstance(n, int) and n >= 1 and isinstance(k, int) and 0 <= k <= n):
         raise InputError(f"need integers 0 <= k <= n and n >= 1, got k={k!r}, n={n!r}")
     return 0.0 if k == 0 else float(beta.ppf(alpha, k, n - k + 1))
+
+
+def randomized_clopper_pearson_lower(k: int, n: int, alpha: float, u: float) -> float:
+    """The randomized one-sided Clopper-Pearson lower bound: the p at which P_p(X > k) + u P_p(X = k) = alpha.
+
+    Voracek & Hein (NeurIPS 2024, arXiv:2406.17830), section 3: with u ~ Uniform(0, 1) drawn
+    independently of X, the randomized p-value P_p(X > k) + u P_p(X = k) is exactly uniform under
+    p, so the bound keeps the guarantee P(p >= bound) >= 1 - alpha while lying at or above the
+    Clopper-Pearson bound (u = 1 gives that bound): strictly stronger certificates. u is floored
+    at 10 alpha (a smaller bound, so still valid) so that a unanimous count never certifies pA = 1.
+
+    Args:
+        k: Successes, 0 <= k <= n.
+        n: Trials, n >= 1.
+        alpha: Error probability in (0, 1).
+        u: The uniform draw, in [0, 1].
+    """
+    base = clopper_pearson_lower(k, n, alpha)
+    u = max(float(u), min(1.0, 10 * alpha))
+    if u >= 1.0:
+        return base
+    if k == n:
+        return float((alpha / u) ** (1.0 / n))
+
+    def excess(p: float) -> float:
+        return float(binom.sf(k, n, p) + u * binom.pmf(k, n, p)) - alpha
+
+    if excess(base) >= 0:
+        return base
+    return float(brentq(excess, base, 1.0, xtol=1e-14, rtol=1e-12))
 
 
 def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
@@ -189,6 +226,7 @@ class Smooth:
         seed: int = 0,
         indices: Sequence[int] | None = None,
         generators: Sequence[torch.Generator | None] | None = None,
+        uniforms: Sequence[float | None] | None = None,
     ) -> list[Certificate]:
         """CERTIFY for a batch (B, C, H, W), noise of several images packed into each forward pass.
 
@@ -206,6 +244,8 @@ class Smooth:
             seed: Seed of the per-image generators.
             indices: Identity of each image for its generator (e.g. its dataset index); default 0..B-1.
             generators: Explicit generators, one per image (overrides `seed` and `indices`).
+            uniforms: Per image, a Uniform(0, 1) draw independent of its noise: the randomized
+                Clopper-Pearson bound instead of the plain one (None entries keep the plain one).
         """
         self.check_settings(n=n, n0=n0, alpha=alpha, batch_size=batch_size)
         _check_images(x)
@@ -222,10 +262,17 @@ class Smooth:
                                  generators=generators)
         tops = selection.argmax(1)
         hits = estimation.gather(1, tops[:, None]).squeeze(1).tolist()
-        return [self._certificate(int(top), int(k), n, alpha) for top, k in zip(tops.tolist(), hits, strict=True)]
+        draws = list(uniforms) if uniforms is not None else [None] * len(x)
+        return [self.certificate(int(top), int(k), n, alpha, u)
+                for top, k, u in zip(tops.tolist(), hits, draws, strict=True)]
 
-    def _certificate(self, top: int, k: int, n: int, alpha: float) -> Certificate:
-        p_lower = clopper_pearson_lower(k, n, alpha)
+    def certificate(self, top: int, k: int, n: int, alpha: float, u: float | None = None) -> Certificate:
+        """CERTIFY's answer from `k` votes for the selected class `top` among `n` estimation samples.
+
+        With `u` (a Uniform(0, 1) draw independent of the samples) the bound is the randomized
+        Clopper-Pearson one (`randomized_clopper_pearson_lower`), same guarantee, never smaller.
+        """
+        p_lower = clopper_pearson_lower(k, n, alpha) if u is None else randomized_clopper_pearson_lower(k, n, alpha, u)
         if p_lower < 0.5:
             return Certificate(self.ABSTAIN, 0.0, p_lower, k, n, top)
         return Certificate(top, self.sigma * float(norm.ppf(p_lower)), p_lower, k, n, top)

@@ -41,7 +41,7 @@ def certified_accuracy(
 
 
 def summarize(rows: Sequence[dict[str, Any]], grid: Sequence[float], *, sigma: float, n: int,
-              alpha: float) -> dict[str, Any]:
+              alpha: float, fixed_samples: int | None = None) -> dict[str, Any]:
     """The headline numbers of per-image rows (keys label, prediction, radius, seconds).
 
     Returns:
@@ -49,7 +49,10 @@ def summarize(rows: Sequence[dict[str, Any]], grid: Sequence[float], *, sigma: f
         classifier's, = certified accuracy at radius 0), `median_radius_correct` (over the correctly
         predicted points),
         `max_certifiable_radius` (sigma * Phi^-1(alpha^(1/n)): no radius can exceed it with n
-        samples), `seconds_per_image` and `n_points`.
+        samples), `seconds_per_image`, `n_points`, `mean_radius` (abstentions count 0), and the
+        cost: `samples` (base-model forward samples in all, selection included, from the rows'
+        `samples`), `samples_per_point` and, given `fixed_samples` (what fixed-n CERTIFY spends
+        per point), `fixed_samples` (in all) and `saved` (their ratio).
     """
     predictions = [int(r["prediction"]) for r in rows]
     radii = [float(r["radius"]) for r in rows]
@@ -64,4 +67,17 @@ def summarize(rows: Sequence[dict[str, Any]], grid: Sequence[float], *, sigma: f
         "median_radius_correct": correct_radii[len(correct_radii) // 2] if correct_radii else 0.0,
         "max_certifiable_radius": max_certifiable_radius(sigma, n, alpha),
         "seconds_per_image": sum(float(r.get("seconds", 0.0)) for r in rows) / count if count else 0.0,
+        "mean_radius": sum(r for p, r in zip(predictions, radii, strict=True) if p != Smooth.ABSTAIN) / count
+        if count else 0.0,
+        **_cost(rows, fixed_samples),
     }
+
+
+def _cost(rows: Sequence[dict[str, Any]], fixed_samples: int | None) -> dict[str, Any]:
+    """Samples spent, and the ratio to what fixed-n CERTIFY would have spent on the same points."""
+    spent = sum(int(r.get("samples", 0)) for r in rows)
+    out: dict[str, Any] = {"samples": spent, "samples_per_point": spent / len(rows) if rows else 0.0}
+    if fixed_samples is not None:
+        out["fixed_samples"] = fixed_samples * len(rows)
+        out["saved"] = out["fixed_samples"] / spent if spent else 0.0
+    return out

@@ -32,9 +32,14 @@ def _seed_from(*parts: bytes) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-def image_generator(seed: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The generator of image `index`'s noise: seeded by a hash of (seed, index), on `device`."""
-    return torch.Generator(device=device).manual_seed(_seed_from(str(int(seed)).encode(), str(int(index)).encode()))
+def image_generator(seed: int, index: int, device: torch.device | str = "cpu", stream: str = "") -> torch.Generator:
+    """The generator of image `index`'s noise: seeded by a hash of (seed, index), on `device`.
+
+    A non-empty `stream` names another, independent stream of the same image (e.g. the uniform
+    draw of the randomized Clopper-Pearson bound), so it never shares draws with the noise.
+    """
+    parts = [str(int(seed)).encode(), str(int(index)).encode()] + ([stream.encode()] if stream else [])
+    return torch.Generator(device=device).manual_seed(_seed_from(*parts))
 
 
 def input_generator(seed: int, x: Tensor, device: torch.device | str = "cpu") -> torch.Generator:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "run"]
 
-_COLUMNS = ("index", "label", "prediction", "radius", "correct", "p_lower", "count", "seconds")
+_COLUMNS = ("index", "label", "prediction", "radius", "correct", "p_lower", "count", "n", "samples", "seconds")
 
 
 def register(commands: Any) -> None:
@@ -28,8 +28,10 @@ def register(commands: Any) -> None:
         "certify",
         help="certify L2 robustness by randomized smoothing",
         description="Cohen et al.'s CERTIFY (ICML 2019) on each point: the smoothed classifier's prediction and "
-        "the L2 radius it is certified at, with probability >= 1 - alpha. Writes certify.tsv, certify.json and "
-        "certify.html to --out.",
+        "the L2 radius it is certified at, with probability >= 1 - alpha. --sequential spends only the samples "
+        "each point needs: with --radii it decides each radius by anytime-valid tests (Voracek & Hein, NeurIPS "
+        "2024), without it gives each point its radius with an input-specific sample size (ISS, Chen et al., "
+        "AAAI 2022). Writes certify.tsv, certify.json and certify.html to --out.",
     )
     add_model_options(parser)
     data = parser.add_argument_group("data")
@@ -39,15 +41,30 @@ def register(commands: Any) -> None:
     data.add_argument("--subset-seed", type=int, help="take a seeded random subset of --limit points")
     smoothing = parser.add_argument_group("smoothing")
     smoothing.add_argument("--sigma", type=float, help="noise standard deviation (default 0.25)")
-    smoothing.add_argument("--n0", type=int, default=100, help="selection samples per point (default 100)")
-    smoothing.add_argument("--n", "--samples", dest="n", type=int, default=100_000,
-                           help="estimation samples per point (default 100000); under torchrun write --samples "
+    smoothing.add_argument("--n0", type=int, help="selection samples per point (default 100; 16 with --sequential "
+                           "--radii)")
+    smoothing.add_argument("--n", "--samples", dest="n", type=int,
+                           help="estimation samples per point (default 100000); with --sequential the most a point "
+                           "may draw (default 30000 with --radii, 100000 without); under torchrun write --samples "
                            "(torchrun's own parser takes --n for an abbreviation of its options)")
     smoothing.add_argument("--alpha", type=float, default=0.001, help="error probability (default 0.001)")
     smoothing.add_argument("--batch-size", type=int, default=1000, help="noise samples per forward pass (1000)")
-    smoothing.add_argument("--radii", help="radii of the certified-accuracy table (default 0,0.5,1,1.5,2)")
+    smoothing.add_argument("--radii", help="radii of the certified-accuracy table (default 0,0.5,1,1.5,2); with "
+                           "--sequential, the radii to decide")
+    smoothing.add_argument("--sequential", action="store_true",
+                           help="stop sampling each point as soon as its answer is known: with --radii, decide each "
+                           "radius (certified or refuted) by a confidence sequence valid at --alpha; without, an "
+                           "input-specific sample size within --decline of the radius at --n")
+    smoothing.add_argument("--decline", type=float,
+                           help="--sequential without --radii: the largest expected radius loss against --n (0.05)")
+    smoothing.add_argument("--randomized", action="store_true",
+                           help="the randomized Clopper-Pearson bound (Voracek & Hein 2024): same guarantee, larger "
+                           "radii; its uniform draws are seeded by --seed and each point's index")
     parser.add_argument("--out", default="runs/certify", help="output directory (default runs/certify)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --out (its saved groups are kept; same certificates)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_history_options(parser)
     parser.set_defaults(handler=run)
@@ -65,49 +82,106 @@ def _certify(args: argparse.Namespace, world: World) -> int:
     """Each rank certifies chunks of `group_size` points; rank 0 gathers the rows by index and writes."""
     from bastion import distributed
     from bastion.certify.dataset import certify_dataset, group_size
+    from bastion.certify.partial import PartialRows
+    from bastion.certify.procedure import Procedure
     from bastion.certify.smoothing import Smooth
     from bastion.certify.summary import parse_radii, summarize
     from bastion.data import load_dataset
 
     require(args, "model", "data")
-    check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     sigma = 0.25 if args.sigma is None else args.sigma
     if not sigma > 0:
         raise InputError(f"--sigma must be > 0, got {sigma}")
-    Smooth.check_settings(n=args.n, n0=args.n0, alpha=args.alpha, batch_size=args.batch_size)
     grid = parse_radii(args.radii)
+    procedure = Procedure.build(sequential=args.sequential, radii=grid if args.radii is not None else None,
+                                n0=args.n0, n=args.n, alpha=args.alpha, decline=args.decline,
+                                randomized=args.randomized)
+    Smooth.check_settings(n=procedure.n, n0=procedure.n0, alpha=procedure.alpha, batch_size=args.batch_size)
+    out = check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
+    finished = _guard_earlier_run(out, resume=args.resume, overwrite=args.overwrite)
+    if finished is not None:
+        if world.is_main:
+            print(f"the run in {out} is finished: its results are in {finished}; nothing was run again "
+                  "(--overwrite runs it again)")
+        return 0
     history = prepare_history(args, out=args.out)
     args.device = world.device  # under torchrun: this rank's GPU (LOCAL_RANK) or the CPU
     loaded = load_model_from_args(args)
     full = load_dataset(args.data, root=args.data_root)
     indices = _selection(len(full), args.limit, args.subset_seed)
-    positions = distributed.shard_chunks(len(indices), group_size(args.n0, args.batch_size), world.rank, world.size)
-    mine = [indices[p] for p in positions]
-    shard = certify_dataset(loaded.module, full.subset(mine), sigma=sigma, n0=args.n0, n=args.n, alpha=args.alpha,
+    data = full.subset(indices)
+    settings = {"sigma": sigma, **procedure.settings(), "batch_size": args.batch_size, "seed": args.seed,
+                "radii": grid, "limit": args.limit, "subset_seed": args.subset_seed}
+    partial = PartialRows(out, world.rank, {**settings, "model": loaded.fingerprint, "data": data.fingerprint})
+    saved = partial.load() if args.resume else {}
+    distributed.barrier()  # every rank has read the saved rows before any rewrites its file
+    group = group_size(procedure.n0, args.batch_size)
+    positions = distributed.shard_chunks(len(indices), group, world.rank, world.size)
+    kept = [saved[indices[p]] for p in positions if indices[p] in saved]
+    todo = [p for chunk in _chunks(positions, group) if not all(indices[p] in saved for p in chunk) for p in chunk]
+    mine = [indices[p] for p in todo]
+    again = set(mine)
+    partial.start(r for r in kept if r["index"] not in again)
+    if saved and world.is_main:
+        print(f"resuming: {len(saved)} of {len(indices)} points were certified before", file=sys.stderr)
+    fresh = [] if not mine else certify_dataset(loaded.module, full.subset(mine), sigma=sigma, procedure=procedure,
                             batch_size=args.batch_size, seed=args.seed, indices=mine,
-                            progress=world.is_main and not args.quiet)
-    rows = distributed.gather_by_index(list(zip(positions, shard, strict=True)))
+                            progress=world.is_main and not args.quiet and sys.stderr.isatty(),
+                            on_group=partial.append)
+    done = {r["index"]: r for r in kept} | {r["index"]: r for r in fresh}
+    rows = distributed.gather_by_index([(p, done[indices[p]]) for p in positions])
     if rows is None:
         return 0  # rank 0 writes the outputs and records the run
-    data = full.subset(indices)
-    settings = {"sigma": sigma, "n0": args.n0, "n": args.n, "alpha": args.alpha, "batch_size": args.batch_size,
-                "seed": args.seed, "radii": grid, "limit": args.limit, "subset_seed": args.subset_seed}
     provenance = _provenance(loaded, full, data, args)
     if world.active:
         provenance["processes"] = world.size
     report = {
-        "schema_version": 1,
+        "schema_version": 2,
         "kind": "certify",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": settings,
-        "summary": summarize(rows, grid, sigma=sigma, n=args.n, alpha=args.alpha),
+        "summary": summarize(rows, grid, sigma=sigma, n=procedure.n, alpha=procedure.alpha,
+                             fixed_samples=procedure.fixed_samples),
         "rows": rows,
         "provenance": provenance,
     }
-    paths = write_outputs(report, Path(args.out))
+    paths = write_outputs(report, out)
+    partial.clear()
     print(format_summary(report))
     print("\n".join(["", "wrote:", *(f"  {p}" for p in paths)]))
     return history.record("certify", report, out=args.out, report=paths[2], artifacts=paths[:2])
+
+
+def _chunks(positions: list[int], size: int) -> list[list[int]]:
+    """`positions` cut into the chunks `shard_chunks` dealt (runs of consecutive positions, at most `size` long)."""
+    chunks: list[list[int]] = []
+    for p in positions:
+        if chunks and p == chunks[-1][-1] + 1 and len(chunks[-1]) < size and p % size:
+            chunks[-1].append(p)
+        else:
+            chunks.append([p])
+    return chunks
+
+
+def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> Path | None:
+    """certify.json of a finished run to leave alone (--resume), or None to go on; refuse to replace it silently."""
+    if resume and overwrite:
+        raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    finished = out / "certify.json"
+    unfinished = sorted(out.glob("certify.partial.*.jsonl"))
+    if overwrite:
+        for path in unfinished:
+            path.unlink(missing_ok=True)
+        return None
+    if finished.exists() and not unfinished:
+        if resume:
+            return finished
+        raise InputError(f"{out} holds the results of an earlier run ({finished.name}): --overwrite to replace "
+                         "them, or another --out")
+    if unfinished and not resume:
+        raise InputError(f"{out} holds an interrupted run: --resume to continue it, --overwrite to start over, "
+                         "or another --out")
+    return None
 
 
 def _selection(size: int, limit: int | None, seed: int | None) -> list[int]:
@@ -161,6 +235,8 @@ def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "1" if value else "0"
     return f"{value:.6g}" if isinstance(value, float) else str(value)
@@ -169,10 +245,27 @@ def _cell(value: object) -> str:
 def format_summary(report: dict[str, Any]) -> str:
     """The terminal table: certified accuracy per radius, abstain rate, time per point."""
     summary, settings = report["summary"], report["settings"]
-    lines = [f"randomized smoothing, sigma={settings['sigma']:g}, n0={settings['n0']}, n={settings['n']}, "
-             f"alpha={settings['alpha']:g}, {summary['n_points']} points",
+    lines = [f"randomized smoothing, sigma={settings['sigma']:g}, {_procedure_text(settings)}, "
+             f"{summary['n_points']} points",
              f"{'radius':>8}  certified accuracy"]
     lines += [f"{p['radius']:>8.3g}  {p['accuracy']:.1%}" for p in summary["certified_accuracy"]]
     lines.append(f"abstain rate {summary['abstain_rate']:.1%}; largest certifiable radius with this n "
                  f"{summary['max_certifiable_radius']:.3g}; {summary['seconds_per_image']:.3g} s per point")
+    if summary.get("samples"):
+        line = f"{summary['samples_per_point']:,.0f} base-model samples per point ({summary['samples']:,} in all)"
+        if summary.get("saved"):
+            line += (f": {summary['saved']:.1f}x fewer than fixed-n CERTIFY with n={settings['n']} "
+                     f"({summary['fixed_samples']:,})")
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _procedure_text(settings: dict[str, Any]) -> str:
+    kind = settings.get("procedure", "fixed")
+    common = f"n0={settings['n0']}, alpha={settings['alpha']:g}"
+    if kind == "sequential":
+        radii = ", ".join(f"{r:g}" for r in settings.get("decided_radii", []))
+        return f"sequential decisions at radii {radii} ({common}, at most n={settings['n']})"
+    if kind == "iss":
+        return f"input-specific n (ISS, {common}, n <= {settings['n']}, radius decline <= {settings['decline']:g})"
+    return f"{common}, n={settings['n']}" + (", randomized Clopper-Pearson" if settings.get("randomized") else "")

@@ -11,6 +11,7 @@ import torch
 
 from bastion.attacks.smoothadv import SmoothAdv
 from bastion.certify.dataset import certify_dataset
+from bastion.certify.procedure import Procedure
 from bastion.certify.summary import parse_radii, summarize
 from bastion.certify.votes import count_votes, image_generator
 from bastion.evaluate.context import EvalContext
@@ -28,9 +29,10 @@ def certify_stage(
     ctx: EvalContext,
     *,
     sigma: float,
-    n0: int = 100,
-    n: int = 10_000,
+    n0: int | None = None,
+    n: int | None = None,
     alpha: float = 0.001,
+    sequential: bool = False,
     batch_size: int = 1000,
     radii: Sequence[float] | str | None = None,
     attack_steps: int = 10,
@@ -53,9 +55,12 @@ def certify_stage(
         ctx: The evaluation context; `ctx.correct` and `ctx.robust` (the base model's clean and
             empirical results) are quoted when earlier stages set them.
         sigma: Noise standard deviation, > 0.
-        n0: Selection samples per point.
-        n: Estimation samples per point.
+        n0: Selection samples per point (default 100; 16 when sequential).
+        n: Estimation samples per point (default 10,000), or the most a point may draw when
+            sequential (default 30,000).
         alpha: Error probability in (0, 1).
+        sequential: Decide each radius of the table, and the threat model's, with anytime-valid
+            tests (Voracek & Hein, NeurIPS 2024, arXiv:2406.17830) instead of a fixed n.
         batch_size: Noise samples per forward pass.
         radii: Radii of the certified-accuracy table (a list or "0,0.5,1"); None gives 0..2 by 0.5.
         attack_steps: SmoothAdv steps; 0 skips the attack.
@@ -70,9 +75,11 @@ def certify_stage(
     """
     start = time.perf_counter()
     grid = parse_radii(radii)
-    rows = certify_dataset(ctx.model, ctx.data, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size,
-                           seed=ctx.seed, progress=ctx.progress)
     radius = l2_radius_covering(ctx.threat, ctx.data.shape)
+    procedure = (Procedure.build(sequential=True, radii=sorted({*grid, radius}), n0=n0, n=n, alpha=alpha)
+                 if sequential else Procedure(n0=100 if n0 is None else n0, n=10_000 if n is None else n, alpha=alpha))
+    rows = certify_dataset(ctx.model, ctx.data, sigma=sigma, procedure=procedure, batch_size=batch_size,
+                           seed=ctx.seed, progress=ctx.progress)
     certified = [bool(r["correct"]) and r["radius"] >= radius for r in rows]
     at_threat = sum(certified) / len(rows) if rows else 0.0
     kind = "" if ctx.threat.norm.name == "l2" else f" (the L2 ball of radius {radius:.3g} containing it)"
@@ -91,10 +98,11 @@ def certify_stage(
         if empirical < at_threat:
             warnings.append(f"SmoothAdv leaves {empirical:.1%} robust, below the {at_threat:.1%} certified at the "
                             "threat model: Monte Carlo error on points near the certified radius, or a bug")
-    settings = {"sigma": sigma, "n0": n0, "n": n, "alpha": alpha, "batch_size": batch_size, "radii": grid,
+    settings = {"sigma": sigma, **procedure.settings(), "batch_size": batch_size, "radii": grid,
                 "seed": ctx.seed, "attack_steps": attack_steps, "attack_samples": attack_samples,
                 "attack_votes": attack_votes}
-    return {"settings": settings, "summary": summarize(rows, grid, sigma=sigma, n=n, alpha=alpha), "rows": rows,
+    summary = summarize(rows, grid, sigma=sigma, n=procedure.n, alpha=alpha, fixed_samples=procedure.fixed_samples)
+    return {"settings": settings, "summary": summary, "rows": rows,
             "threat_radius": radius, "certified_at_threat": at_threat, "comparison": comparison,
             "warnings": warnings, "seconds": time.perf_counter() - start}
 

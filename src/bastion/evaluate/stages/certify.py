@@ -15,17 +15,24 @@ __all__ = ["CertifySettings", "CertifyStage"]
 
 @dataclass(frozen=True)
 class CertifySettings:
-    """CERTIFY's parameters (Cohen et al. 2019): noise `sigma`, `n0` selection and `n` estimation samples, `alpha`."""
+    """CERTIFY's parameters (Cohen et al. 2019): noise `sigma`, `n0` selection and `n` estimation samples, `alpha`.
+
+    `sequential` decides the table's radii and the threat model's with anytime-valid tests (Voracek &
+    Hein 2024); then `n` is a point's budget. None for `n0` or `n` takes the procedure's default
+    (fixed: 100 and 10,000; sequential: 16 and 30,000).
+    """
 
     sigma: float = 0.25
-    n0: int = 100
-    n: int = 10_000
+    n0: int | None = None
+    n: int | None = None
     alpha: float = 0.001
+    sequential: bool = False
 
     def __post_init__(self) -> None:
         check_positive("sigma", self.sigma)
-        check_int("n0", self.n0, 1)
-        check_int("n", self.n, 1)
+        for name in ("n0", "n"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
         check_fraction("alpha", self.alpha)
 
 
@@ -46,7 +53,7 @@ class CertifyStage(Stage):
     def run(self, ctx: EvalContext) -> SectionResult:
         """Certify and compare; warnings join the evaluation's."""
         s = self.settings
-        section = certify_stage(ctx, sigma=s.sigma, n0=s.n0, n=s.n, alpha=s.alpha)
+        section = certify_stage(ctx, sigma=s.sigma, n0=s.n0, n=s.n, alpha=s.alpha, sequential=s.sequential)
         ctx.warnings.extend(section.get("warnings", []))
         return SectionResult(section=section)
 
@@ -55,9 +62,13 @@ class CertifyStage(Stage):
         """Certified accuracy at the threat model, and the smoothed classifier's clean accuracy."""
         s = result.section
         summary = s.get("summary", {})
-        return (f"certified accuracy {s.get('certified_at_threat', 0):.2%} at the threat model (L2 radius "
+        text = (f"certified accuracy {s.get('certified_at_threat', 0):.2%} at the threat model (L2 radius "
                 f"{s.get('threat_radius', 0):.3g}, sigma {s.get('settings', {}).get('sigma')}); smoothed "
                 f"accuracy {summary.get('accuracy', 0):.2%}, abstain {summary.get('abstain_rate', 0):.1%}")
+        if summary.get("saved"):
+            text += (f"; {summary.get('samples_per_point', 0):,.0f} samples per point, {summary['saved']:.1f}x fewer "
+                     "than fixed n")
+        return text
 
     @classmethod
     def html_section(cls, result: SectionResult) -> str:

@@ -6,11 +6,13 @@ stage; same look, offline guarantees and escaping as `bastion.report.html`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bastion.render.blocks import (
     as_dict,
     as_list,
+    count,
     esc,
     note_html,
     num,
@@ -18,7 +20,7 @@ from bastion.render.blocks import (
     section_html,
     settings_html,
 )
-from bastion.render.svg import line_chart
+from bastion.render.svg import bar_chart, line_chart
 
 __all__ = ["certify_section"]
 
@@ -40,6 +42,28 @@ def _curve(certify: dict[str, Any]) -> tuple[list[float], list[float]]:
     return grid, [sum(c and r >= g for c, r in zip(correct, radii, strict=True)) / len(rows) for g in grid]
 
 
+def _cost_html(certify: dict[str, Any]) -> str:
+    """What the run cost: samples per point, the saving against fixed-n CERTIFY, and their distribution."""
+    summary = as_dict(certify.get("summary"))
+    samples = [int(num(as_dict(r).get("samples")) or 0) for r in as_list(certify.get("rows"))]
+    if not samples or not summary.get("samples"):
+        return ""
+    saved = num(summary.get("saved"))
+    per_point = num(summary.get("samples_per_point")) or 0
+    text = f"{count(summary.get('samples'))} base-model samples in all, {per_point:,.0f} per point (selection included)"
+    if saved:
+        text += (f": {saved:.1f}x fewer than fixed-n CERTIFY would spend on these points "
+                 f"({count(summary.get('fixed_samples'))})")
+    edges = [10 ** (e / 2) for e in range(2 * int(math.log10(max(samples))) + 3)]
+    bins = [sum(lo <= s < hi for s in samples) / len(samples) for lo, hi in zip(edges, edges[1:], strict=False)]
+    first = next(i for i, b in enumerate(bins) if b > 0)
+    last = max(i for i, b in enumerate(bins) if b > 0)
+    labels = [f"{edges[i]:,.0f}–{edges[i + 1]:,.0f}" for i in range(first, last + 1)]
+    chart = bar_chart(labels, {"share of points": bins[first : last + 1]}, y_label="share of points",
+                      title="Samples per point", element_id="certify-samples", x_label="base-model samples")
+    return f"<h3>What it cost</h3>{note_html(esc(text) + '.')}{chart}"
+
+
 def certify_section(certify: dict[str, Any]) -> str:
     """The "Certified robustness" section: cards, the certified-accuracy curve, the table at the chosen radii.
 
@@ -59,6 +83,10 @@ def certify_section(certify: dict[str, Any]) -> str:
         ("points", esc(summary.get("n_points", "—"))),
         ("seconds per point", f"{num(summary.get('seconds_per_image')) or 0:.3g}"),
     ]
+    if summary.get("samples"):
+        cards.append(("samples per point", f"{num(summary.get('samples_per_point')) or 0:,.0f}"))
+    if summary.get("saved"):
+        cards.append(("fewer samples than fixed n", f"{num(summary.get('saved')) or 0:.1f}x"))
     html = "".join(
         f'<div class="card"><div class="label">{esc(label)}</div><div class="value">{value}</div></div>'
         for label, value in cards
@@ -99,5 +127,6 @@ def certify_section(certify: dict[str, Any]) -> str:
         f"sigma · Φ⁻¹(alpha^(1/n)) = {top or 0:.3g}: no radius can exceed it with n samples, so a curve that stops "
         "there is a property of n, not of the model."
     )
-    body = f'<div class="cards">{html}</div>{chart}{note}{table}' + note_html(f"Settings: {settings_html(settings)}")
+    body = (f'<div class="cards">{html}</div>{chart}{note}{table}{_cost_html(certify)}'
+            + note_html(f"Settings: {settings_html(settings)}"))
     return section_html("certified", "Certified robustness (randomized smoothing)", body)

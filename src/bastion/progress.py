@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["Lines", "interval", "progress_bar", "stage_finished", "stage_started"]
+__all__ = ["Lines", "interval", "progress_bar", "stage_finished", "stage_restored", "stage_started"]
 
 logger = logging.getLogger("bastion.progress")
 
@@ -119,3 +119,9 @@ def stage_finished(name: str, started: float, enabled: bool = True, found: str =
     if enabled:
         logger.info("stage %s: done in %.1f s%s", name, time.monotonic() - started, f" ({found})" if found else "")
         _LAST[0] = time.monotonic()
+
+
+def stage_restored(name: str, seconds: float, enabled: bool = True) -> None:
+    """Write that stage `name` was restored from a saved run (resumed), not run again."""
+    if enabled:
+        logger.info("stage %s: restored from the saved run (it took %.1f s then)", name, seconds)

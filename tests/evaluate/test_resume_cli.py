@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -14,7 +15,7 @@ ARGS = ["evaluate", "--model", "zoo:mnist-cnn", "--data", "mnist-sample", "--lim
         "--steps", "2", "--restarts", "1", "--curve-points", "0", "--quiet"]
 
 
-def test_resume_refuses_a_changed_setting_and_leaves_a_finished_run_alone(tmp_path, monkeypatch, capsys):
+def test_resume_refuses_a_changed_setting_and_leaves_a_finished_run_alone(tmp_path, monkeypatch, capsys, caplog):
     out, db = tmp_path / "run", tmp_path / "runs.db"
     run = [*ARGS, "--eps", "0.3", "--out", str(out), "--db", str(db)]
     monkeypatch.setattr(PerClassStage, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -29,7 +30,9 @@ def test_resume_refuses_a_changed_setting_and_leaves_a_finished_run_alone(tmp_pa
     assert len(err.splitlines()) == 1 and "eps 0.3 -> 0.25" in err and "--overwrite" in err
     assert (out / "state.pt").read_bytes() == saved and not (out / "report.json").exists()
 
-    assert main([*run, "--resume"]) == 0  # the same settings continue the run
+    caplog.set_level(logging.INFO, logger="bastion.progress")
+    assert main([r for r in run if r != "--quiet"] + ["--resume"]) == 0  # the same settings continue the run
+    assert "stage clean: restored from the saved run" in caplog.text and "stage per-class: done in" in caplog.text
     report = (out / "report.json").read_bytes()
     assert not (out / "state.pt").exists() and len(RunStore(db).runs()) == 1
     capsys.readouterr()

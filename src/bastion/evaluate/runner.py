@@ -38,7 +38,7 @@ from bastion.evaluate.result import StageRecord
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import Stage
 from bastion.passes import counting_passes
-from bastion.progress import stage_finished, stage_started
+from bastion.progress import stage_finished, stage_restored, stage_started
 
 __all__ = ["STATE_NAME", "Runner", "stage_keys"]
 
@@ -95,6 +95,8 @@ class Runner:
     def run(self, ctx: EvalContext) -> list[StageRecord]:
         """Run (or restore) every stage on `ctx`; returns one record per stage, in order."""
         records = self._restore(ctx) if self.resume else []
+        for record in records:
+            stage_restored(record.name, record.seconds, enabled=ctx.progress)
         n_points = max(1, len(ctx.data))
         for stage, key in zip(self.stages[len(records):], self.keys[len(records):], strict=True):
             ctx.stage = stage.name

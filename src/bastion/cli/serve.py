@@ -41,6 +41,9 @@ def register(commands: Any) -> None:
     g.add_argument("--reject-fpr", type=float, help="stricter rate below which inputs are rejected outright")
     g.add_argument("--on-flag", choices=["flag", "fallback", "reject"], help="what flagged inputs get (fallback)")
     g.add_argument("--fallback", help="abstain (default), smooth or label:K")
+    g.add_argument("--on-drift", choices=["keep", "flag", "fallback", "reject"], help="what every input gets once "
+                   "the guarantee no longer holds (traffic not exchangeable with the calibration set): keep "
+                   "deciding as usual, flag all (default), fall back or reject, until POST /admin/recalibrate")
     g.add_argument("--gradient-norm", action="store_true", default=None, help="report the input-gradient norm")
     g.add_argument("--boundary-steps", type=int, help="DeepFool steps estimating the distance to the boundary")
     g.add_argument("--smoothing-sigma", type=float, help="noise of the smoothed fallback (0.25)")
@@ -52,6 +55,8 @@ def register(commands: Any) -> None:
     g.add_argument("--max-wait-ms", type=float, help="longest wait for a micro-batch to fill (10)")
     g.add_argument("--no-batching", action="store_true", help="one input per forward pass")
     g.add_argument("--api-key-file", help="file holding the API key clients must send")
+    g.add_argument("--admin-key-file", help="file holding the key of the admin routes (POST /admin/recalibrate); "
+                   "default: the API key; with neither the admin routes are off")
     g.add_argument("--rate-limit", type=float, help="requests per second per key (or client address), on average: "
                    "a token bucket that lets --burst requests through at once (default: no limit)")
     g.add_argument("--burst", type=int, help="requests a key may send at once before --rate-limit applies (100)")
@@ -64,6 +69,9 @@ def register(commands: Any) -> None:
     g.add_argument("--false-alarm", type=float, help="probability that traffic drawn like the calibration set ever "
                    "breaks the guarantee, over any horizon (0.01): the guarantee monitor alarms at an e-value of "
                    "2 / this")
+    g.add_argument("--keep-accepted", type=int, help="keep the last N accepted inputs so that POST "
+                   "/admin/recalibrate {\"source\": \"accepted\"} may recalibrate on them (default 0: off; "
+                   "accepted traffic can poison the calibration set)")
     g.add_argument("--drift-window", type=int, help="requests per drift-test window (200)")
     g.add_argument("--drift-run-length", type=int, help="expected clean requests before a false drift alarm")
     g.add_argument("--check-report", help="a --check report shown on the status page")
@@ -85,7 +93,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model": {"spec": args.model, "name": args.name, "weights": args.weights, "device": args.device},
         "guard": {"calibration": args.calibration, "calibration_limit": args.calibration_limit,
                   "detectors": detectors, "fpr": args.fpr, "reject_fpr": args.reject_fpr, "on_flag": args.on_flag,
-                  "fallback": args.fallback, "gradient_norm": args.gradient_norm,
+                  "on_drift": args.on_drift, "fallback": args.fallback, "gradient_norm": args.gradient_norm,
                   "boundary_steps": args.boundary_steps, "smoothing_sigma": args.smoothing_sigma,
                   "smoothing_n": args.smoothing_n,
                   "squeezers": [s for s in args.squeezers.split(",") if s.strip()] if args.squeezers else None},
@@ -93,8 +101,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
                      "max_wait_ms": 0.0 if args.no_batching else args.max_wait_ms},
         "limits": {"max_body_bytes": args.max_body_bytes, "max_image_side": args.max_image_side,
                    "max_items": args.max_items},
-        "security": {"api_key_file": args.api_key_file, "rate_per_second": args.rate_limit, "burst": args.burst},
-        "monitor": {"false_alarm": args.false_alarm, "request_log": args.request_log, "log_sample": args.log_sample,
+        "security": {"api_key_file": args.api_key_file, "admin_key_file": args.admin_key_file,
+                     "rate_per_second": args.rate_limit, "burst": args.burst},
+        "monitor": {"false_alarm": args.false_alarm, "keep_accepted": args.keep_accepted,
+                    "request_log": args.request_log, "log_sample": args.log_sample,
                     "drift_window": args.drift_window, "drift_run_length": args.drift_run_length,
                     "check_report": args.check_report},
         "host": args.host, "port": args.port,

@@ -22,6 +22,7 @@ from starlette.formparsers import MultiPartException
 from torch import Tensor
 
 from bastion import __version__
+from bastion.serve.admin import recalibration_images
 from bastion.serve.images import decode_image
 from bastion.serve.payloads import RequestError, decode_infer, infer_response
 from bastion.serve.security import BodyLimit
@@ -147,6 +148,18 @@ def create_app(server: GuardedServer) -> FastAPI:
         x = decode_image(data, server.input_shape, max_side=limits.max_image_side, resize=limits.resize)
         (verdict,) = await _guard("predict", x[None])
         return JSONResponse({"model": server.name, **verdict, "guarantee": _guarantee()})
+
+    @app.post("/admin/recalibrate")
+    async def recalibrate(request: Request) -> JSONResponse:
+        key = server.admin_key or server.api_key
+        if key is None:
+            raise RequestError(403, "the admin routes are off: start the server with --admin-key-file (or "
+                               "--api-key-file)")
+        key.check(request.headers)
+        body = await request.body()
+        accepted = await server.batcher.call(lambda: list(server.accepted))  # read where it is written
+        x, source = recalibration_images(body, server.input_shape, accepted, server.config.monitor.keep_accepted)
+        return JSONResponse(await server.batcher.call(lambda: server.recalibrate(x, source)))
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -20,6 +20,7 @@ from torch import Tensor
 __all__ = ["MicroBatcher"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 
@@ -67,6 +68,12 @@ class MicroBatcher(Generic[R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         await self._queue.put((x, future))
         return await future
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the worker thread, between batches (e.g. a recalibration that must not race one)."""
+        if self._executor is None:
+            raise RuntimeError("the batcher is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def _loop(self) -> None:
         queue, loop = self._queue, asyncio.get_running_loop()

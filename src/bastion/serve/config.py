@@ -7,9 +7,9 @@ A `serve.toml` has one table per section below; every key is optional:
                 on_flag = "fallback"   fallback = "abstain"   reject_fpr = 0.001
     [batching]  max_batch = 32   max_wait_ms = 10
     [limits]    max_body_bytes = 8000000   max_image_side = 4096   max_items = 64
-    [security]  api_key_file = "KEY"   rate_per_second = 50   burst = 100
+    [security]  api_key_file = "KEY"   admin_key_file = "ADMIN_KEY"   rate_per_second = 50   burst = 100
     [monitor]   drift_window = 200   drift_run_length = 100000   request_log = "serve.db"   log_sample = 0.1
-                false_alarm = 0.01
+                false_alarm = 0.01   keep_accepted = 0
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class GuardSettings(BaseModel):
     detectors by Bonferroni; `reject_fpr` (optional, smaller) sets a stricter level below which a
     request is rejected outright. `on_flag` says what a flagged request gets: "flag" (the answer and
     a warning), "fallback" (the `fallback` answer: "abstain", "smooth" or "label:K"), or "reject".
+    `on_drift` says what every input gets once the guarantee no longer holds: "keep" (decide as
+    usual), "flag", "fallback" or "reject".
     """
 
     model_config = _FROZEN
@@ -64,6 +66,7 @@ class GuardSettings(BaseModel):
     fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
     reject_fpr: float | None = Field(default=None, gt=0.0, lt=1.0)
     on_flag: Literal["flag", "fallback", "reject"] = "fallback"
+    on_drift: Literal["keep", "flag", "fallback", "reject"] = "flag"
     fallback: str = "abstain"
     gradient_norm: bool = False
     boundary_steps: int = Field(default=0, ge=0, le=50)
@@ -111,10 +114,15 @@ class LimitSettings(BaseModel):
 
 
 class SecuritySettings(BaseModel):
-    """API key (read from a file, compared in constant time) and a per-key token-bucket rate limit."""
+    """API key (read from a file, compared in constant time), the admin routes' key, a per-key rate limit.
+
+    The admin routes (`/admin/recalibrate`) take `admin_key_file`'s key, else the API key; with
+    neither they are off.
+    """
 
     model_config = _FROZEN
     api_key_file: str | None = None
+    admin_key_file: str | None = None
     rate_per_second: float | None = Field(default=None, gt=0.0)
     burst: int = Field(default=100, ge=1)
 
@@ -123,11 +131,14 @@ class MonitorSettings(BaseModel):
     """The guarantee monitor's false-alarm probability, drift monitor windows and the sampled SQLite request log.
 
     `false_alarm` is the probability that clean traffic, drawn like the calibration set, ever breaks
-    the guarantee (over any horizon; `bastion.serve.guarantee`).
+    the guarantee (over any horizon; `bastion.serve.guarantee`). `keep_accepted` > 0 keeps the
+    last accepted inputs so that an admin may recalibrate on them: opt-in, because an attacker whose
+    inputs were accepted then poisons the calibration set.
     """
 
     model_config = _FROZEN
     false_alarm: float = Field(default=0.01, gt=0.0, lt=1.0)
+    keep_accepted: int = Field(default=0, ge=0, le=100_000)  # opt-in: accepted inputs kept to recalibrate on
     drift_window: int = Field(default=200, ge=20)
     drift_run_length: int = Field(default=100_000, ge=100)
     request_log: str | None = None

@@ -24,7 +24,7 @@ from bastion.errors import InputError
 from bastion.passes import attack_mode, model_device_dtype
 from bastion.serve.config import GuardSettings
 from bastion.serve.conformal import ConformalScores, bonferroni_level
-from bastion.serve.policy import Policy
+from bastion.serve.policy import ABSTAIN, Policy
 from bastion.serve.probes import boundary_distance, gradient_norm
 
 __all__ = ["Guard", "GuardBatch", "Verdict", "input_hash", "output_signals"]
@@ -144,8 +144,13 @@ class Guard:
                            "boundary_steps": self.settings.boundary_steps,
                            "smoothing": self.smooth is not None}}
 
-    def run(self, x: Tensor) -> GuardBatch:
-        """Guard a batch (B, C, H, W) in [0, 1] (already validated): one `Verdict` per input."""
+    def run(self, x: Tensor, *, drifted: bool = False) -> GuardBatch:
+        """Guard a batch (B, C, H, W) in [0, 1] (already validated): one `Verdict` per input.
+
+        `drifted`: the guarantee no longer holds, so the policy's `on_drift` applies to every input.
+        The smoothed prediction is computed only for the inputs the policy sends to it (every input
+        with `smoothing_always`).
+        """
         seconds: dict[str, float] = {}
         x = x.to(self.device, self.dtype)
         start = time.perf_counter()
@@ -159,24 +164,29 @@ class Guard:
         signals = {k: v.cpu() for k, v in output_signals(logits).items()}
         labels = logits.argmax(dim=1).cpu()
         hashes = [input_hash(item) for item in x]
-        extras = self._probes(x, hashes, seconds)
+        extras = self._probes(x, seconds)
+        p_items = [{name: float(p[i]) for name, p in p_values.items()} for i in range(len(x))]
+        decisions = [self.policy.decide(int(labels[i]), p_items[i], drifted=drifted) for i in range(len(x))]
+        wanted = list(range(len(x))) if self.settings.smoothing_always else [i for i, d in enumerate(decisions)
+                                                                             if d.smooth]
+        smoothed: dict[int, int] = self._smoothed(x, hashes, wanted, seconds) if wanted else {}
         verdicts = []
         for i in range(len(x)):
-            p_i = {name: float(p[i]) for name, p in p_values.items()}
-            smoothed = None if extras["smoothed"] is None else int(extras["smoothed"][i])
-            decision = self.policy.decide(int(labels[i]), p_i, smoothed)
+            decision = decisions[i]
+            if decision.smooth:
+                decision = self.policy.decide(int(labels[i]), p_items[i], smoothed[i], drifted=drifted)
             verdicts.append(Verdict(
                 outcome=decision.outcome, label=decision.label, reason=decision.reason, model_label=int(labels[i]),
                 confidence=float(signals["confidence"][i]), margin=float(signals["margin"][i]),
                 entropy=float(signals["entropy"][i]), scores={k: float(v[i]) for k, v in scores.items()},
-                p_values=p_i, flagged_by=decision.flagged_by, input_hash=hashes[i],
+                p_values=p_items[i], flagged_by=decision.flagged_by, input_hash=hashes[i],
                 gradient_norm=None if extras["gradient"] is None else float(extras["gradient"][i]),
                 boundary_distance=None if extras["boundary"] is None else float(extras["boundary"][i]),
-                smoothed_label=smoothed))
+                smoothed_label=smoothed.get(i)))
         return GuardBatch(verdicts, seconds)
 
-    def _probes(self, x: Tensor, hashes: list[str], seconds: dict[str, float]) -> dict[str, Any]:
-        out: dict[str, Any] = {"gradient": None, "boundary": None, "smoothed": None}
+    def _probes(self, x: Tensor, seconds: dict[str, float]) -> dict[str, Any]:
+        out: dict[str, Any] = {"gradient": None, "boundary": None}
         if self.settings.gradient_norm:
             start = time.perf_counter()
             out["gradient"] = gradient_norm(self.model, x)
@@ -185,12 +195,17 @@ class Guard:
             start = time.perf_counter()
             out["boundary"] = boundary_distance(self.model, x, self.settings.boundary_steps)
             seconds["boundary"] = time.perf_counter() - start
-        if self.smooth is not None:
-            start = time.perf_counter()
-            # Noise seeded by the input itself: resending an input cannot re-roll the smoothed answer.
-            generators = [image_generator(self.settings.seed, int(h, 16), x.device) for h in hashes]
-            s = self.settings
-            out["smoothed"] = self.smooth.predict_many(x, s.smoothing_n, s.smoothing_alpha,
-                                                       batch_size=max(s.smoothing_n, 1), generators=generators)
-            seconds["smoothing"] = time.perf_counter() - start
         return out
+
+    def _smoothed(self, x: Tensor, hashes: list[str], rows: list[int], seconds: dict[str, float]) -> dict[int, int]:
+        """The smoothed prediction (or ABSTAIN) of the inputs `rows` only."""
+        if self.smooth is None:
+            return {i: ABSTAIN for i in rows}
+        start = time.perf_counter()
+        # Noise seeded by the input itself: resending an input cannot re-roll the smoothed answer.
+        generators = [image_generator(self.settings.seed, int(hashes[i], 16), x.device) for i in rows]
+        s = self.settings
+        labels = self.smooth.predict_many(x[rows], s.smoothing_n, s.smoothing_alpha,
+                                          batch_size=max(s.smoothing_n, 1), generators=generators)
+        seconds["smoothing"] = time.perf_counter() - start
+        return dict(zip(rows, labels, strict=True))

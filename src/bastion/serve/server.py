@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from bastion.serve.drift import DriftMonitor
 from bastion.serve.guarantee import GuaranteeMonitor
 from bastion.serve.guard import Guard, Verdict
 from bastion.serve.metrics import ServeMetrics
+from bastion.serve.payloads import RequestError
 from bastion.serve.requestlog import LogRow, RequestLog
 from bastion.serve.security import ApiKey, RateLimiter, read_key_file
 
@@ -49,6 +51,8 @@ class GuardedServer:
         limiter: The rate limiter, or None.
         check_report: A `bastion serve --check` report shown on the status page, or None.
         guarantee: The anytime-valid monitor of the guard's guarantee (built from the guard).
+        admin_key: The admin routes' key check, or None (then the API key's, if any).
+        accepted: The last accepted inputs (only with `monitor.keep_accepted` > 0).
     """
 
     config: ServeConfig
@@ -66,11 +70,13 @@ class GuardedServer:
     batcher: MicroBatcher[Verdict] = field(init=False)
     log_writer: ThreadPoolExecutor = field(init=False)
     guarantee: GuaranteeMonitor = field(init=False)
+    admin_key: ApiKey | None = None
+    accepted: deque[Tensor] = field(init=False)
 
     def __post_init__(self) -> None:
         b = self.config.batching
-        self.guarantee = GuaranteeMonitor({c.name: c.n for c in self.guard.conformal}, self.guard.monitored_levels(),
-                                          self.config.monitor.false_alarm)
+        self._new_guarantee()
+        self.accepted = deque(maxlen=max(1, self.config.monitor.keep_accepted))
         self.batcher = MicroBatcher(self.process, b.max_batch, b.max_wait_ms / 1000.0)
         self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-log")
 
@@ -79,14 +85,23 @@ class GuardedServer:
         """The served model name."""
         return self.config.model.served_name
 
+    def _new_guarantee(self) -> None:
+        self.guarantee = GuaranteeMonitor({c.name: c.n for c in self.guard.conformal}, self.guard.monitored_levels(),
+                                          self.config.monitor.false_alarm)
+
     def process(self, x: Tensor) -> Sequence[Verdict]:
-        """Guard one micro-batch and record its metrics, the guarantee and drift (worker thread)."""
-        result = self.guard.run(x)
+        """Guard one micro-batch and record its metrics, the guarantee and drift (worker thread).
+
+        The guarantee as it stood before the batch decides whether `on_drift` applies to it.
+        """
+        result = self.guard.run(x, drifted=not self.guarantee.state().holds)
         m = self.metrics
         names = [c.name for c in self.guard.conformal]
         if self.guarantee.update(np.array([[v.p_values[name] for name in names] for v in result.verdicts])):
             _log.warning("the guarantee no longer holds: %s", self.guarantee.state().why)
         m.observe_guarantee(self.guarantee.state())
+        if self.config.monitor.keep_accepted:
+            self.accepted.extend(x[i].detach().cpu() for i, v in enumerate(result.verdicts) if v.outcome == "accept")
         m.batch_size.observe(len(x))
         for stage, seconds in result.seconds.items():
             m.stage.labels(stage=stage).observe(seconds)
@@ -102,6 +117,31 @@ class GuardedServer:
                 _log.warning("drift alarm: %s", self.drift.state().statistics)
             m.observe_drift(self.drift.state(), alarmed)
         return result.verdicts
+
+    def recalibrate(self, x: Tensor, source: str) -> dict[str, Any]:
+        """Calibrate the guard anew on clean images (N, C, H, W) and restart both monitors (worker thread).
+
+        Raises:
+            RequestError: 422 when the images are too few for the drift monitor or the flag level.
+        """
+        mon = self.config.monitor
+        need = DriftMonitor.min_reference(mon.drift_window)
+        if len(x) < need:
+            raise RequestError(422, f"recalibration needs at least {need} images (2 x drift window "
+                               f"{mon.drift_window}), got {len(x)}")
+        settings = self.config.guard.model_copy(update={"calibration": source})
+        try:
+            guard = Guard.calibrate(self.guard.model, self.guard.detectors, x, settings)
+        except InputError as error:
+            raise RequestError(422, str(error)) from None
+        self.drift = DriftMonitor(guard.reference, mon.drift_window, mon.drift_run_length, seed=settings.seed)
+        self.config = self.config.model_copy(update={"guard": settings})
+        self.guard = guard
+        self._new_guarantee()
+        self.accepted.clear()
+        self.metrics.observe_guarantee(self.guarantee.state())
+        _log.warning("recalibrated on %d images (%s); the guarantee monitor restarts", len(x), source)
+        return {"calibrated_on": len(x), "source": source, "guarantee": self.guarantee.state().public()}
 
     def record(self, route: str, verdicts: Sequence[Verdict], seconds: float) -> None:
         """Count the answered inputs and queue the sampled ones for the request log."""
@@ -179,6 +219,7 @@ def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerp
         log.create()
     sec = config.security
     api_key = ApiKey(read_key_file(sec.api_key_file)) if sec.api_key_file else None
+    admin_key = ApiKey(read_key_file(sec.admin_key_file)) if sec.admin_key_file else None
     limiter = RateLimiter(sec.rate_per_second, sec.burst) if sec.rate_per_second else None
     check = None
     if mon.check_report:
@@ -187,4 +228,5 @@ def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerp
         except (OSError, json.JSONDecodeError) as error:
             raise InputError(f"cannot read the check report {mon.check_report}: {error}") from None
     shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
-    return GuardedServer(config, guard, shape, fingerprint or "unknown", metrics, drift, log, api_key, limiter, check)
+    return GuardedServer(config, guard, shape, fingerprint or "unknown", metrics, drift, log, api_key, limiter, check,
+                         admin_key=admin_key)

@@ -12,13 +12,19 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from bastion.attacks import PGD, Square
 from bastion.data import load_dataset
-from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
-from bastion.evaluate.result import passes_per_point
+from bastion.evaluate import STAGES, EvalConfig, EvalResult, evaluate_model
+from bastion.evaluate.context import EvalContext
+from bastion.evaluate.result import Finding, passes_per_point
+from bastion.evaluate.stages.checks import ChecksResult
+from bastion.evaluate.stages.curve import curve_points
+from bastion.evaluate.stages.curve_attack import curve_view
 from bastion.models import load_zoo_model
 from bastion.render.blocks import per_point_text
 from bastion.report import render_html
 from bastion.report.terminal import format_result
+from bastion.threat import ThreatModel
 from tests.evaluate.costs import assert_rows_add_up
 
 
@@ -80,3 +86,29 @@ def test_a_zero_gradient_twin_really_has_no_input_gradient():
     x = torch.rand(2, 1, 28, 28, requires_grad=True)
     ZeroGradientTwin(load_zoo_model("mnist-cnn"))(x).sum().backward()
     assert x.grad is not None and not x.grad.any()
+
+
+def _far_cascade(model: nn.Module) -> EvalContext:
+    """A context as a cascade leaves it that broke every point at eps 0.3 with examples on the ball's surface."""
+    data = load_dataset("mnist-sample", limit=24)
+    ctx = EvalContext(model, data, ThreatModel("linf", 0.3), torch.device("cpu"), torch.float32, batch_size=24)
+    STAGES.get("clean")().run(ctx)
+    ctx.robust[:] = False
+    ctx.broken_at[ctx.correct] = 0.3
+    return ctx
+
+
+def test_where_gradients_are_cut_and_no_view_goes_around_them_square_draws_the_curve():
+    twin = ZeroGradientTwin(load_zoo_model("mnist-cnn")).eval()
+    cut = Finding("zero-gradients", "zero input gradients", True, "broken", "all zero")
+    ctx = _far_cascade(twin)
+    ctx.results["checks"] = ChecksResult(findings=[cut], hits={}, flattering=1.0)
+    view, extra = curve_view(ctx)
+    assert view is None and [a.name for a in extra] == ["square"]
+    grid = [0.0, 0.15, 0.3]
+    gradients_only = curve_points(ctx, [PGD(steps=5)], grid, below_from_cascade=True)
+    with_square = curve_points(_far_cascade(twin), [PGD(steps=5), Square(n_queries=100)], grid,
+                               below_from_cascade=True)
+    assert gradients_only[1].accuracy == gradients_only[0].accuracy  # PGD gets no gradient: nothing falls
+    assert with_square[1].accuracy <= gradients_only[1].accuracy - 0.15  # Square does not need one
+    assert with_square[1].attacked == gradients_only[1].attacked > 0

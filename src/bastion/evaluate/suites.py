@@ -13,7 +13,8 @@ the zoo's models for about a twentieth of its passes (`benchmarks/bench_fast.py`
 (`probes`: randomness, shattered gradients), so `apgd-fast` goes straight through the adaptive view
 when plain gradients cannot work; after the checks and escalation an `audit` runs the standard
 AutoAttack on a sample of the points left robust and escalates to all of them after a miss; the
-curve reads its radii below eps off the cascade's own adversarial examples.
+curve starts its radii below eps from the cascade's own adversarial examples and attacks the
+points they leave robust.
 
 A model without gradients (a deployed ONNX file) gets the `deployed` suite whatever `--suite` says:
 query-based attacks (Square, HopSkipJump), and with a `--surrogate` the transfer attack and a

@@ -42,9 +42,10 @@ class CurveSettings:
     """The radii and the attack that draws the curve.
 
     Attributes: grid: the radii (the plan puts the threat model's eps in it); `below_from_cascade`:
-    read the radii below eps off the cascade's adversarial examples shrunk toward their clean points
-    (`ctx.broken_at`, a few forward passes per broken point, spent already) instead of attacking
-    again; the PGD attack's settings.
+    below eps, start from the cascade's adversarial examples shrunk toward their clean points
+    (`ctx.broken_at`) and attack only the points broken at eps that they leave robust, largest
+    radius first (`curve_attack.attacked_below`), instead of every point still robust; the PGD
+    attack's settings.
     """
 
     grid: list[float] = field(default_factory=list)
@@ -73,7 +74,7 @@ class CurveResult(StageResult):
 
 @STAGES.register("curve")
 class CurveStage(Stage):
-    """Robust accuracy at each radius of the grid, with PGD (through the adaptive view after an escalation)."""
+    """Robust accuracy at each radius of the grid, with PGD through the view the cascade needed (Square where cut)."""
 
     kind = "curve"
     Settings = CurveSettings

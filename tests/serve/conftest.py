@@ -71,7 +71,8 @@ def build_parts(config: ServeConfig, guard: Guard, base: GuardedServer) -> Guard
     return GuardedServer(config, guard, base.input_shape, base.fingerprint,
                          ServeMetrics(config.model.served_name, base.fingerprint, [d.name for d in guard.detectors]),
                          drift, log, ApiKey(read_key_file(sec.api_key_file)) if sec.api_key_file else None,
-                         RateLimiter(sec.rate_per_second, sec.burst) if sec.rate_per_second else None)
+                         RateLimiter(sec.rate_per_second, sec.burst) if sec.rate_per_second else None,
+                         calibration_keys=base.calibration_keys)
 
 
 def infer_body(x: torch.Tensor, datatype: str = "FP32") -> dict[str, Any]:

@@ -31,7 +31,9 @@ def register(commands: Any) -> None:
     g.add_argument("--weights", help="state dict for a factory-built model")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("guard")
-    g.add_argument("--calibration", help="clean images to calibrate on (default mnist-sample:train)")
+    g.add_argument("--calibration", help="clean held-out images to calibrate on, drawn like the traffic and never "
+                   "the model's training data (required, except for zoo models: a seeded 1,000 of their held-out "
+                   "mnist-sample:eval); a set sharing images with a known training split is refused")
     g.add_argument("--calibration-limit", type=int, help="use only this many calibration images (seeded subset; at "
                    "least 2 x --drift-window, which the drift monitor needs)")
     g.add_argument("--detector", action="append", help="detector, repeatable: squeeze (default), confidence, "

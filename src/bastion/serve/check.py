@@ -25,6 +25,8 @@ from bastion.attacks import PGD
 from bastion.corruptions import CORRUPTIONS, corrupt
 from bastion.data import load_dataset
 from bastion.detect import CalibratedDetector, DetectorAwarePGD, conformal_threshold
+from bastion.errors import InputError
+from bastion.serve.provenance import image_keys
 from bastion.serve.security import read_key_file
 from bastion.serve.server import GuardedServer
 from bastion.threat import ThreatModel
@@ -98,9 +100,16 @@ def run_check(server: GuardedServer, make_app: Callable[[GuardedServer], Any], *
         attack rows add "n_success" (misclassified), "detection_rate" (share of those flagged) and
         "evasion_rate" (misclassified and not flagged, over all attacked points).
     """
-    held_out = load_dataset(data, limit=limit, seed=seed)
+    held_out = load_dataset(data)
     x = held_out.images.float() / 255.0 if held_out.images.dtype == torch.uint8 else held_out.images.float()
-    y = held_out.labels
+    # Images the guard was calibrated on are not held out: leave them out, then draw `limit` of the rest.
+    fresh = torch.tensor([key not in server.calibration_keys for key in image_keys(x)], dtype=torch.bool)
+    if int(fresh.sum()) < limit:
+        raise InputError(f"{held_out.name} has {int(fresh.sum())} images the guard was not calibrated on, fewer than "
+                         f"--check-limit {limit}")
+    keep = fresh.nonzero().squeeze(1)
+    keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))[:limit]].sort().values
+    x, y = x[keep], held_out.labels[keep]
     server.limiter = None  # the check is one client sending everything at once
     generator = torch.Generator().manual_seed(seed)
     rows = []
@@ -130,7 +139,8 @@ def run_check(server: GuardedServer, make_app: Callable[[GuardedServer], Any], *
         rows.append(_row(f"detector-aware pgd linf {eps:g}", "attack",
                          _infer(client, server, adaptive.x_adv.cpu().float()), y, adaptive.success.cpu()))
     return {"fpr": server.config.guard.fpr, "data": held_out.name, "rows": rows,
-            "note": f"{len(x)} held-out images of {held_out.name}; flag = any outcome other than accept"}
+            "note": f"{len(x)} held-out images of {held_out.name}, none of them calibration images; flag = any "
+                    "outcome other than accept"}
 
 
 def format_check(report: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 A `serve.toml` has one table per section below; every key is optional:
 
     [model]     spec = "zoo:mnist-cnn-at"   name = "mnist"   device = "cpu"
-    [guard]     calibration = "mnist-sample:train"   detectors = ["squeeze"]   fpr = 0.01
+    [guard]     calibration = "npz:heldout.npz"   detectors = ["squeeze"]   fpr = 0.01
                 on_flag = "fallback"   fallback = "abstain"   reject_fpr = 0.001
     [batching]  max_batch = 32   max_wait_ms = 10
     [limits]    max_body_bytes = 8000000   max_image_side = 4096   max_items = 64
@@ -59,7 +59,7 @@ class GuardSettings(BaseModel):
     """
 
     model_config = _FROZEN
-    calibration: str = "mnist-sample:train"
+    calibration: str | None = None  # None: the model's held-out split when known (zoo), else refused
     calibration_limit: int | None = Field(default=None, ge=1)  # its minimum depends on the drift window
     detectors: tuple[str, ...] = ("squeeze",)
     squeezers: tuple[str, ...] | None = None

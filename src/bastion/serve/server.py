@@ -27,6 +27,7 @@ from bastion.serve.guarantee import GuaranteeMonitor
 from bastion.serve.guard import Guard, Verdict
 from bastion.serve.metrics import ServeMetrics
 from bastion.serve.payloads import RequestError
+from bastion.serve.provenance import image_keys, refuse_training_overlap, resolve_calibration
 from bastion.serve.requestlog import LogRow, RequestLog
 from bastion.serve.security import ApiKey, RateLimiter, read_key_file
 
@@ -52,6 +53,7 @@ class GuardedServer:
         check_report: A `bastion serve --check` report shown on the status page, or None.
         guarantee: The anytime-valid monitor of the guard's guarantee (built from the guard).
         admin_key: The admin routes' key check, or None (then the API key's, if any).
+        calibration_keys: `image_keys` of the calibration images (`--check` leaves them out).
         accepted: The last accepted inputs (only with `monitor.keep_accepted` > 0).
     """
 
@@ -71,6 +73,7 @@ class GuardedServer:
     log_writer: ThreadPoolExecutor = field(init=False)
     guarantee: GuaranteeMonitor = field(init=False)
     admin_key: ApiKey | None = None
+    calibration_keys: frozenset[bytes] = frozenset()
     accepted: deque[Tensor] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,12 +134,13 @@ class GuardedServer:
                                f"{mon.drift_window}), got {len(x)}")
         settings = self.config.guard.model_copy(update={"calibration": source})
         try:
+            refuse_training_overlap(self.config.model.spec, x)
             guard = Guard.calibrate(self.guard.model, self.guard.detectors, x, settings)
         except InputError as error:
             raise RequestError(422, str(error)) from None
         self.drift = DriftMonitor(guard.reference, mon.drift_window, mon.drift_run_length, seed=settings.seed)
         self.config = self.config.model_copy(update={"guard": settings})
-        self.guard = guard
+        self.guard, self.calibration_keys = guard, frozenset(image_keys(x))
         self._new_guarantee()
         self.accepted.clear()
         self.metrics.observe_guarantee(self.guarantee.state())
@@ -192,7 +196,9 @@ def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerp
 
     The guarantees hold for traffic exchangeable with the calibration images: calibrate on
     held-out images of the deployment distribution, not on the model's training set (on which the
-    model is more confident than on new inputs, which the drift monitor then reports as drift).
+    model is more confident than on new inputs). Without `guard.calibration`, a model whose
+    held-out split is known (the zoo's) calibrates on it, any other is refused; calibration images
+    that overlap a known training split are refused (`bastion.serve.provenance`).
 
     Args:
         config: The settings.
@@ -205,9 +211,15 @@ def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerp
         loaded = load_model(m.spec, weights=m.weights, mean=m.mean, std=m.std, device=m.device)
         model, fingerprint = loaded.module, loaded.fingerprint
     if calibration is None:
-        data = load_dataset(g.calibration, limit=g.calibration_limit, seed=g.seed if g.calibration_limit else None)
+        spec, limit = resolve_calibration(m.spec, g.calibration, g.calibration_limit)
+        data = load_dataset(spec, limit=limit, seed=g.seed if limit else None)
         calibration = data.images.float() / 255.0 if data.images.dtype == torch.uint8 else data.images.float()
+        if g.calibration is None:
+            _log.info("calibrating on %s (%d images), held out from %s's training data", spec, len(data), m.spec)
+            g = g.model_copy(update={"calibration": f"{spec} ({len(data)} seeded)", "calibration_limit": limit})
+            config = config.model_copy(update={"guard": g})
     x = calibration
+    refuse_training_overlap(m.spec, x)
     detectors = [make_detector(name, list(g.squeezers) if g.squeezers else None) for name in g.detectors]
     guard = Guard.calibrate(model, detectors, x, g)
     mon = config.monitor
@@ -229,4 +241,4 @@ def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerp
             raise InputError(f"cannot read the check report {mon.check_report}: {error}") from None
     shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
     return GuardedServer(config, guard, shape, fingerprint or "unknown", metrics, drift, log, api_key, limiter, check,
-                         admin_key=admin_key)
+                         admin_key=admin_key, calibration_keys=frozenset(image_keys(x)))

@@ -41,11 +41,12 @@ class RadiusTests:
         points: Number of points in the batch.
         budget: Estimation samples a point may draw (selection not included).
         optimism: Standard errors added to the running estimate of pA when judging whether a radius
-            could still be certified within `budget` (a stopping heuristic, not part of the guarantee).
+            could still be certified within `budget` (a stopping heuristic, not part of the guarantee);
+            None never stops a point before its budget on that ground.
     """
 
     def __init__(self, radii: Sequence[float], sigma: float, alpha: float, points: int, budget: int,
-                 optimism: float = 2.0) -> None:
+                 optimism: float | None = 1.0) -> None:
         self.radii = sorted({0.0, *(float(r) for r in radii)})
         self.thresholds = [threshold(r, sigma) for r in self.radii]
         self.log_level = math.log(1.0 / alpha)
@@ -73,6 +74,8 @@ class RadiusTests:
 
     def _stop_hopeless(self, status: NDArray[np.int8], k: NDArray[np.int64], n: NDArray[np.int64]) -> None:
         """Mark BUDGET the open radii that even an optimistic pA could not certify within the budget."""
+        if self.optimism is None:
+            return
         for i in np.nonzero((status == UNDECIDED).any(axis=1))[0]:
             p_hat = k[i] / n[i]
             optimistic = min(1.0, p_hat + self.optimism * math.sqrt(p_hat * (1 - p_hat) / n[i]) + 1.0 / n[i])

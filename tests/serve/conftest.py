@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -78,6 +79,17 @@ def build_parts(config: ServeConfig, guard: Guard, base: GuardedServer) -> Guard
 def infer_body(x: torch.Tensor, datatype: str = "FP32") -> dict[str, Any]:
     return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": datatype,
                         "data": x.flatten().tolist()}]}
+
+
+def guard_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each input's guard details from an infer response (a JSON string: OIP parameters are scalars)."""
+    return list(json.loads(body["parameters"]["guard"]))
+
+
+def guarantee_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The guarantee of an infer response, from its three scalar parameters."""
+    p = body["parameters"]
+    return {"holds": p["guarantee_holds"], "why": p["guarantee_why"], "since": p["guarantee_since"]}
 
 
 def load_model_module() -> torch.nn.Module:

@@ -12,7 +12,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from bastion.serve import create_app
-from tests.serve.conftest import infer_body
+from tests.serve.conftest import guard_of, infer_body
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -43,7 +43,7 @@ def test_oip_routes_and_infer_answers_the_model_labels(make_server, eval_images)
         labels = body["outputs"][0]["data"]
         with torch.no_grad():
             expected = server.guard.model(x[:16]).argmax(1).tolist()
-        guard = body["parameters"]["guard"]
+        guard = guard_of(body)
         assert [g["model_label"] for g in guard] == expected
         assert sum(a == b for a, b in zip(expected, y[:16].tolist(), strict=True)) >= 14
         for g, label in zip(guard, labels, strict=True):
@@ -52,7 +52,7 @@ def test_oip_routes_and_infer_answers_the_model_labels(make_server, eval_images)
             assert 0 < g["p_values"]["feature-squeezing"] <= 1 and 0 < g["confidence"] <= 1 and g["margin"] >= 0
         # UINT8 data is the same image.
         uint8 = client.post(f"/v2/models/{server.name}/infer", json=infer_body((x[:2] * 255).round(), "UINT8"))
-        assert [g["model_label"] for g in uint8.json()["parameters"]["guard"]] == expected[:2]
+        assert [g["model_label"] for g in guard_of(uint8.json())] == expected[:2]
 
 
 def test_predict_takes_png_and_jpeg_of_any_size_and_mode(make_server, eval_images) -> None:
@@ -76,7 +76,7 @@ def test_metrics_and_status_count_the_outcomes(make_server, eval_images) -> None
         client.post(f"/v2/models/{server.name}/infer", json=infer_body(torch.zeros(1, 1, 28, 28).add(0.5)))
         text = client.get("/metrics").text
         status = client.get("/status.json").json()
-    counts = {m.group(1): float(m.group(2)) for m in re.finditer(r'bastion_requests_total\{outcome="(\w+)"\} (\S+)',
+    counts = {m.group(1): float(m.group(2)) for m in re.finditer(r'bastion_inputs_total\{outcome="(\w+)"\} (\S+)',
                                                                    text)}
     assert sum(counts[o] for o in ("accept", "flag", "fallback", "reject")) == 41
     assert status["requests"]["accept"] == counts["accept"] and counts["accept"] >= 30
@@ -98,7 +98,7 @@ def test_policy_decides_flagged_inputs(make_server, on_flag, fallback, outcome, 
     x = torch.full((1, 1, 28, 28), 0.5)
     with TestClient(create_app(server)) as client:
         g = client.post(f"/v2/models/{server.name}/infer", json=infer_body(x)).json()
-    verdict, answered = g["parameters"]["guard"][0], g["outputs"][0]["data"][0]
+    verdict, answered = guard_of(g)[0], g["outputs"][0]["data"][0]
     assert verdict["flagged_by"] == ["feature-squeezing"], verdict
     assert verdict["outcome"] == outcome and "p=" in verdict["reason"]
     expected = {"model": verdict["model_label"], "smoothed": verdict["smoothed_label"]}.get(label, label)
@@ -111,7 +111,7 @@ def test_probes_report_gradient_norm_and_boundary_distance(make_server, eval_ima
     server = make_server(guard={"gradient_norm": True, "boundary_steps": 3})
     x, _ = eval_images
     with TestClient(create_app(server)) as client:
-        g = client.post(f"/v2/models/{server.name}/infer", json=infer_body(x[:4])).json()["parameters"]["guard"]
+        g = guard_of(client.post(f"/v2/models/{server.name}/infer", json=infer_body(x[:4])).json())
         text = client.get("/metrics").text
     assert all(v["gradient_norm"] > 0 and v["boundary_distance"] > 0 for v in g)
     assert 'stage="gradient"' in text and 'stage="boundary"' in text
@@ -128,6 +128,6 @@ def test_reject_level_overrides_a_flag(make_server) -> None:
     assert policy.decide(7, {"d": 0.5}, None).label == 7
     with TestClient(create_app(server)) as client:
         body = client.post(f"/v2/models/{server.name}/infer", json=infer_body(torch.full((1, 1, 28, 28), 0.5))).json()
-    verdict = body["parameters"]["guard"][0]
+    verdict = guard_of(body)[0]
     assert verdict["outcome"] == "reject" and body["outputs"][0]["data"] == [-1]
     assert verdict["label"] is None and "reject level" in verdict["reason"]

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 from bastion.serve import Policy, create_app
 from bastion.serve.config import GuardSettings
 from bastion.serve.security import ApiKey
-from tests.serve.conftest import infer_body
+from tests.serve.conftest import guard_of, infer_body
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 ADMIN = "admin-key-0123456789"
@@ -42,7 +42,7 @@ def test_broken_guarantee_rejects_until_an_admin_recalibrates(make_server, eval_
             client.post(infer, json=infer_body(noisy(x[i:i + 16])))
         assert client.get("/status.json").json()["guarantee"]["holds"] is False
         after = client.post(infer, json=infer_body(x[200:216])).json()
-        assert all(g["outcome"] == "reject" and "no longer holds" in g["reason"] for g in after["parameters"]["guard"])
+        assert all(g["outcome"] == "reject" and "no longer holds" in g["reason"] for g in guard_of(after))
         assert client.post(recal, json=clean).status_code == 401
         assert client.post(recal, json=clean, headers={"x-api-key": "wrong-key-0123456789"}).status_code == 401
         assert client.post(recal, json={"source": "accepted"}, headers={"x-api-key": ADMIN}).status_code == 409
@@ -55,7 +55,7 @@ def test_broken_guarantee_rejects_until_an_admin_recalibrates(make_server, eval_
         assert status["guarantee"] == {"holds": True, "why": status["guarantee"]["why"], "since": 0}
         assert status["guard"]["calibration"] == "mnist-sample:eval (400 images)"
         assert server.guard.conformal[0].n == 400
-        again = client.post(infer, json=infer_body(x[200:216])).json()["parameters"]["guard"]
+        again = guard_of(client.post(infer, json=infer_body(x[200:216])).json())
     assert sum(g["outcome"] == "accept" for g in again) >= 14
 
 

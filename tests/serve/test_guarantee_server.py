@@ -9,7 +9,7 @@ import torch
 from starlette.testclient import TestClient
 
 from bastion.serve import create_app
-from tests.serve.conftest import infer_body
+from tests.serve.conftest import guarantee_of, infer_body
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -21,7 +21,7 @@ def test_clean_traffic_keeps_the_guarantee_and_shifted_traffic_breaks_it(make_se
     with TestClient(create_app(server)) as client:
         for start in range(0, 320, 40):
             body = client.post(infer, json=infer_body(x[start:start + 40])).json()
-            assert body["parameters"]["guarantee"]["holds"] is True
+            assert guarantee_of(body)["holds"] is True
         status = client.get("/status.json").json()
         assert status["guarantee"] == {"holds": True, "why": status["guarantee"]["why"], "since": 0}
         assert "no evidence" in status["guarantee"]["why"] and status["guarantee_details"]["inputs"] == 320
@@ -34,8 +34,8 @@ def test_clean_traffic_keeps_the_guarantee_and_shifted_traffic_breaks_it(make_se
         metrics = client.get("/metrics").text
     guarantee = status["guarantee"]
     assert guarantee["holds"] is False and 320 < guarantee["since"] <= 480 and "not exchangeable" in guarantee["why"]
-    assert answers[-1]["parameters"]["guarantee"] == guarantee
-    assert answers[0]["parameters"]["guarantee"]["holds"] is (answers[0]["parameters"]["guarantee"]["since"] == 0)
+    assert guarantee_of(answers[-1]) == guarantee
+    assert guarantee_of(answers[0])["holds"] is (guarantee_of(answers[0])["since"] == 0)
     assert re.search(r"^bastion_guarantee_holds 0\.0", metrics, re.M)
     assert 'id="guarantee" class="banner alarm"' in page and "no longer holds" in page
 

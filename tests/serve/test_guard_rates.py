@@ -13,7 +13,7 @@ from bastion.errors import InputError
 from bastion.serve import ConformalScores, DriftMonitor, bonferroni_level, create_app
 from bastion.serve.guard import output_signals
 from bastion.threat import ThreatModel
-from tests.serve.conftest import infer_body
+from tests.serve.conftest import guard_of, infer_body
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -38,8 +38,7 @@ def test_clean_flag_rate_through_the_api_is_within_the_target(make_server, eval_
     with TestClient(create_app(server)) as client:
         verdicts = []
         for chunk in torch.split(x, 64):
-            verdicts += client.post(f"/v2/models/{server.name}/infer", json=infer_body(chunk)).json()["parameters"][
-                "guard"]
+            verdicts += guard_of(client.post(f"/v2/models/{server.name}/infer", json=infer_body(chunk)).json())
     rate = sum(v["outcome"] != "accept" for v in verdicts) / len(verdicts)
     fpr = server.config.guard.fpr
     assert len(verdicts) == 1000 and rate <= fpr + 2 * math.sqrt(fpr * (1 - fpr) / len(verdicts))

@@ -53,7 +53,7 @@ def test_each_malformed_request_gets_a_4xx_with_its_reason(make_server, eval_ima
          422, "NaN"),
         ("out of range", infer, {"json": infer_body(torch.full((1, 1, 28, 28), 2.0))}, 422, "[0, 1]"),
         ("wrong shape", infer, {"json": infer_body(torch.rand(1, 1, 32, 32))}, 422, "28x28"),
-        ("data size", infer, {"json": {"inputs": [{"name": "i", "shape": [1, 1, 28, 28], "datatype": "FP32",
+        ("data size", infer, {"json": {"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
                                                    "data": [0.5] * 10}]}}, 422, "10 values"),
         ("unknown model", "/v2/models/resnet/infer", {"json": infer_body(x[:1])}, 404, "unknown model 'resnet'"),
         ("unknown model metadata", "/v2/models/resnet", None, 404, "unknown model"),
@@ -61,7 +61,7 @@ def test_each_malformed_request_gets_a_4xx_with_its_reason(make_server, eval_ima
          "not valid JSON"),
         ("not an infer request", infer, {"json": {"input": []}}, 422, "inputs"),
         ("bad datatype", infer, {"json": infer_body(x[:1], "BOOL")}, 422, "datatype"),
-        ("strings as data", infer, {"json": {"inputs": [{"name": "i", "shape": [1, 1, 28, 28], "datatype": "FP32",
+        ("strings as data", infer, {"json": {"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
                                                          "data": ["a"] * 784}]}}, 422, "numbers"),
         ("too many images", infer, {"json": infer_body(x[:9])}, 413, "at most 8"),
         ("body too large", infer, {"content": b" " * 500_000, "headers": {"content-type": "application/json"}},
@@ -79,7 +79,7 @@ def test_each_malformed_request_gets_a_4xx_with_its_reason(make_server, eval_ima
         ok = client.post(infer, json=infer_body(x[:2]))
         assert ok.status_code == 200 and len(ok.json()["outputs"][0]["data"]) == 2
         text = client.get("/metrics").text
-    assert 'bastion_requests_total{outcome="error_422"}' in text
+    assert 'bastion_requests_total{route="/v2/models/{name}/infer",status="422"}' in text
 
 
 def test_api_key_and_rate_limit(make_server, eval_images, tmp_path: Path) -> None:

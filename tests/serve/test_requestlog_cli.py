@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from bastion.cli import main
 from bastion.serve import RequestLog, create_app, load_config
-from tests.serve.conftest import infer_body
+from tests.serve.conftest import guard_of, infer_body
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -23,7 +23,7 @@ def test_requests_are_logged_by_hash_and_readable(make_server, eval_images, tmp_
     with TestClient(create_app(server)) as client:
         body = client.post(f"/v2/models/{server.name}/infer", json=infer_body(x[:20])).json()
         client.post(f"/v2/models/{server.name}/infer", json=infer_body(x[:1]))  # the same image again
-    guard = body["parameters"]["guard"]
+    guard = guard_of(body)
     rows = RequestLog(db).rows(last=100)
     assert len(rows) == 21
     assert [r["input_hash"] for r in rows[:20]] == [g["input_hash"] for g in guard]

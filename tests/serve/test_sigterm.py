@@ -74,8 +74,9 @@ def test_sigterm_under_load_loses_no_accepted_request(eval_images, tmp_path: Pat
         proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(timeout=60)
-        # uvicorn drains, runs the shutdown (batcher, log), then re-raises the signal it caught.
-        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        # uvicorn drains, runs the shutdown (batcher, log), then re-raises the signal it caught, which
+        # `bastion serve` ignores: the process exits with status 0, not 143.
+        assert proc.wait(timeout=60) == 0
         output = proc.stdout.read() if proc.stdout else ""
         assert "Application shutdown complete" in output, output[-3000:]
     finally:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.report.test_html_browser import find_chromium, run_chromium
-from tests.serve.conftest import infer_body, live_server
+from tests.serve.conftest import guard_of, infer_body, live_server
 
 
 def test_status_page_escapes_the_model_name(make_server) -> None:
@@ -27,10 +27,9 @@ def test_browser_shows_live_counters_and_the_calibration_summary(make_server, ev
     x, _ = eval_images
     with live_server(server) as url:
         with httpx.Client(base_url=url, timeout=30) as client:
-            guard = client.post(f"/v2/models/{server.name}/infer", json=infer_body(x[:30])).json()["parameters"][
-                "guard"]
+            guard = guard_of(client.post(f"/v2/models/{server.name}/infer", json=infer_body(x[:30])).json())
             grey = client.post(f"/v2/models/{server.name}/infer", json=infer_body(x[:3] * 0 + 0.5)).json()
-        outcomes = [g["outcome"] for g in guard] + [g["outcome"] for g in grey["parameters"]["guard"]]
+        outcomes = [g["outcome"] for g in guard] + [g["outcome"] for g in guard_of(grey)]
         # Server-rendered page, then refreshed by its script from /status.json: both must agree.
         dom = run_chromium(binary, tmp_path, "--virtual-time-budget=3000", "--dump-dom", url + "/").stdout
     body = re.search(r"<body[^>]*>", dom).group(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 from typing import Any
 
 from bastion.cli.common import MODEL_FORMS
@@ -59,8 +60,12 @@ def register(commands: Any) -> None:
     g.add_argument("--api-key-file", help="file holding the API key clients must send")
     g.add_argument("--admin-key-file", help="file holding the key of the admin routes (POST /admin/recalibrate); "
                    "default: the API key; with neither the admin routes are off")
-    g.add_argument("--rate-limit", type=float, help="requests per second per key (or client address), on average: "
-                   "a token bucket that lets --burst requests through at once (default: no limit)")
+    g.add_argument("--public-status", action="store_true", default=None, help="serve /metrics, /status.json and "
+                   "the status page without the API key (they publish the detector's calibration quantiles; "
+                   "by default they need the key when one is set)")
+    g.add_argument("--rate-limit", type=float, help="inputs per second per key (or client address), on average: a "
+                   "token bucket that lets --burst through at once (default: no limit); one token is taken "
+                   "before the body is read, the rest per image after; a 429 says Retry-After")
     g.add_argument("--burst", type=int, help="requests a key may send at once before --rate-limit applies (100)")
     g.add_argument("--max-body-bytes", type=int, help="largest request body (8000000)")
     g.add_argument("--max-image-side", type=int, help="largest uploaded image side in pixels (4096)")
@@ -104,6 +109,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "limits": {"max_body_bytes": args.max_body_bytes, "max_image_side": args.max_image_side,
                    "max_items": args.max_items},
         "security": {"api_key_file": args.api_key_file, "admin_key_file": args.admin_key_file,
+                     "public_status": args.public_status,
                      "rate_per_second": args.rate_limit, "burst": args.burst},
         "monitor": {"false_alarm": args.false_alarm, "keep_accepted": args.keep_accepted,
                     "request_log": args.request_log, "log_sample": args.log_sample,
@@ -141,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote: {write_atomic(Path(args.check_out), json.dumps(report, indent=2) + chr(10))}")
         return 0
     logging.getLogger("bastion").setLevel(logging.INFO)
+    # uvicorn drains on SIGTERM, then re-raises the signal under the handler that was there before it
+    # started: a handler that does nothing lets the process end normally, with status 0, not 143.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(create_app(server), host=config.host, port=config.port, log_level="info",
                 timeout_graceful_shutdown=30)
     return 0

@@ -11,6 +11,7 @@ and the detector-aware PGD of Carlini & Wagner (AISec 2017, arXiv:1705.07263).
 from __future__ import annotations
 
 import io
+import json
 import math
 import warnings
 from collections.abc import Callable
@@ -53,7 +54,7 @@ def _infer(client: TestClient, server: GuardedServer, x: Tensor) -> list[dict[st
                             "data": chunk.flatten().tolist()}]}
         response = client.post(f"/v2/models/{server.name}/infer", json=body, headers=_headers(server))
         response.raise_for_status()
-        out += response.json()["parameters"]["guard"]
+        out += json.loads(response.json()["parameters"]["guard"])
     return out
 
 

@@ -117,12 +117,18 @@ class SecuritySettings(BaseModel):
     """API key (read from a file, compared in constant time), the admin routes' key, a per-key rate limit.
 
     The admin routes (`/admin/recalibrate`) take `admin_key_file`'s key, else the API key; with
-    neither they are off.
+    neither they are off. With a key, `/metrics`, `/status.json` and the status page (which
+    publish the calibration quantiles) need it too, unless `public_status`. Failed keys are limited
+    per client address: `auth_failure_burst` at once, then `auth_failure_rate` per second, checked
+    before the body is read.
     """
 
     model_config = _FROZEN
     api_key_file: str | None = None
     admin_key_file: str | None = None
+    public_status: bool = False
+    auth_failure_rate: float = Field(default=0.1, gt=0.0)
+    auth_failure_burst: int = Field(default=20, ge=1)
     rate_per_second: float | None = Field(default=None, gt=0.0)
     burst: int = Field(default=100, ge=1)
 

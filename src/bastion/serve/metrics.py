@@ -1,19 +1,22 @@
 """Prometheus metrics of the server, named by Prometheus's conventions (base units, `_total` counters).
 
 Each server owns its `CollectorRegistry`, so several servers (or tests) in one process never share
-counters.
+counters. Requests and inputs are counted apart: `bastion_requests_total{route,status}` counts every
+HTTP response (404, 405, 413, 429 and 500 included; `CountRequests`), `bastion_inputs_total{outcome}`
+the guard's answers. The registry carries the `process_*` collector (CPU, memory, file descriptors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.serve.drift import DriftState
 from bastion.serve.guarantee import GuaranteeState
 
-__all__ = ["ServeMetrics"]
+__all__ = ["CountRequests", "ServeMetrics"]
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -32,8 +35,10 @@ class ServeMetrics:
     def __init__(self, model_name: str, fingerprint: str, detectors: Iterable[str]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("bastion_requests", "Inputs answered, by the guard's outcome (or the 4xx/5xx error)",
-                                ["outcome"], registry=r)
+        ProcessCollector(registry=r)
+        self.requests = Counter("bastion_requests", "HTTP requests answered, by route template and status",
+                                ["route", "status"], registry=r)
+        self.inputs = Counter("bastion_inputs", "Inputs answered by the guard, by outcome", ["outcome"], registry=r)
         self.duration = Histogram("bastion_request_duration_seconds", "Time from receiving a request to answering it",
                                   ["route"], buckets=_LATENCY, registry=r)
         self.stage = Histogram("bastion_guard_stage_seconds", "Time of each guard stage per batch (model, "
@@ -61,7 +66,7 @@ class ServeMetrics:
             self.flags.labels(detector=name)
             self.score.labels(detector=name)
         for outcome in ("accept", "flag", "fallback", "reject"):
-            self.requests.labels(outcome=outcome)
+            self.inputs.labels(outcome=outcome)
 
     def observe_drift(self, state: DriftState, alarmed_now: bool) -> None:
         """Export the monitor's statistics and thresholds."""
@@ -78,9 +83,9 @@ class ServeMetrics:
         self.guarantee_e_value.set(state.e_value)
 
     def counts(self) -> dict[str, float]:
-        """Current values of the request counters by outcome (for the status page)."""
+        """Current values of the input counters by outcome (for the status page)."""
         out: dict[str, float] = {}
-        for metric in self.requests.collect():
+        for metric in self.inputs.collect():
             for sample in metric.samples:
                 if sample.name.endswith("_total"):
                     out[sample.labels["outcome"]] = sample.value
@@ -89,3 +94,33 @@ class ServeMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class CountRequests:
+    """ASGI middleware counting every HTTP response in `counter` by route template and status.
+
+    Added outermost, it also counts what inner middleware answers (413) and what the app raises
+    (counted as 500, then re-raised to Starlette's error handler).
+    """
+
+    def __init__(self, app: ASGIApp, counter: Counter) -> None:
+        self.app, self.counter = app, counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and count its response's status."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            self.counter.labels(route=getattr(route, "path", "unmatched"), status=str(status)).inc()

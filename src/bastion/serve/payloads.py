@@ -2,7 +2,12 @@
 
 The protocol's infer request carries named tensors as {"name", "shape", "datatype", "data"} with the
 data flattened in row-major order (nested lists are accepted too). bastion takes one image tensor
-of shape (B, C, H, W) or (C, H, W): FP16/FP32/FP64 in [0, 1], or UINT8 in 0-255.
+named "input" of shape (B, C, H, W) or (C, H, W): FP16/FP32/FP64 in [0, 1], or UINT8 in 0-255. Names
+and datatypes are checked as the protocol spells them (upper-case "FP32"; data of numbers, never
+strings). A request may name the `outputs` it wants ("label", "outcome", "confidence"); the
+response's `parameters` hold scalars only, as the protocol requires: the guard's per-input details
+as one JSON string (`"guard"`) and the guarantee as `guarantee_holds`, `guarantee_why` and
+`guarantee_since`.
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ from torch import Tensor
 
 from bastion.errors import InputError
 
-__all__ = ["InferInput", "InferRequest", "RequestError", "decode_infer", "parse_json"]
+__all__ = ["INPUT_NAME", "OUTPUTS", "InferInput", "InferRequest", "RequestError", "decode_infer", "infer_response",
+           "parse_json"]
 
 _FLOAT_TYPES = {"FP16", "FP32", "FP64"}
 _TYPES = _FLOAT_TYPES | {"UINT8"}
+#: The name of the one input tensor, as the model metadata publishes it.
+INPUT_NAME = "input"
+#: The output tensors: name -> datatype.
+OUTPUTS = {"label": "INT64", "outcome": "BYTES", "confidence": "FP64"}
 
 
 class RequestError(InputError):
@@ -30,11 +40,20 @@ class RequestError(InputError):
     Args:
         status: 4xx status code.
         message: The reason, one line.
+        retry_after: Seconds until a retry may succeed (a 429's `Retry-After`).
+        headers: Other response headers (e.g. `WWW-Authenticate`).
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.retry_after, self.extra = status, retry_after, dict(headers or {})
+
+    def headers(self) -> dict[str, str]:
+        """Response headers: `Retry-After` (whole seconds, at least 1) on a 429, and any others given."""
+        if self.retry_after is None:
+            return dict(self.extra)
+        return {**self.extra, "Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class InferInput(BaseModel):
@@ -47,12 +66,20 @@ class InferInput(BaseModel):
     data: list[Any]
 
 
+class RequestedOutput(BaseModel):
+    """An output the client asks for."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
 class InferRequest(BaseModel):
     """An Open Inference Protocol v2 infer request."""
 
     model_config = ConfigDict(extra="allow")
     id: str | None = None
     inputs: list[InferInput] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = None
     parameters: dict[str, Any] | None = None
 
 
@@ -60,6 +87,8 @@ def parse_json(body: bytes) -> Any:
     """The JSON document in `body`, or a 400 naming where it breaks."""
     try:
         return json.loads(body)
+    except RecursionError:  # e.g. 100,000 nested "[": refused, never a 500
+        raise RequestError(400, "the body is not valid JSON: nested too deeply") from None
     except json.JSONDecodeError as error:
         raise RequestError(400, f"the body is not valid JSON: {error.msg} at line {error.lineno} column "
                            f"{error.colno}") from None
@@ -70,6 +99,8 @@ def parse_json(body: bytes) -> Any:
 def _validated(document: Any) -> InferRequest:
     try:
         return InferRequest.model_validate(document)
+    except RecursionError:
+        raise RequestError(400, "the request is nested too deeply") from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -87,9 +118,15 @@ def decode_infer(body: bytes, shape: tuple[int, int, int], max_items: int) -> tu
     if len(request.inputs) != 1:
         raise RequestError(422, f"send exactly one input tensor, got {len(request.inputs)}")
     tensor = request.inputs[0]
-    datatype = tensor.datatype.upper()
+    if tensor.name != INPUT_NAME:
+        raise RequestError(422, f"unknown input {tensor.name!r}; the model's input is named {INPUT_NAME!r}")
+    datatype = tensor.datatype
     if datatype not in _TYPES:
-        raise RequestError(422, f"datatype {tensor.datatype!r} is not accepted; use FP32, FP64, FP16 or UINT8")
+        raise RequestError(422, f"datatype {tensor.datatype!r} is not accepted; use FP32, FP64, FP16 or UINT8 "
+                           "(upper case, as the protocol spells them)")
+    for wanted in request.outputs or []:
+        if wanted.name not in OUTPUTS:
+            raise RequestError(422, f"unknown output {wanted.name!r}; the outputs are {', '.join(OUTPUTS)}")
     dims = list(tensor.shape)
     if len(dims) == 3:
         dims = [1, *dims]
@@ -103,9 +140,13 @@ def decode_infer(body: bytes, shape: tuple[int, int, int], max_items: int) -> tu
     if dims[0] > max_items:
         raise RequestError(413, f"{dims[0]} images in one request; at most {max_items} are accepted")
     try:
-        array = np.asarray(tensor.data, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise RequestError(422, "data must be numbers (flat or nested lists of equal lengths)") from None
+        raw = np.asarray(tensor.data)
+    except (ValueError, TypeError, RecursionError):
+        raw = np.asarray([], dtype=object)
+    # Numbers only: numpy would turn the strings "0.5" into floats, and booleans into 0 and 1.
+    if raw.dtype.kind not in "iuf":
+        raise RequestError(422, f"{datatype} data must be numbers (flat or nested lists of equal lengths)")
+    array = raw.astype(np.float64)
     if array.size != math.prod(dims):
         raise RequestError(422, f"data holds {array.size} values, shape {tensor.shape} needs {math.prod(dims)}")
     if not bool(np.isfinite(array).all()):
@@ -120,15 +161,18 @@ def decode_infer(body: bytes, shape: tuple[int, int, int], max_items: int) -> tu
     return request, torch.from_numpy(array.astype(np.float32).reshape(dims))
 
 
-def infer_response(name: str, version: str, request_id: str | None, verdicts: list[dict[str, Any]],
+def infer_response(name: str, version: str, request: InferRequest, verdicts: list[dict[str, Any]],
                    guarantee: dict[str, Any]) -> dict[str, Any]:
-    """The infer response: label, outcome and confidence tensors, each input's guard details, the guarantee."""
-    labels = [-1 if v["label"] is None else v["label"] for v in verdicts]
+    """The infer response: the requested output tensors (all by default) and scalar parameters.
+
+    `parameters.guard` is the JSON text of each input's guard details (a list of objects); the
+    guarantee is spread over `guarantee_holds`, `guarantee_why` and `guarantee_since`.
+    """
     n = len(verdicts)
-    return {"model_name": name, "model_version": version, "id": request_id,
-            "outputs": [{"name": "label", "datatype": "INT64", "shape": [n], "data": labels},
-                        {"name": "outcome", "datatype": "BYTES", "shape": [n],
-                         "data": [v["outcome"] for v in verdicts]},
-                        {"name": "confidence", "datatype": "FP64", "shape": [n],
-                         "data": [v["confidence"] for v in verdicts]}],
-            "parameters": {"guard": verdicts, "guarantee": guarantee}}
+    data = {"label": [-1 if v["label"] is None else v["label"] for v in verdicts],
+            "outcome": [v["outcome"] for v in verdicts], "confidence": [v["confidence"] for v in verdicts]}
+    names = [o.name for o in request.outputs] if request.outputs else list(OUTPUTS)
+    return {"model_name": name, "model_version": version, "id": request.id,
+            "outputs": [{"name": k, "datatype": OUTPUTS[k], "shape": [n], "data": data[k]} for k in names],
+            "parameters": {"guard": json.dumps(verdicts), "guarantee_holds": guarantee["holds"],
+                           "guarantee_why": guarantee["why"], "guarantee_since": guarantee["since"]}}

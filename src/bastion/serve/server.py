@@ -55,6 +55,7 @@ class GuardedServer:
         admin_key: The admin routes' key check, or None (then the API key's, if any).
         calibration_keys: `image_keys` of the calibration images (`--check` leaves them out).
         accepted: The last accepted inputs (only with `monitor.keep_accepted` > 0).
+        auth_failures: Failed keys per client address (429 once a client has failed too often).
     """
 
     config: ServeConfig
@@ -75,11 +76,14 @@ class GuardedServer:
     admin_key: ApiKey | None = None
     calibration_keys: frozenset[bytes] = frozenset()
     accepted: deque[Tensor] = field(init=False)
+    auth_failures: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         b = self.config.batching
         self._new_guarantee()
         self.accepted = deque(maxlen=max(1, self.config.monitor.keep_accepted))
+        sec = self.config.security
+        self.auth_failures = RateLimiter(sec.auth_failure_rate, sec.auth_failure_burst, what="failed-key limit")
         self.batcher = MicroBatcher(self.process, b.max_batch, b.max_wait_ms / 1000.0)
         self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-log")
 
@@ -147,10 +151,17 @@ class GuardedServer:
         _log.warning("recalibrated on %d images (%s); the guarantee monitor restarts", len(x), source)
         return {"calibrated_on": len(x), "source": source, "guarantee": self.guarantee.state().public()}
 
+    def public_summary(self) -> dict[str, Any]:
+        """The guard's settings as scalars, without calibration quantiles (the model metadata's parameters)."""
+        g = self.config.guard
+        return {"fingerprint": self.fingerprint, "fpr": g.fpr, "flag_level": self.guard.flag_level,
+                "on_flag": g.on_flag, "on_drift": g.on_drift, "fallback": g.fallback,
+                "detectors": ",".join(d.name for d in self.guard.detectors)}
+
     def record(self, route: str, verdicts: Sequence[Verdict], seconds: float) -> None:
         """Count the answered inputs and queue the sampled ones for the request log."""
         for v in verdicts:
-            self.metrics.requests.labels(outcome=v.outcome).inc()
+            self.metrics.inputs.labels(outcome=v.outcome).inc()
         if self.request_log is None:
             return
         rows = [LogRow(self.name, route, v.input_hash, v.outcome, v.label, v.model_label, v.reason, v.confidence,

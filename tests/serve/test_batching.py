@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bastion.serve import MicroBatcher
+from bastion.serve.batching import take_batch
 
 
 def run(coro):
@@ -84,3 +85,62 @@ def test_a_failing_batch_fails_its_callers_only_and_stop_drains_the_queue() -> N
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(lambda x: [], max_batch=0)
+
+
+def test_an_input_that_finds_the_model_idle_is_dispatched_at_once() -> None:
+    """No gathering delay for a lone client: even with max_wait at 1,000 s the answer comes without waiting."""
+    sizes: list[int] = []
+
+    async def main() -> None:
+        batcher = MicroBatcher(lambda x: sizes.append(len(x)) or [0] * len(x), max_batch=32, max_wait=1000.0)
+        await batcher.start()
+        for _ in range(3):
+            await asyncio.wait_for(batcher.submit(torch.zeros(1)), timeout=30)
+        await batcher.stop()
+
+    run(main())
+    assert sizes == [1, 1, 1]
+
+
+def test_inputs_are_gathered_only_while_the_model_is_busy() -> None:
+    sizes: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def model(x: torch.Tensor) -> list[float]:
+        sizes.append(len(x))
+        entered.set()
+        release.wait(timeout=30)
+        return [float(v) for v in x.flatten()]
+
+    async def main() -> list[float]:
+        batcher = MicroBatcher(model, max_batch=4, max_wait=0.0)
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit(torch.zeros(1)))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait, 30)  # the model is now busy
+        rest = [asyncio.ensure_future(batcher.submit(torch.full((1,), float(i)))) for i in range(1, 7)]
+        for _ in range(5):
+            await asyncio.sleep(0)  # every submit has queued its input
+        release.set()
+        results = [await first] + [await r for r in rest]
+        await batcher.stop()
+        return results
+
+    results = run(main())
+    # The first input ran alone at once; the six that came while it ran went as soon as it ended, in
+    # batches of at most max_batch, each caller getting its own answer.
+    assert sizes == [1, 4, 2] and results == [float(i) for i in range(7)]
+
+
+def test_take_batch_takes_what_is_queued_and_never_waits() -> None:
+    async def main() -> tuple[list[int], bool, int, list[int], bool]:
+        queue: asyncio.Queue[int | None] = asyncio.Queue()
+        for item in (1, 2, 3):
+            queue.put_nowait(item)
+        batch, stop = take_batch(queue, 0, 3)
+        left = queue.qsize()
+        queue.put_nowait(None)
+        tail, stopped = take_batch(queue, 9, 8)
+        return batch, stop, left, tail, stopped
+
+    batch, stop, left, tail, stopped = run(main())
+    assert (batch, stop, left) == ([0, 1, 2], False, 1) and (tail, stopped) == ([9, 3], True)

@@ -55,7 +55,8 @@ def register(commands: Any) -> None:
     g.add_argument("--host", help="address to bind (default 127.0.0.1)")
     g.add_argument("--port", type=int, help="port (default 8000)")
     g.add_argument("--max-batch", type=int, help="largest micro-batch (32)")
-    g.add_argument("--max-wait-ms", type=float, help="longest wait for a micro-batch to fill (10)")
+    g.add_argument("--max-wait-ms", type=float, help="ignored, kept for old command lines: an input that finds the "
+                   "model idle runs at once, and inputs that arrive while it is busy are batched")
     g.add_argument("--no-batching", action="store_true", help="one input per forward pass")
     g.add_argument("--api-key-file", help="file holding the API key clients must send")
     g.add_argument("--admin-key-file", help="file holding the key of the admin routes (POST /admin/recalibrate); "

@@ -1,9 +1,12 @@
 """Micro-batching: concurrent requests are gathered into one forward pass and answered one by one.
 
-The dynamic batching of Clipper (Crankshaw et al., NSDI 2017) and Triton: the first waiting input
-opens a batch, which closes when it holds `max_batch` inputs or `max_wait` seconds have passed.
-The batch runs on one worker thread (the model's device is used by one batch at a time), so the
-event loop keeps accepting requests while the model works.
+Dispatch at once when the model is idle, gather only while it is busy (the rule of continuous
+batching in Orca, Yu et al., OSDI 2022, applied to whole requests; Clipper's and Triton's dynamic
+batching instead hold the first input for up to a delay, which a lone client pays on every
+request). An input that finds the model idle runs alone, with no added latency; inputs that arrive
+while a batch runs queue up and go together, up to `max_batch`, as soon as it ends. Under load the
+batches grow by themselves. Batches run on one worker thread (the model's device is used by one
+batch at a time), so the event loop keeps accepting requests while the model works.
 """
 
 from __future__ import annotations
@@ -17,11 +20,27 @@ from typing import Generic, TypeVar
 import torch
 from torch import Tensor
 
-__all__ = ["MicroBatcher"]
+__all__ = ["MicroBatcher", "take_batch"]
 
 R = TypeVar("R")
 T = TypeVar("T")
+Q = TypeVar("Q")
 _log = logging.getLogger(__name__)
+
+
+def take_batch(queue: asyncio.Queue[Q | None], first: Q, max_batch: int) -> tuple[list[Q], bool]:
+    """The batch to dispatch now: `first` and what is already queued, up to `max_batch`; never waits.
+
+    Returns:
+        The batch, and True when the stop signal (None) was met in the queue.
+    """
+    batch = [first]
+    while len(batch) < max_batch and not queue.empty():
+        item = queue.get_nowait()
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
 
 
 class MicroBatcher(Generic[R]):
@@ -30,10 +49,10 @@ class MicroBatcher(Generic[R]):
     Args:
         run: Function of a batch (B, C, H, W) returning B results; runs on a worker thread.
         max_batch: Largest batch, >= 1 (1 turns batching off).
-        max_wait: Seconds the first input of a batch waits for more.
+        max_wait: Kept for compatibility and ignored: no input ever waits for others while the model is idle.
 
     Example:
-        >>> batcher = MicroBatcher(guard_fn, max_batch=32, max_wait=0.01)
+        >>> batcher = MicroBatcher(guard_fn, max_batch=32)
         >>> await batcher.start(); result = await batcher.submit(x); await batcher.stop()
     """
 
@@ -79,24 +98,18 @@ class MicroBatcher(Generic[R]):
         queue, loop = self._queue, asyncio.get_running_loop()
         if queue is None:
             raise RuntimeError("the batcher is not running")
+        running: asyncio.Task[None] | None = None
         stopping = False
         while not stopping:
             first = await queue.get()
             if first is None:
                 break
-            batch = [first]
-            deadline = loop.time() + self.max_wait
-            while len(batch) < self.max_batch:
-                left = deadline - loop.time()
-                try:
-                    item = queue.get_nowait() if left <= 0 else await asyncio.wait_for(queue.get(), left)
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            await self._run(batch, loop)
+            if running is not None:  # the model is busy: what arrives until it is done joins this batch
+                await running
+            batch, stopping = take_batch(queue, first, self.max_batch)
+            running = loop.create_task(self._run(batch, loop))  # the model is idle: dispatch at once
+        if running is not None:
+            await running
         # Inputs queued after the stop signal still get their answers.
         rest = []
         while not queue.empty():

@@ -5,7 +5,7 @@ A `serve.toml` has one table per section below; every key is optional:
     [model]     spec = "zoo:mnist-cnn-at"   name = "mnist"   device = "cpu"
     [guard]     calibration = "npz:heldout.npz"   detectors = ["squeeze"]   fpr = 0.01
                 on_flag = "fallback"   fallback = "abstain"   reject_fpr = 0.001
-    [batching]  max_batch = 32   max_wait_ms = 10
+    [batching]  max_batch = 32
     [limits]    max_body_bytes = 8000000   max_image_side = 4096   max_items = 64
     [security]  api_key_file = "KEY"   admin_key_file = "ADMIN_KEY"   rate_per_second = 50   burst = 100
     [monitor]   drift_window = 200   drift_run_length = 100000   request_log = "serve.db"   log_sample = 0.1
@@ -96,11 +96,15 @@ class GuardSettings(BaseModel):
 
 
 class BatchingSettings(BaseModel):
-    """Micro-batching: gather up to `max_batch` inputs, waiting at most `max_wait_ms` for more."""
+    """Micro-batching: dispatch at once when the model is idle, gather only while it is busy.
+
+    An input that finds the model idle runs at once; inputs that arrive while it is busy go
+    together, up to `max_batch`. `max_wait_ms` is accepted for old configs and ignored.
+    """
 
     model_config = _FROZEN
     max_batch: int = Field(default=32, ge=1, le=4096)
-    max_wait_ms: float = Field(default=10.0, ge=0.0, le=10_000.0)
+    max_wait_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
 
 
 class LimitSettings(BaseModel):

@@ -84,7 +84,7 @@ class GuardedServer:
         self.accepted = deque(maxlen=max(1, self.config.monitor.keep_accepted))
         sec = self.config.security
         self.auth_failures = RateLimiter(sec.auth_failure_rate, sec.auth_failure_burst, what="failed-key limit")
-        self.batcher = MicroBatcher(self.process, b.max_batch, b.max_wait_ms / 1000.0)
+        self.batcher = MicroBatcher(self.process, b.max_batch)
         self.log_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-log")
 
     @property

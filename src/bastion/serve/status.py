@@ -87,7 +87,7 @@ def render_status_page(status: dict[str, Any]) -> str:
 <body data-refreshed="0">
 <h1>bastion serve: <span id="model">{escape(status['model'])}</span></h1>
 <p>weights sha256 <code>{escape(status['fingerprint'][:16])}</code>; ready: {str(status['ready']).lower()};
-micro-batches of up to {int(status['batching']['max_batch'])} inputs, {status['batching']['max_wait_ms']:g} ms wait</p>
+micro-batches of up to {int(status['batching']['max_batch'])} inputs, dispatched as soon as the model is idle</p>
 {_banner(status['guarantee'], status.get('guarantee_details', {}))}
 <section id="counters"><h2>Requests (<span id="count-total">{total}</span>)</h2><div class="cards">{counters}</div>
 </section>

@@ -50,7 +50,8 @@ def register(commands: Any) -> None:
     g.add_argument("--gradient-norm", action="store_true", default=None, help="report the input-gradient norm")
     g.add_argument("--boundary-steps", type=int, help="DeepFool steps estimating the distance to the boundary")
     g.add_argument("--smoothing-sigma", type=float, help="noise of the smoothed fallback (0.25)")
-    g.add_argument("--smoothing-n", type=int, help="noise samples of the smoothed fallback (100)")
+    g.add_argument("--smoothing-n", type=int, help="most noise samples per input of the smoothed fallback, which "
+                   "stops as soon as its anytime-valid test decides (100)")
     g = p.add_argument_group("server")
     g.add_argument("--host", help="address to bind (default 127.0.0.1)")
     g.add_argument("--port", type=int, help="port (default 8000)")

@@ -71,7 +71,8 @@ class GuardSettings(BaseModel):
     gradient_norm: bool = False
     boundary_steps: int = Field(default=0, ge=0, le=50)
     smoothing_sigma: float = Field(default=0.25, gt=0.0)
-    smoothing_n: int = Field(default=100, ge=1)
+    smoothing_n: int = Field(default=100, ge=1)  # the sequential test's budget of estimation samples
+    smoothing_n0: int = Field(default=16, ge=1)  # selection samples (the class tested)
     smoothing_alpha: float = Field(default=0.001, gt=0.0, lt=1.0)
     smoothing_always: bool = False
     seed: int = 0

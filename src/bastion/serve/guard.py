@@ -3,8 +3,12 @@
 Detector scores become conformal p-values against clean calibration scores (Vovk et al. 2005;
 Angelopoulos & Bates 2021, arXiv:2107.07511; see `bastion.serve.conformal`), so the share of clean
 inputs flagged is at most the configured rate. The probes (input-gradient norm, a DeepFool
-distance estimate, randomized smoothing of Cohen et al. 2019, arXiv:1902.02918) are optional and
-each stage's time is returned for the latency metrics.
+distance estimate) are optional; the randomized-smoothing fallback (Cohen et al. 2019,
+arXiv:1902.02918) runs only on the inputs the policy sends to it, and decides sequentially
+(`bastion.certify.sequential.certify_sequential`, Voracek & Hein 2024, arXiv:2406.17830): noise is
+drawn in growing rounds until an anytime-valid test shows the top class has probability > 1/2
+(or the budget is spent: abstain), so a clear input costs a few dozen passes, not the whole budget.
+Each stage's time is returned for the latency metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bastion.certify import Smooth, image_generator
+from bastion.certify import image_generator
+from bastion.certify.sequential import certify_sequential
 from bastion.detect import Detector, score_batches
 from bastion.errors import InputError
 from bastion.passes import attack_mode, model_device_dtype
@@ -62,6 +67,7 @@ class Verdict:
     gradient_norm: float | None = None
     boundary_distance: float | None = None
     smoothed_label: int | None = None
+    smoothing_samples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -104,7 +110,6 @@ class Guard:
         flag_level = bonferroni_level(settings.fpr, self.conformal)
         reject = None if settings.reject_fpr is None else settings.reject_fpr / len(self.conformal)
         self.policy = Policy(settings, flag_level, reject)
-        self.smooth = Smooth(model, num_classes, settings.smoothing_sigma) if settings.uses_smoothing else None
         self.device, self.dtype = model_device_dtype(model)
 
     @classmethod
@@ -142,7 +147,7 @@ class Guard:
                               for d, c in zip(self.detectors, self.conformal, strict=True)},
                 "probes": {"gradient_norm": self.settings.gradient_norm,
                            "boundary_steps": self.settings.boundary_steps,
-                           "smoothing": self.smooth is not None}}
+                           "smoothing": self.settings.uses_smoothing}}
 
     def run(self, x: Tensor, *, drifted: bool = False) -> GuardBatch:
         """Guard a batch (B, C, H, W) in [0, 1] (already validated): one `Verdict` per input.
@@ -169,7 +174,7 @@ class Guard:
         decisions = [self.policy.decide(int(labels[i]), p_items[i], drifted=drifted) for i in range(len(x))]
         wanted = list(range(len(x))) if self.settings.smoothing_always else [i for i, d in enumerate(decisions)
                                                                              if d.smooth]
-        smoothed: dict[int, int] = self._smoothed(x, hashes, wanted, seconds) if wanted else {}
+        smoothed, samples = self._smoothed(x, hashes, wanted, seconds) if wanted else ({}, {})
         verdicts = []
         for i in range(len(x)):
             decision = decisions[i]
@@ -182,7 +187,7 @@ class Guard:
                 p_values=p_items[i], flagged_by=decision.flagged_by, input_hash=hashes[i],
                 gradient_norm=None if extras["gradient"] is None else float(extras["gradient"][i]),
                 boundary_distance=None if extras["boundary"] is None else float(extras["boundary"][i]),
-                smoothed_label=smoothed.get(i)))
+                smoothed_label=smoothed.get(i), smoothing_samples=samples.get(i)))
         return GuardBatch(verdicts, seconds)
 
     def _probes(self, x: Tensor, seconds: dict[str, float]) -> dict[str, Any]:
@@ -197,15 +202,24 @@ class Guard:
             seconds["boundary"] = time.perf_counter() - start
         return out
 
-    def _smoothed(self, x: Tensor, hashes: list[str], rows: list[int], seconds: dict[str, float]) -> dict[int, int]:
-        """The smoothed prediction (or ABSTAIN) of the inputs `rows` only."""
-        if self.smooth is None:
-            return {i: ABSTAIN for i in rows}
+    def _smoothed(self, x: Tensor, hashes: list[str], rows: list[int],
+                  seconds: dict[str, float]) -> tuple[dict[int, int], dict[int, int]]:
+        """The smoothed prediction (or ABSTAIN) of the inputs `rows` only, and the noise samples each took.
+
+        With probability at least 1 - smoothing_alpha per input, a prediction other than ABSTAIN is
+        the class the smoothed classifier returns at that input (its probability under the noise is
+        > 1/2), whenever the sequential test stopped.
+        """
+        if not self.settings.uses_smoothing:
+            return {i: ABSTAIN for i in rows}, {}
         start = time.perf_counter()
         # Noise seeded by the input itself: resending an input cannot re-roll the smoothed answer.
         generators = [image_generator(self.settings.seed, int(hashes[i], 16), x.device) for i in rows]
         s = self.settings
-        labels = self.smooth.predict_many(x[rows], s.smoothing_n, s.smoothing_alpha,
-                                          batch_size=max(s.smoothing_n, 1), generators=generators)
+        certificates = certify_sequential(
+            self.model, x[rows], num_classes=self.num_classes, sigma=s.smoothing_sigma, radii=[], n0=s.smoothing_n0,
+            budget=s.smoothing_n, alpha=s.smoothing_alpha, batch_size=max(s.smoothing_n, s.smoothing_n0),
+            generators=generators, first=min(32, s.smoothing_n), growth=2.0)
         seconds["smoothing"] = time.perf_counter() - start
-        return dict(zip(rows, labels, strict=True))
+        return ({i: c.prediction for i, c in zip(rows, certificates, strict=True)},
+                {i: c.samples for i, c in zip(rows, certificates, strict=True)})

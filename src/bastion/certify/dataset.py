@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bastion.certify.iss import certify_iss
 from bastion.certify.procedure import Procedure
@@ -17,6 +16,7 @@ from bastion.certify.smoothing import Certificate, Smooth
 from bastion.certify.votes import image_generator
 from bastion.data import ImageSet
 from bastion.passes import model_device_dtype
+from bastion.progress import progress_bar
 
 __all__ = ["UNIFORM_STREAM", "certify_dataset", "group_size"]
 
@@ -77,7 +77,7 @@ def certify_dataset(
     device, dtype = model_device_dtype(model)
     group = group_size(procedure.n0, batch_size)
     rows: list[dict[str, Any]] = []
-    with tqdm(total=len(data), desc="certify", unit="image", disable=not progress, leave=False) as bar:
+    with progress_bar(len(data), desc="certify", unit="image", enabled=progress) as bar:
         for start in range(0, len(data), group):
             stop = min(start + group, len(data))
             x, y = data.batch(slice(start, stop), device=device, dtype=dtype)

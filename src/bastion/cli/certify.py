@@ -126,7 +126,7 @@ def _certify(args: argparse.Namespace, world: World) -> int:
         print(f"resuming: {len(saved)} of {len(indices)} points were certified before", file=sys.stderr)
     fresh = [] if not mine else certify_dataset(loaded.module, full.subset(mine), sigma=sigma, procedure=procedure,
                             batch_size=args.batch_size, seed=args.seed, indices=mine,
-                            progress=world.is_main and not args.quiet and sys.stderr.isatty(),
+                            progress=world.is_main and not args.quiet,
                             on_group=partial.append)
     done = {r["index"]: r for r in kept} | {r["index"]: r for r in fresh}
     rows = distributed.gather_by_index([(p, done[indices[p]]) for p in positions])

@@ -98,3 +98,19 @@ def test_a_run_killed_mid_way_resumes_to_the_same_certificates(tmp_path):
     assert main([*argv, "--resume", "--out", str(out)]) == 0
     assert _rows(out) == _rows(tmp_path / "whole")
     assert not list(out.glob("certify.partial.*"))
+
+
+def test_evaluate_certifies_sequentially_at_the_threat_radius(tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", "zoo:mnist-cnn-noise", "--data", "mnist-sample", "--limit", "4",
+                 "--norm", "linf", "--eps", "0.02", "--suite", "pgd", "--steps", "2", "--curve-points", "0",
+                 "--certify", "--sequential",
+                 "--sigma", "0.5", "--quiet", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    stage = next(s for s in report["stages"] if s["name"] == "certify")
+    section = stage["result"]["section"]
+    assert section["settings"]["procedure"] == "sequential" and section["threat_radius"] == pytest.approx(0.56)
+    assert section["threat_radius"] in section["settings"]["decided_radii"]
+    assert all(len(r["decisions"]) == 6 and r["samples"] == 16 + r["n"] for r in section["rows"])
+    assert section["summary"]["samples"] == sum(r["samples"] for r in section["rows"])
+    assert "fewer than fixed n" in stage["headline"]

@@ -92,9 +92,13 @@ def register(commands: Any) -> None:
                            help="also certify each point by randomized smoothing and attack the smoothed "
                            "classifier with SmoothAdv (L2 threat models)")
     smoothing.add_argument("--sigma", type=float, help="smoothing noise standard deviation (default 0.25)")
-    smoothing.add_argument("--n0", type=int, help="selection samples per point (default 100)")
-    smoothing.add_argument("--n", type=int, help="estimation samples per point (default 10000)")
+    smoothing.add_argument("--n0", type=int, help="selection samples per point (default 100; 16 with --sequential)")
+    smoothing.add_argument("--n", type=int, help="estimation samples per point (default 10000); with --sequential "
+                           "the most a point may draw (default 30000)")
     smoothing.add_argument("--alpha", type=float, help="certificate error probability (default 0.001)")
+    smoothing.add_argument("--sequential", action="store_true", default=None,
+                           help="decide certification at the table's radii and the threat model's with anytime-valid "
+                           "tests, each point stopping as soon as its answer is known (Voracek & Hein 2024)")
     report = parser.add_argument_group("curve and report")
     report.add_argument("--curve-points", type=int, help="points of the accuracy-vs-eps curve (default 9, 0 = none)")
     report.add_argument("--curve-max", help="largest eps of the curve (default 2 x eps)")

@@ -70,9 +70,12 @@ class EvalConfig:
         certify: Also certify every point by randomized smoothing (Cohen et al., ICML 2019) and attack
             the smoothed classifier with SmoothAdv, for the "certified <= empirical" section.
         sigma: Noise standard deviation of the smoothing (pixel scale).
-        n0: Selection samples per point of CERTIFY.
-        n: Estimation samples per point of CERTIFY.
+        n0: Selection samples per point of CERTIFY (None: 100, or 16 when `sequential`).
+        n: Estimation samples per point of CERTIFY (None: 10,000), or a point's budget when
+            `sequential` (None: 30,000).
         alpha: CERTIFY's error probability: each certificate holds with probability >= 1 - alpha.
+        sequential: Certify by sequential decisions (Voracek & Hein, NeurIPS 2024) at the table's
+            radii and the threat model's, each point drawing only the samples it needs.
         defense: Defense specs (`jpeg:quality=75`, `median:size=3`, ...) applied to the model's input
             (or output) in the order given; see `bastion.defenses.DEFENSES`.
         ensemble: Model specs combined into one ensemble model (instead of `model`); each member's
@@ -133,9 +136,10 @@ class EvalConfig:
     resume: bool = False
     certify: bool = False
     sigma: float = 0.25
-    n0: int = 100
-    n: int = 10_000
+    n0: int | None = None
+    n: int | None = None
     alpha: float = 0.001
+    sequential: bool = False
     defense: tuple[str, ...] = ()
     ensemble: tuple[str, ...] = ()
     ensemble_mode: str = "logits"
@@ -166,8 +170,11 @@ class EvalConfig:
             if value is not None:
                 set_(self, name, tuple(float(v) for v in value))
         for name, low in (("steps", 1), ("restarts", 1), ("curve_restarts", 1), ("batch_size", 1),
-                          ("curve_points", 0), ("gallery", 0), ("n0", 1), ("n", 1)):
+                          ("curve_points", 0), ("gallery", 0)):
             _check_int(name, getattr(self, name), low)
+        for name in ("n0", "n"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
         for name in ("aa_steps", "aa_queries"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), 1)

@@ -52,3 +52,17 @@ def test_chunks_cover_every_position_once(count, chunk, size):
     shards = [shard_chunks(count, chunk, rank, size) for rank in range(size)]
     assert sorted(p for shard in shards for p in shard) == list(range(count))
     assert all(shard == sorted(shard) for shard in shards)
+
+
+def test_sequential_certificates_are_the_same_on_two_processes(tmp_path):
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    argv = ["certify", "--model", f"{nets}:build", "--data", "mnist-sample", "--sigma", "0.25", "--sequential",
+            "--radii", "0.1,0.2", "--n0", "10", "--samples", "2000", "--batch-size", "30", "--limit", "9", "--no-db",
+            "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    one = _rows(tmp_path / "one")
+    assert len({r["samples"] for r in one}) > 1  # the points stopped at different sample sizes
+    done = torchrun(2, [*argv, "--out", str(tmp_path / "two")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _rows(tmp_path / "two") == one

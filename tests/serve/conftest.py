@@ -17,6 +17,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from bastion.data import load_dataset  # noqa: E402
+from bastion.detect import make_detector  # noqa: E402
 from bastion.models import load_model  # noqa: E402
 from bastion.serve import DriftMonitor, Guard, GuardedServer, ServeConfig, build_server, load_config  # noqa: E402
 from bastion.serve.metrics import ServeMetrics  # noqa: E402
@@ -47,13 +48,20 @@ def eval_images(split) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture
-def make_server(base_server: GuardedServer) -> Callable[..., GuardedServer]:
-    """A fresh server sharing the calibrated guard; overrides as in `ServeConfig.with_overrides`."""
+def make_server(base_server: GuardedServer, split) -> Callable[..., GuardedServer]:
+    """A fresh server sharing the calibrated guard; overrides as in `ServeConfig.with_overrides`.
+
+    Probes or other detectors are calibrated anew on the same calibration images.
+    """
 
     def make(**overrides: Any) -> GuardedServer:
         config: ServeConfig = base_server.config.with_overrides(overrides) if overrides else base_server.config
-        g = base_server.guard
-        guard = Guard(g.model, g.detectors, g.conformal, config.guard, g.num_classes, g.reference)
+        g, c = base_server.guard, config.guard
+        if c.gradient_norm or c.boundary_steps or c.detectors != base_server.config.guard.detectors:
+            detectors = [make_detector(name, list(c.squeezers) if c.squeezers else None) for name in c.detectors]
+            guard = Guard.calibrate(g.model, detectors, split["calibration"][0], c)
+        else:
+            guard = Guard(g.model, g.detectors, g.conformal, c, g.num_classes, g.reference)
         return build_parts(config, guard, base_server)
 
     return make
@@ -70,7 +78,7 @@ def build_parts(config: ServeConfig, guard: Guard, base: GuardedServer) -> Guard
     if log is not None:
         log.create()
     return GuardedServer(config, guard, base.input_shape, base.fingerprint,
-                         ServeMetrics(config.model.served_name, base.fingerprint, [d.name for d in guard.detectors]),
+                         ServeMetrics(config.model.served_name, base.fingerprint, [c.name for c in guard.signals]),
                          drift, log, ApiKey(read_key_file(sec.api_key_file)) if sec.api_key_file else None,
                          RateLimiter(sec.rate_per_second, sec.burst) if sec.rate_per_second else None,
                          calibration_keys=base.calibration_keys)

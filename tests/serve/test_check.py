@@ -35,6 +35,7 @@ def test_check_reports_every_row_and_attacks_move_the_rates(make_server) -> None
     json.dumps(report, allow_nan=False)
     server.check_report = report
     page = render_status_page(server.status())
-    assert 'id="check"' in page and "pgd linf 0.3" in page
+    assert 'id="check"' in page and "pgd linf 0.3" in page and "attacks detected" in page
+    assert f"{pgd['detection_rate']:.1%} of {pgd['n_success']}" in page
     with TestClient(create_app(server)) as client:
         assert client.get("/status.json").json()["check"]["rows"][0]["name"] == "clean"

@@ -37,8 +37,9 @@ def register(commands: Any) -> None:
                    "mnist-sample:eval); a set sharing images with a known training split is refused")
     g.add_argument("--calibration-limit", type=int, help="use only this many calibration images (seeded subset; at "
                    "least 2 x --drift-window, which the drift monitor needs)")
-    g.add_argument("--detector", action="append", help="detector, repeatable: squeeze (default), confidence, "
-                   "entropy, margin")
+    g.add_argument("--detector", action="append", help="detector, repeatable: squeeze, confidence, entropy, "
+                   "margin (default: squeeze, margin and entropy); each, and each enabled probe, is a conformal "
+                   "p-value, and --fpr is shared among them (Bonferroni)")
     g.add_argument("--squeezers", help="feature squeezers, e.g. bit-depth:1,median:2,median:3")
     g.add_argument("--fpr", type=float, help="target false-positive rate of a flag on clean inputs (0.01)")
     g.add_argument("--reject-fpr", type=float, help="stricter rate below which inputs are rejected outright")
@@ -47,8 +48,10 @@ def register(commands: Any) -> None:
     g.add_argument("--on-drift", choices=["keep", "flag", "fallback", "reject"], help="what every input gets once "
                    "the guarantee no longer holds (traffic not exchangeable with the calibration set): keep "
                    "deciding as usual, flag all (default), fall back or reject, until POST /admin/recalibrate")
-    g.add_argument("--gradient-norm", action="store_true", default=None, help="report the input-gradient norm")
-    g.add_argument("--boundary-steps", type=int, help="DeepFool steps estimating the distance to the boundary")
+    g.add_argument("--gradient-norm", action="store_true", default=None, help="the input-gradient norm enters the "
+                   "decision (one backward pass per input)")
+    g.add_argument("--boundary-steps", type=int, help="DeepFool steps estimating the distance to the boundary, "
+                   "which then enters the decision")
     g.add_argument("--smoothing-sigma", type=float, help="noise of the smoothed fallback (0.25)")
     g.add_argument("--smoothing-n", type=int, help="most noise samples per input of the smoothed fallback, which "
                    "stops as soon as its anytime-valid test decides (100)")

@@ -3,7 +3,7 @@
 A `serve.toml` has one table per section below; every key is optional:
 
     [model]     spec = "zoo:mnist-cnn-at"   name = "mnist"   device = "cpu"
-    [guard]     calibration = "npz:heldout.npz"   detectors = ["squeeze"]   fpr = 0.01
+    [guard]     calibration = "npz:heldout.npz"   detectors = ["squeeze", "margin", "entropy"]   fpr = 0.01
                 on_flag = "fallback"   fallback = "abstain"   reject_fpr = 0.001
     [batching]  max_batch = 32
     [limits]    max_body_bytes = 8000000   max_image_side = 4096   max_items = 64
@@ -51,7 +51,8 @@ class GuardSettings(BaseModel):
     """Detectors, their calibration, the optional probes, and the policy.
 
     `fpr` is the target false-positive rate on clean inputs of the flag decision, shared across
-    detectors by Bonferroni; `reject_fpr` (optional, smaller) sets a stricter level below which a
+    every signal (the detectors, and the gradient-norm and boundary-distance probes when enabled)
+    by Bonferroni; `reject_fpr` (optional, smaller) sets a stricter level below which a
     request is rejected outright. `on_flag` says what a flagged request gets: "flag" (the answer and
     a warning), "fallback" (the `fallback` answer: "abstain", "smooth" or "label:K"), or "reject".
     `on_drift` says what every input gets once the guarantee no longer holds: "keep" (decide as
@@ -61,7 +62,7 @@ class GuardSettings(BaseModel):
     model_config = _FROZEN
     calibration: str | None = None  # None: the model's held-out split when known (zoo), else refused
     calibration_limit: int | None = Field(default=None, ge=1)  # its minimum depends on the drift window
-    detectors: tuple[str, ...] = ("squeeze",)
+    detectors: tuple[str, ...] = ("squeeze", "margin", "entropy")
     squeezers: tuple[str, ...] | None = None
     fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
     reject_fpr: float | None = Field(default=None, gt=0.0, lt=1.0)

@@ -30,7 +30,7 @@ from bastion.passes import attack_mode, model_device_dtype
 from bastion.serve.config import GuardSettings
 from bastion.serve.conformal import ConformalScores, bonferroni_level
 from bastion.serve.policy import ABSTAIN, Policy
-from bastion.serve.probes import boundary_distance, gradient_norm
+from bastion.serve.signals import LOGIT_SCORES, probe_batches, probe_scores
 
 __all__ = ["Guard", "GuardBatch", "Verdict", "input_hash", "output_signals"]
 
@@ -87,8 +87,10 @@ class GuardBatch:
 class Guard:
     """A classifier, its calibrated detectors and the policy; `run` guards a batch.
 
-    Build it with `Guard.calibrate`. The policy's per-detector level is `fpr / m` for m detectors,
-    so P(flagged | clean) <= fpr for clean inputs exchangeable with the calibration set.
+    Build it with `Guard.calibrate`. Every signal enters the decision: each detector's score and,
+    when enabled, the gradient-norm and boundary-distance probes, each as a conformal p-value
+    (`bastion.serve.signals`). The policy's per-signal level is `fpr / m` for m signals, so
+    P(flagged | clean) <= fpr for clean inputs exchangeable with the calibration set.
 
     Args:
         model: Images (B, C, H, W) in [0, 1] to logits (B, K).
@@ -97,18 +99,26 @@ class Guard:
         settings: Guard settings.
         num_classes: K.
         reference: Clean calibration "confidence" and "margin" values (for the drift monitor).
+        probes: Clean calibration scores of the enabled probes ("gradient-norm", "boundary-distance").
     """
 
     def __init__(self, model: nn.Module, detectors: Sequence[Detector], conformal: Sequence[ConformalScores],
-                 settings: GuardSettings, num_classes: int, reference: dict[str, Tensor]) -> None:
+                 settings: GuardSettings, num_classes: int, reference: dict[str, Tensor],
+                 probes: Sequence[ConformalScores] = ()) -> None:
         if len(detectors) != len(conformal) or not detectors:
             raise InputError("the guard needs one calibration per detector, and at least one detector")
         if settings.fallback.startswith("label:") and int(settings.fallback.split(":")[1]) >= num_classes:
             raise InputError(f"fallback {settings.fallback} names no class of a {num_classes}-class model")
         self.model, self.detectors, self.conformal = model, list(detectors), list(conformal)
         self.settings, self.num_classes, self.reference = settings, num_classes, reference
-        flag_level = bonferroni_level(settings.fpr, self.conformal)
-        reject = None if settings.reject_fpr is None else settings.reject_fpr / len(self.conformal)
+        self.probes = list(probes)
+        enabled = {"gradient-norm"} if settings.gradient_norm else set()
+        enabled |= {"boundary-distance"} if settings.boundary_steps > 0 else set()
+        if enabled != {p.name for p in self.probes}:
+            raise InputError(f"the guard needs calibration scores of exactly the enabled probes {sorted(enabled)}, "
+                             f"got {sorted(p.name for p in self.probes)}")
+        flag_level = bonferroni_level(settings.fpr, self.signals)
+        reject = None if settings.reject_fpr is None else settings.reject_fpr / len(self.signals)
         self.policy = Policy(settings, flag_level, reject)
         self.device, self.dtype = model_device_dtype(model)
 
@@ -123,7 +133,14 @@ class Guard:
             logits = torch.cat([model(chunk) for chunk in torch.split(x_clean, batch_size)])
         signals = output_signals(logits)
         reference = {"confidence": signals["confidence"].cpu(), "margin": signals["margin"].cpu()}
-        return cls(model, detectors, conformal, settings, int(logits.shape[1]), reference)
+        probed = probe_batches(model, x_clean, settings, batch_size)
+        probes = [ConformalScores.fit(name, s) for name, s in probed.items()]
+        return cls(model, detectors, conformal, settings, int(logits.shape[1]), reference, probes)
+
+    @property
+    def signals(self) -> list[ConformalScores]:
+        """Calibration of every signal in the decision: the detectors', then the probes'."""
+        return [*self.conformal, *self.probes]
 
     @property
     def flag_level(self) -> float:
@@ -134,7 +151,7 @@ class Guard:
         """p-value levels the guarantee monitor tests: the flag level first, the reject level, then 0.1 and 0.25."""
         levels = [self.flag_level]
         for level in (self.policy.reject_level, 0.1, 0.25):
-            if level is not None and level not in levels and level >= self.conformal[0].smallest_level():
+            if level is not None and level not in levels and level >= self.signals[0].smallest_level():
                 levels.append(level)
         return levels
 
@@ -143,8 +160,9 @@ class Guard:
         return {"fpr": self.settings.fpr, "flag_level": self.flag_level, "reject_level": self.policy.reject_level,
                 "on_flag": self.settings.on_flag, "fallback": self.settings.fallback,
                 "calibration": self.settings.calibration,
-                "detectors": {c.name: {**c.summary(), "settings": repr(d)}
-                              for d, c in zip(self.detectors, self.conformal, strict=True)},
+                "detectors": {**{c.name: {**c.summary(), "settings": repr(d)}
+                                 for d, c in zip(self.detectors, self.conformal, strict=True)},
+                              **{c.name: {**c.summary(), "settings": "probe"} for c in self.probes}},
                 "probes": {"gradient_norm": self.settings.gradient_norm,
                            "boundary_steps": self.settings.boundary_steps,
                            "smoothing": self.settings.uses_smoothing}}
@@ -163,13 +181,14 @@ class Guard:
             logits = self.model(x)
             seconds["model"] = time.perf_counter() - start
             start = time.perf_counter()
-            scores = {d.name: d.score(self.model, x).detach().cpu() for d in self.detectors}
-        p_values = {c.name: c.p_values(scores[c.name]) for c in self.conformal}
+            scores = {d.name: (LOGIT_SCORES[d.name](logits) if d.name in LOGIT_SCORES else d.score(self.model, x))
+                      .detach().cpu() for d in self.detectors}
         seconds["detectors"] = time.perf_counter() - start
+        scores.update(probe_scores(self.model, x, self.settings, seconds))
+        p_values = {c.name: c.p_values(scores[c.name]) for c in self.signals}
         signals = {k: v.cpu() for k, v in output_signals(logits).items()}
         labels = logits.argmax(dim=1).cpu()
         hashes = [input_hash(item) for item in x]
-        extras = self._probes(x, seconds)
         p_items = [{name: float(p[i]) for name, p in p_values.items()} for i in range(len(x))]
         decisions = [self.policy.decide(int(labels[i]), p_items[i], drifted=drifted) for i in range(len(x))]
         wanted = list(range(len(x))) if self.settings.smoothing_always else [i for i, d in enumerate(decisions)
@@ -185,22 +204,10 @@ class Guard:
                 confidence=float(signals["confidence"][i]), margin=float(signals["margin"][i]),
                 entropy=float(signals["entropy"][i]), scores={k: float(v[i]) for k, v in scores.items()},
                 p_values=p_items[i], flagged_by=decision.flagged_by, input_hash=hashes[i],
-                gradient_norm=None if extras["gradient"] is None else float(extras["gradient"][i]),
-                boundary_distance=None if extras["boundary"] is None else float(extras["boundary"][i]),
+                gradient_norm=float(scores["gradient-norm"][i]) if "gradient-norm" in scores else None,
+                boundary_distance=-float(scores["boundary-distance"][i]) if "boundary-distance" in scores else None,
                 smoothed_label=smoothed.get(i), smoothing_samples=samples.get(i)))
         return GuardBatch(verdicts, seconds)
-
-    def _probes(self, x: Tensor, seconds: dict[str, float]) -> dict[str, Any]:
-        out: dict[str, Any] = {"gradient": None, "boundary": None}
-        if self.settings.gradient_norm:
-            start = time.perf_counter()
-            out["gradient"] = gradient_norm(self.model, x)
-            seconds["gradient"] = time.perf_counter() - start
-        if self.settings.boundary_steps > 0:
-            start = time.perf_counter()
-            out["boundary"] = boundary_distance(self.model, x, self.settings.boundary_steps)
-            seconds["boundary"] = time.perf_counter() - start
-        return out
 
     def _smoothed(self, x: Tensor, hashes: list[str], rows: list[int],
                   seconds: dict[str, float]) -> tuple[dict[int, int], dict[int, int]]:

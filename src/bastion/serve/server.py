@@ -93,7 +93,7 @@ class GuardedServer:
         return self.config.model.served_name
 
     def _new_guarantee(self) -> None:
-        self.guarantee = GuaranteeMonitor({c.name: c.n for c in self.guard.conformal}, self.guard.monitored_levels(),
+        self.guarantee = GuaranteeMonitor({c.name: c.n for c in self.guard.signals}, self.guard.monitored_levels(),
                                           self.config.monitor.false_alarm)
 
     def process(self, x: Tensor) -> Sequence[Verdict]:
@@ -103,7 +103,7 @@ class GuardedServer:
         """
         result = self.guard.run(x, drifted=not self.guarantee.state().holds)
         m = self.metrics
-        names = [c.name for c in self.guard.conformal]
+        names = [c.name for c in self.guard.signals]
         if self.guarantee.update(np.array([[v.p_values[name] for name in names] for v in result.verdicts])):
             _log.warning("the guarantee no longer holds: %s", self.guarantee.state().why)
         m.observe_guarantee(self.guarantee.state())
@@ -156,7 +156,7 @@ class GuardedServer:
         g = self.config.guard
         return {"fingerprint": self.fingerprint, "fpr": g.fpr, "flag_level": self.guard.flag_level,
                 "on_flag": g.on_flag, "on_drift": g.on_drift, "fallback": g.fallback,
-                "detectors": ",".join(d.name for d in self.guard.detectors)}
+                "signals": ",".join(c.name for c in self.guard.signals)}
 
     def record(self, route: str, verdicts: Sequence[Verdict], seconds: float) -> None:
         """Count the answered inputs and queue the sampled ones for the request log."""
@@ -198,7 +198,8 @@ class GuardedServer:
     def _guarantee_details(self) -> dict[str, Any]:
         g = self.guarantee.state()
         return {"inputs": g.inputs, "e_value": g.e_value, "threshold": g.threshold, "false_alarm": g.false_alarm,
-                "flag_rate_bound": g.flag_rate_bound, "levels": self.guarantee.levels}
+                "flag_rate_bound": g.flag_rate_bound, "flag_rate_bound_any": min(1.0, sum(g.flag_rate_bound.values())),
+                "levels": self.guarantee.levels}
 
 
 def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerprint: str | None = None,
@@ -235,7 +236,7 @@ def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerp
     guard = Guard.calibrate(model, detectors, x, g)
     mon = config.monitor
     drift = DriftMonitor(guard.reference, mon.drift_window, mon.drift_run_length, seed=g.seed)
-    metrics = ServeMetrics(m.served_name, fingerprint or "unknown", [d.name for d in detectors])
+    metrics = ServeMetrics(m.served_name, fingerprint or "unknown", [c.name for c in guard.signals])
     log = None
     if mon.request_log:
         log = RequestLog(mon.request_log, sample=mon.log_sample, seed=g.seed)

@@ -43,26 +43,32 @@ def _pct(value: Any) -> str:
     return "—" if value is None else f"{float(value):.1%}"
 
 
+def _check_row(r: dict[str, Any]) -> str:
+    detected = "" if "n_success" not in r else f"{_pct(r.get('detection_rate'))} of {int(r['n_success'])}"
+    return (f"<tr><td>{escape(str(r['name']))}</td><td>{escape(str(r['kind']))}</td><td>{int(r['n'])}</td>"
+            f"<td>{_pct(r['flag_rate'])} ± {_pct(2 * float(r.get('standard_error', 0.0)))}</td>"
+            f"<td>{_pct(r.get('accuracy'))}</td><td>{detected}</td></tr>")
+
+
 def _check_section(check: dict[str, Any] | None) -> str:
     if not check:
         return ("<p>No benign-shift check loaded. Run <code>bastion serve --check --check-out check.json</code> "
                 "and start the server with <code>--check-report check.json</code>.</p>")
-    rows = "".join(f"<tr><td>{escape(str(r['name']))}</td><td>{escape(str(r['kind']))}</td><td>{int(r['n'])}</td>"
-                   f"<td>{_pct(r['flag_rate'])}</td><td>{_pct(r.get('accuracy'))}</td></tr>"
-                   for r in check.get("rows", []))
+    rows = "".join(_check_row(r) for r in check.get("rows", []))
     return (f"<p>target FPR {_pct(check.get('fpr'))}; {escape(str(check.get('note', '')))}</p>"
-            "<table id=\"check\"><tr><th>input</th><th>kind</th><th>n</th><th>flag rate</th>"
-            f"<th>accuracy answered</th></tr>{rows}</table>")
+            "<table id=\"check\"><tr><th>input</th><th>kind</th><th>n</th><th>flag rate ± 2 se</th>"
+            f"<th>accuracy answered</th><th>attacks detected</th></tr>{rows}</table>")
 
 
 def _banner(guarantee: dict[str, Any], details: dict[str, Any]) -> str:
     holds = bool(guarantee["holds"])
     bounds = ", ".join(f"{escape(k)} {v:.2%}" for k, v in details.get("flag_rate_bound", {}).items())
+    bounds = f"{details.get('flag_rate_bound_any', 0):.2%} for a flag by any signal ({bounds})"
     return (f'<div id="guarantee" class="banner {"ok" if holds else "alarm"}"><strong id="guarantee-state">'
             f'{"The guarantee holds" if holds else "The guarantee no longer holds"}</strong>: '
             f'<span id="guarantee-why">{escape(str(guarantee["why"]))}</span><br><small>Tested on every input by a '
             f"conformal test martingale (false-alarm probability {details.get('false_alarm', 0):g} over any "
-            f"horizon); given this calibration set, clean flag rates are at most {bounds}.</small></div>")
+            f"horizon); given this calibration set, the clean flag rate is at most {bounds}.</small></div>")
 
 
 def render_status_page(status: dict[str, Any]) -> str:

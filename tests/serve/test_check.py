@@ -24,6 +24,10 @@ def test_check_reports_every_row_and_attacks_move_the_rates(make_server) -> None
     assert len(rows) == 5 + 2 * len(CORRUPTIONS) + 2
     assert all(r["n"] == 40 and 0 <= r["flag_rate"] <= 1 for r in rows.values())
     clean, pgd, adaptive = rows["clean"], rows["pgd linf 0.3"], rows["detector-aware pgd linf 0.3"]
+    # Each row starts with a fresh guarantee monitor: low contrast (which the 1-bit squeezer binarizes) breaks
+    # it, clean traffic does not, and the row after a broken one is not flagged for it.
+    assert clean["guarantee_holds"] is True and rows["contrast s3"]["guarantee_holds"] is False
+    assert rows["pixelate s1"]["flag_rate"] < 0.2 and server.guarantee.state().holds
     assert clean["accuracy"] >= 0.95 and pgd["accuracy"] < clean["accuracy"]
     assert clean["flag_rate"] <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 40)
     assert pgd["n_success"] > 0 and pgd["detection_rate"] is not None and pgd["flag_rate"] > clean["flag_rate"]

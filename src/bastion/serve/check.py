@@ -15,6 +15,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -99,7 +100,8 @@ def run_check(server: GuardedServer, make_app: Callable[[GuardedServer], Any], *
     Returns:
         {"fpr", "rows": [{"name", "kind", "n", "flag_rate", "standard_error", "accuracy", ...}], "note"};
         attack rows add "n_success" (misclassified), "detection_rate" (share of those flagged) and
-        "evasion_rate" (misclassified and not flagged, over all attacked points).
+        "evasion_rate" (misclassified and not flagged, over all attacked points); "guarantee_holds"
+        says whether the row's traffic left the guarantee standing (each row starts afresh).
     """
     held_out = load_dataset(data)
     x = held_out.images.float() / 255.0 if held_out.images.dtype == torch.uint8 else held_out.images.float()
@@ -113,47 +115,56 @@ def run_check(server: GuardedServer, make_app: Callable[[GuardedServer], Any], *
     x, y = x[keep], held_out.labels[keep]
     server.limiter = None  # the check is one client sending everything at once
     generator = torch.Generator().manual_seed(seed)
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def measure(name: str, kind: str, send: Callable[[], list[dict[str, Any]]], success: Tensor | None = None) -> None:
+        # Each row starts with a fresh guarantee monitor: a shift in one row must not flag (on_drift) the next.
+        server.guarantee.reset()
+        row = _row(name, kind, send(), y, success)
+        row["guarantee_holds"] = server.guarantee.state().holds
+        rows.append(row)
+
     with TestClient(make_app(server)) as client:
-        rows.append(_row("clean", "clean", _infer(client, server, x), y))
-        rows.append(_row("jpeg upload q75", "benign", _upload(client, server, x, "JPEG", quality=75), y))
-        rows.append(_row("jpeg upload q50", "benign", _upload(client, server, x, "JPEG", quality=50), y))
+        measure("clean", "clean", lambda: _infer(client, server, x))
+        measure("jpeg upload q75", "benign", lambda: _upload(client, server, x, "JPEG", quality=75))
+        measure("jpeg upload q50", "benign", lambda: _upload(client, server, x, "JPEG", quality=50))
         side = int(x.shape[-1])
-        rows.append(_row(f"png upload {2 * side}px", "benign", _upload(client, server, x, "PNG", 2 * side), y))
-        rows.append(_row(f"png upload {side * 3 // 4}px", "benign",
-                         _upload(client, server, x, "PNG", side * 3 // 4), y))
+        measure(f"png upload {2 * side}px", "benign", lambda: _upload(client, server, x, "PNG", 2 * side))
+        measure(f"png upload {side * 3 // 4}px", "benign", lambda: _upload(client, server, x, "PNG", side * 3 // 4))
         for name in CORRUPTIONS:
             for severity in (1, 3):
                 shifted = corrupt(x, name, severity, generator)
-                rows.append(_row(f"{name} s{severity}", "benign", _infer(client, server, shifted), y))
+                measure(f"{name} s{severity}", "benign", partial(_infer, client, server, shifted))
         model, threat = server.guard.model, ThreatModel("linf", eps)
         device, dtype = server.guard.device, server.guard.dtype
         xd, yd = x.to(device, dtype), y.to(device)
         pgd = PGD(steps=attack_steps)(model, xd, yd, threat, generator=torch.Generator(device).manual_seed(seed))
-        rows.append(_row(f"pgd linf {eps:g}", "attack", _infer(client, server, pgd.x_adv.cpu().float()), y,
-                         pgd.success.cpu()))
+        measure(f"pgd linf {eps:g}", "attack", lambda: _infer(client, server, pgd.x_adv.cpu().float()),
+                pgd.success.cpu())
         detectors = [CalibratedDetector(d, conformal_threshold(c.sorted_scores, server.guard.flag_level),
                                         server.guard.flag_level, c.n, server.guard.flag_level)
                      for d, c in zip(server.guard.detectors, server.guard.conformal, strict=True)]
         adaptive = DetectorAwarePGD(detectors, steps=adaptive_steps)(
             model, xd, yd, threat, generator=torch.Generator(device).manual_seed(seed))
-        rows.append(_row(f"detector-aware pgd linf {eps:g}", "attack",
-                         _infer(client, server, adaptive.x_adv.cpu().float()), y, adaptive.success.cpu()))
+        measure(f"detector-aware pgd linf {eps:g}", "attack",
+                lambda: _infer(client, server, adaptive.x_adv.cpu().float()), adaptive.success.cpu())
+    server.guarantee.reset()
     return {"fpr": server.config.guard.fpr, "data": held_out.name, "rows": rows,
             "note": f"{len(x)} held-out images of {held_out.name}, none of them calibration images; flag = any "
-                    "outcome other than accept"}
+                    "outcome other than accept; each row starts with a fresh guarantee monitor"}
 
 
 def format_check(report: dict[str, Any]) -> str:
     """The terminal table of a check report."""
-    head = ["input", "kind", "n", "flag rate", "± 2 se", "model accuracy", "detected", "evades"]
+    head = ["input", "kind", "n", "flag rate", "± 2 se", "model accuracy", "detected", "evades", "guarantee"]
     lines = [head]
     for r in report["rows"]:
         det = r.get("detection_rate")
         lines.append([r["name"], r["kind"], str(r["n"]), f"{r['flag_rate']:.1%}", f"{2 * r['standard_error']:.1%}",
                       f"{r['accuracy']:.1%}", "" if "n_success" not in r else
                       ("—" if det is None else f"{det:.1%} of {r['n_success']}"),
-                      "" if "evasion_rate" not in r else f"{r['evasion_rate']:.1%}"])
+                      "" if "evasion_rate" not in r else f"{r['evasion_rate']:.1%}",
+                      {True: "holds", False: "broken"}.get(r.get("guarantee_holds"), "")])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     out = [f"guard flag rates at a target false-positive rate of {report['fpr']:g} ({report['note']})"]
     out += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))

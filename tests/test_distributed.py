@@ -17,8 +17,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm._monitor import TMonitor
 from tqdm.auto import tqdm
 
-from bastion.distributed import World, all_reduce_sum, broadcast_object, clean_exit, gather_by_index, setup, world
+from bastion.distributed import World, all_reduce_sum, broadcast_object, gather_by_index, setup, world
 from bastion.errors import InputError
+from bastion.exiting import clean_exit
 from tests.torchrun import torchrun
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,9 +29,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bastion.errors import InputError
 
-__all__ = ["World", "all_gather", "all_reduce_and", "all_reduce_sum", "barrier", "broadcast_object", "clean_exit",
-           "gather_by_index", "is_main", "launched", "restart_count", "session", "setup", "shard_chunks",
-           "stop_helper_threads", "teardown", "unwrap", "world"]
+__all__ = ["World", "all_gather", "all_reduce_and", "all_reduce_sum", "barrier", "broadcast_object", "gather_by_index",
+           "is_main", "launched", "restart_count", "session", "setup", "shard_chunks", "teardown", "unwrap", "world"]
 
 T = TypeVar("T")
 
@@ -178,24 +176,6 @@ def teardown(*, finished: bool = False) -> None:
     _DEVICE[0] = None
 
 
-def stop_helper_threads() -> None:
-    """Stop the helper threads a command may have started, so that none is alive at interpreter shutdown.
-
-    bastion itself starts no thread in its commands; tqdm starts a monitor (a daemon thread) with
-    its first bar in a terminal: it is stopped and joined here. The output streams are flushed.
-    """
-    from tqdm import tqdm as std_tqdm
-    from tqdm.auto import tqdm as auto_tqdm
-
-    for cls in {std_tqdm, auto_tqdm}:
-        monitor = getattr(cls, "monitor", None)
-        if monitor is not None:
-            monitor.exit()
-            cls.monitor = None
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-
-
 @contextmanager
 def session(device: str | None = None) -> Iterator[World]:
     """`setup` on entry, `teardown` on exit (after a final barrier when the body ended without an error)."""
@@ -205,24 +185,6 @@ def session(device: str | None = None) -> Iterator[World]:
         finished = True
     finally:
         teardown(finished=finished)
-
-
-@contextmanager
-def clean_exit() -> Iterator[None]:
-    """Around a whole command (the CLI dispatcher): the process group and helper threads are gone when it ends.
-
-    Whatever the command did, on success or error: a process group still joined is left
-    (`teardown`), tqdm's monitor thread is stopped and the output streams are flushed, so that
-    the process exits with the command's code and torchrun sees it (an `atexit` hook would run
-    too late: after the threads of the interpreter's own shutdown have started).
-    """
-    finished = False
-    try:
-        yield
-        finished = True
-    finally:
-        teardown(finished=finished)
-        stop_helper_threads()
 
 
 def is_main() -> bool:

@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="bastion: %(levelname)s: %(message)s", level=logging.WARNING)
     logging.getLogger("bastion.progress").setLevel(logging.INFO)  # stage lines, and lines for a bar off a terminal
     args = list(sys.argv[1:] if argv is None else argv)
-    from bastion.distributed import clean_exit
+    from bastion.exiting import clean_exit
 
     try:
         with clean_exit():  # the process group and helper threads are gone before the process exits

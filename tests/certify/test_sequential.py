@@ -160,3 +160,35 @@ def test_iss_gives_more_samples_to_points_whose_radius_still_grows_with_n():
         p = min(p + math.sqrt(p * (1 - p) / 100), 1 - 0.5 / 101**2)
         full, chosen = expected_radius(p, np.array([100_000.0, float(n)]), 0.001, 0.5)
         assert full - chosen <= 0.05 + 1e-9
+
+
+class Recorder(nn.Module):
+    """Remembers every input it sees; votes by the sign of the first pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        v = x.reshape(len(x), -1)[:, :1]
+        return torch.cat([-v, v], dim=1)
+
+
+def test_sound_sampling_shows_the_model_only_grid_points_and_lowers_the_bound_by_the_slack():
+    from bastion.certify.sound import GRID, slack
+
+    x = torch.full((2, 1, 3, 3), 0.1)  # 0.1 is not a float: unsound sums carry its rounding in their low bits
+    model = Recorder()
+    sound = Smooth(model, 2, 0.25, sound=True).certify_many(x, 20, 200, 0.01, seed=1)
+    seen = torch.cat(model.seen).double()
+    assert seen.dtype == torch.float64 and torch.equal(seen, torch.round(seen / GRID) * GRID)
+    model.seen.clear()
+    Smooth(model, 2, 0.25).certify_many(x, 20, 200, 0.01, seed=1)
+    plain = torch.cat(model.seen).double()
+    assert not torch.equal(plain, torch.round(plain / GRID) * GRID)
+    margin = slack(x, 0.25)
+    assert 0 < margin < 1e-7
+    for cert in sound:
+        expected = Smooth(model, 2, 0.25).certificate(cert.top, cert.count, cert.n, 0.01).p_lower - margin
+        assert cert.p_lower == pytest.approx(max(expected, 0.0), abs=1e-15)

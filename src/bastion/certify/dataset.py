@@ -102,16 +102,18 @@ def _certify_group(model: nn.Module, x: torch.Tensor, num_classes: int, sigma: f
     p = procedure
     if p.kind == "sequential":
         found = certify_sequential(model, x, num_classes=num_classes, sigma=sigma, radii=p.radii, n0=p.n0,
-                                   budget=p.n, alpha=p.alpha, batch_size=batch_size, generators=generators)
+                                   budget=p.n, alpha=p.alpha, batch_size=batch_size, generators=generators,
+                                   sound=p.sound)
         return [{"prediction": c.prediction, "radius": c.radius, "p_lower": None, "count": c.count, "n": c.n,
                  "samples": c.samples, "decisions": c.decisions} for c in found]
     uniforms = ([float(torch.rand((), generator=image_generator(seed, i, stream=UNIFORM_STREAM))) for i in ids]
                 if p.randomized else [None] * len(ids))
     if p.kind == "iss":
         pairs = certify_iss(model, x, num_classes=num_classes, sigma=sigma, n0=p.n0, budget=p.n, alpha=p.alpha,
-                            decline=p.decline, batch_size=batch_size, generators=generators, uniforms=uniforms)
+                            decline=p.decline, batch_size=batch_size, generators=generators, uniforms=uniforms,
+                            sound=p.sound)
     else:
-        certificates = Smooth(model, num_classes, sigma).certify_many(
+        certificates = Smooth(model, num_classes, sigma, sound=p.sound).certify_many(
             x, p.n0, p.n, p.alpha, batch_size=batch_size, generators=generators, uniforms=uniforms)
         pairs = [(c, p.n0 + p.n) for c in certificates]
     return [_row(c, samples) for c, samples in pairs]

@@ -43,12 +43,15 @@ class RadiusTests:
         optimism: Standard errors added to the running estimate of pA when judging whether a radius
             could still be certified within `budget` (a stopping heuristic, not part of the guarantee);
             None never stops a point before its budget on that ground.
+        margin: Added to every threshold q(r) (the floating-point slack of sound sampling, see
+            `bastion.certify.sound`): a count whose rate may lie `margin` off pA certifies only above q + margin.
     """
 
     def __init__(self, radii: Sequence[float], sigma: float, alpha: float, points: int, budget: int,
-                 optimism: float | None = 1.0) -> None:
+                 optimism: float | None = 1.0, margin: float = 0.0) -> None:
         self.radii = sorted({0.0, *(float(r) for r in radii)})
-        self.thresholds = [threshold(r, sigma) for r in self.radii]
+        self.thresholds = [(min(q + margin, 1.0), max(rest - margin, 1e-300))
+                           for q, rest in (threshold(r, sigma) for r in self.radii)]
         self.log_level = math.log(1.0 / alpha)
         self.alpha, self.budget, self.optimism = alpha, budget, optimism
         self.status = np.full((points, len(self.radii)), UNDECIDED, dtype=np.int8)

@@ -25,6 +25,7 @@ from scipy.stats import beta, norm
 from torch import Tensor, nn
 
 from bastion.certify.smoothing import Certificate, Smooth
+from bastion.certify.sound import slack
 from bastion.certify.votes import count_votes
 
 __all__ = ["expected_radius", "iss_sample_size", "certify_iss"]
@@ -74,16 +75,20 @@ def certify_iss(
     batch_size: int,
     generators: Sequence[torch.Generator | None],
     uniforms: Sequence[float | None] | None = None,
+    sound: bool = False,
 ) -> list[tuple[Certificate, int]]:
     """CERTIFY with an input-specific n (ISS) for each image of x (B, C, H, W); (certificate, samples) pairs.
 
     Guarantee (per image), CERTIFY's: with probability at least 1 - alpha, a non-abstaining
     certificate's class is the smoothed classifier's prediction within L2 distance `radius`.
-    `uniforms` (one Uniform(0, 1) draw per image, or None) selects the randomized bound.
+    `uniforms` (one Uniform(0, 1) draw per image, or None) selects the randomized bound; `sound`
+    samples soundly in floating point (`bastion.certify.sound`).
     """
     draws = list(uniforms) if uniforms is not None else [None] * len(x)
-    smooth = Smooth(base, num_classes, sigma)
-    selection = count_votes(base, x, n0, sigma, num_classes, batch_size=batch_size, generators=generators)
+    smooth = Smooth(base, num_classes, sigma, sound=sound)
+    margin = slack(x, sigma) if sound else 0.0
+    selection = count_votes(base, x, n0, sigma, num_classes, batch_size=batch_size, generators=generators,
+                            sound=sound)
     tops = selection.argmax(1)
     pilot = selection.max(1).values.tolist()
     sizes = [iss_sample_size(int(k0), n0, budget=budget, alpha=alpha, sigma=sigma, decline=decline)
@@ -93,8 +98,8 @@ def certify_iss(
         rows = [i for i, s in enumerate(sizes) if s == size]
         index = torch.as_tensor(rows, device=x.device)
         counts = count_votes(base, x[index], size, sigma, num_classes, batch_size=batch_size,
-                             generators=[generators[i] for i in rows])
+                             generators=[generators[i] for i in rows], sound=sound)
         hits = counts.gather(1, tops.to(counts.device)[index.to(counts.device), None]).squeeze(1).tolist()
         for i, k in zip(rows, hits, strict=True):
-            out[i] = (smooth.certificate(int(tops[i]), int(k), size, alpha, draws[i]), n0 + size)
+            out[i] = (smooth.certificate(int(tops[i]), int(k), size, alpha, draws[i], margin), n0 + size)
     return [pair for pair in out if pair is not None]

@@ -44,6 +44,8 @@ class Procedure:
         radii: The radii a sequential run decides.
         decline: ISS's largest expected radius loss against n (L2 units).
         randomized: Use the randomized Clopper-Pearson bound (fixed, iss).
+        sound: Sample soundly in floating point (`bastion.certify.sound`, Voracek & Hein, ICLR 2023):
+            on by default, it costs about 5% more time for a slack of about 1e-8 on pA.
     """
 
     kind: str = "fixed"
@@ -53,6 +55,7 @@ class Procedure:
     radii: tuple[float, ...] = field(default_factory=tuple)
     decline: float = DEFAULT_DECLINE
     randomized: bool = False
+    sound: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,13 +73,14 @@ class Procedure:
 
     @classmethod
     def build(cls, *, sequential: bool, radii: Sequence[float] | None, n0: int | None, n: int | None,
-              alpha: float, decline: float | None = None, randomized: bool = False) -> Procedure:
+              alpha: float, decline: float | None = None, randomized: bool = False,
+              sound: bool = True) -> Procedure:
         """The procedure a command line asks for: --sequential with --radii decides them, without gives ISS."""
         kind = "fixed" if not sequential else ("sequential" if radii else "iss")
         default_n0, default_n = DEFAULTS[kind]
         return cls(kind=kind, n0=default_n0 if n0 is None else n0, n=default_n if n is None else n, alpha=alpha,
                    radii=tuple(sorted(float(r) for r in radii or ())),
-                   decline=DEFAULT_DECLINE if decline is None else decline, randomized=randomized)
+                   decline=DEFAULT_DECLINE if decline is None else decline, randomized=randomized, sound=sound)
 
     @property
     def fixed_samples(self) -> int:
@@ -86,7 +90,7 @@ class Procedure:
     def settings(self) -> dict[str, Any]:
         """The JSON-ready settings recorded with the results."""
         out: dict[str, Any] = {"procedure": self.kind, "n0": self.n0, "n": self.n, "alpha": self.alpha,
-                               "randomized": self.randomized}
+                               "randomized": self.randomized, "sound": self.sound}
         if self.kind == "sequential":
             out["decided_radii"] = list(self.radii)
         if self.kind == "iss":

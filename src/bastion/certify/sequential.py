@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.certify.decisions import RadiusTests
+from bastion.certify.sound import slack
 from bastion.certify.votes import count_votes
 
 __all__ = ["SequentialCertificate", "certify_sequential", "round_sizes"]
@@ -89,6 +90,7 @@ def certify_sequential(
     generators: Sequence[torch.Generator | None],
     first: int = 64,
     growth: float = 1.1,
+    sound: bool = False,
 ) -> list[SequentialCertificate]:
     """Decide, for each image of x (B, C, H, W), at which of `radii` the smoothed classifier is robust.
 
@@ -108,10 +110,13 @@ def certify_sequential(
         generators: One per image; the selection draws come first, then the rounds in order.
         first: Estimation samples of the first round.
         growth: Factor by which each round grows the samples drawn so far.
+        sound: Sample soundly in floating point (`bastion.certify.sound`); the tests' thresholds
+            rise by the rounding slack.
     """
-    selection = count_votes(base, x, n0, sigma, num_classes, batch_size=batch_size, generators=generators)
+    selection = count_votes(base, x, n0, sigma, num_classes, batch_size=batch_size, generators=generators,
+                            sound=sound)
     tops = selection.argmax(1)
-    tests = RadiusTests(radii, sigma, alpha, len(x), budget)
+    tests = RadiusTests(radii, sigma, alpha, len(x), budget, margin=slack(x, sigma) if sound else 0.0)
     k = np.zeros(len(x), dtype=np.int64)
     n = np.zeros(len(x), dtype=np.int64)
     for total in round_sizes(first, growth, budget):
@@ -121,7 +126,7 @@ def certify_sequential(
         step = total - int(n[rows[0]])  # every open point has drawn the same rounds
         index = torch.as_tensor(rows, device=x.device)
         counts = count_votes(base, x[index], step, sigma, num_classes, batch_size=batch_size,
-                             generators=[generators[int(i)] for i in rows])
+                             generators=[generators[int(i)] for i in rows], sound=sound)
         k[rows] += counts.gather(1, tops.to(counts.device)[index.to(counts.device), None]).squeeze(1).cpu().numpy()
         n[rows] = total
         tests.update(rows, k[rows], n[rows])

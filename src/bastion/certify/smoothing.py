@@ -17,6 +17,7 @@ from scipy.optimize import brentq
 from scipy.stats import beta, binom, binomtest, norm
 from torch import Tensor, nn
 
+from bastion.certify.sound import slack
 from bastion.certify.votes import count_votes, image_generator
 from bastion.errors import InputError
 from bastion.passes import model_device_dtype
@@ -118,6 +119,8 @@ class Smooth:
             mode without parameter gradients, on its own device and dtype.
         num_classes: Number of classes, at least 2.
         sigma: Noise standard deviation, > 0 (pixel scale, e.g. 0.25 or 0.5 for [0, 1] images).
+        sound: Sample soundly in floating point (`bastion.certify.sound`, Voracek & Hein, ICLR 2023):
+            float64 noise, sums rounded to a grid, and the bound on pA lowered by the rounding slack.
 
     Example:
         >>> smooth = Smooth(model, num_classes=10, sigma=0.5)
@@ -127,7 +130,7 @@ class Smooth:
 
     ABSTAIN: ClassVar[int] = -1
 
-    def __init__(self, base: nn.Module, num_classes: int, sigma: float) -> None:
+    def __init__(self, base: nn.Module, num_classes: int, sigma: float, sound: bool = False) -> None:
         if not (isinstance(num_classes, int) and num_classes >= 2):
             raise InputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
         if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
@@ -135,6 +138,7 @@ class Smooth:
         self.base = base
         self.num_classes = num_classes
         self.sigma = float(sigma)
+        self.sound = sound
 
     def __repr__(self) -> str:
         return f"Smooth({type(self.base).__name__}, num_classes={self.num_classes}, sigma={self.sigma})"
@@ -257,22 +261,26 @@ class Smooth:
             generators = [image_generator(seed, i, device) for i in ids]
         # Selection and estimation samples are kept apart (fresh draws), as CERTIFY requires.
         selection = count_votes(self.base, x, n0, self.sigma, self.num_classes, batch_size=batch_size,
-                                generators=generators)
+                                generators=generators, sound=self.sound)
         estimation = count_votes(self.base, x, n, self.sigma, self.num_classes, batch_size=batch_size,
-                                 generators=generators)
+                                 generators=generators, sound=self.sound)
+        margin = slack(x, self.sigma) if self.sound else 0.0
         tops = selection.argmax(1)
         hits = estimation.gather(1, tops[:, None]).squeeze(1).tolist()
         draws = list(uniforms) if uniforms is not None else [None] * len(x)
-        return [self.certificate(int(top), int(k), n, alpha, u)
+        return [self.certificate(int(top), int(k), n, alpha, u, margin)
                 for top, k, u in zip(tops.tolist(), hits, draws, strict=True)]
 
-    def certificate(self, top: int, k: int, n: int, alpha: float, u: float | None = None) -> Certificate:
+    def certificate(self, top: int, k: int, n: int, alpha: float, u: float | None = None,
+                    margin: float = 0.0) -> Certificate:
         """CERTIFY's answer from `k` votes for the selected class `top` among `n` estimation samples.
 
         With `u` (a Uniform(0, 1) draw independent of the samples) the bound is the randomized
         Clopper-Pearson one (`randomized_clopper_pearson_lower`), same guarantee, never smaller.
+        `margin` is subtracted from the bound (the floating-point slack of sound sampling).
         """
         p_lower = clopper_pearson_lower(k, n, alpha) if u is None else randomized_clopper_pearson_lower(k, n, alpha, u)
+        p_lower = max(0.0, p_lower - margin)
         if p_lower < 0.5:
             return Certificate(self.ABSTAIN, 0.0, p_lower, k, n, top)
         return Certificate(top, self.sigma * float(norm.ppf(p_lower)), p_lower, k, n, top)

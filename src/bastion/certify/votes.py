@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from bastion.certify.sound import quantize
 from bastion.errors import InputError
 from bastion.models.checks import checked_logits
 from bastion.passes import attack_mode, model_device_dtype
@@ -75,6 +76,7 @@ def count_votes(
     *,
     batch_size: int,
     generators: Sequence[torch.Generator | None],
+    sound: bool = False,
 ) -> Tensor:
     """Count the base classifier's labels on `num` Gaussian-noised copies of each image.
 
@@ -89,6 +91,8 @@ def count_votes(
         generators: One generator per image (or the same one repeated; None uses the global
             generator of the model's device). All must live on one device; the noise is drawn there
             and moved to the model's device.
+        sound: Draw and add the noise in float64 and round the sums to `bastion.certify.sound.GRID`
+            before the model sees them (Voracek & Hein, ICLR 2023): see `bastion.certify.sound`.
 
     Returns:
         (B, num_classes) int64 counts on the model's device; each row sums to `num`.
@@ -96,7 +100,8 @@ def count_votes(
     if len(generators) != len(x):
         raise InputError(f"need one generator per image ({len(x)}), got {len(generators)}")
     device, dtype = model_device_dtype(base)
-    x = x.detach().to(device=device, dtype=dtype)
+    work = torch.float64 if sound else dtype
+    x = x.detach().to(device=device, dtype=work)
     counts = torch.zeros((len(x), num_classes), dtype=torch.long, device=device)
     if num < 1 or len(x) == 0:
         return counts
@@ -104,7 +109,7 @@ def count_votes(
     noise_device = first.device if first is not None else device
     checked = False
     with attack_mode(base), torch.inference_mode():
-        buffer = torch.empty((min(batch_size, len(x) * num), *x.shape[1:]), device=noise_device, dtype=dtype)
+        buffer = torch.empty((min(batch_size, len(x) * num), *x.shape[1:]), device=noise_device, dtype=work)
         for batch in _schedule(len(x), num, batch_size):
             rows = sum(size for _, size in batch)
             noise, start = buffer[:rows], 0
@@ -115,7 +120,8 @@ def count_votes(
             if len(batch) == 1:
                 image = batch[0][0]
                 noisy.add_(x[image])
-                logits = base(noisy) if checked else _check(base, noisy, num_classes)
+                inputs = quantize(noisy, dtype) if sound else noisy
+                logits = base(inputs) if checked else _check(base, inputs, num_classes)
                 counts[image] += torch.bincount(logits.argmax(1), minlength=num_classes)
             else:
                 images = torch.tensor([image for image, _ in batch], device=device)
@@ -125,7 +131,8 @@ def count_votes(
                     output_size=rows,
                 )
                 noisy.add_(x[images[slots]])
-                logits = base(noisy) if checked else _check(base, noisy, num_classes)
+                inputs = quantize(noisy, dtype) if sound else noisy
+                logits = base(inputs) if checked else _check(base, inputs, num_classes)
                 votes = torch.bincount(slots * num_classes + logits.argmax(1), minlength=len(batch) * num_classes)
                 counts.index_add_(0, images, votes.view(len(batch), num_classes))
             checked = True

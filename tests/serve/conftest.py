@@ -61,7 +61,7 @@ def make_server(base_server: GuardedServer, split) -> Callable[..., GuardedServe
             detectors = [make_detector(name, list(c.squeezers) if c.squeezers else None) for name in c.detectors]
             guard = Guard.calibrate(g.model, detectors, split["calibration"][0], c)
         else:
-            guard = Guard(g.model, g.detectors, g.conformal, c, g.num_classes, g.reference)
+            guard = Guard(g.model, g.detectors, g.conformal, c, g.num_classes, g.reference, combiner=g.combiner)
         return build_parts(config, guard, base_server)
 
     return make

@@ -50,6 +50,7 @@ def test_oip_routes_and_infer_answers_the_model_labels(make_server, eval_images)
             assert g["outcome"] in ("accept", "fallback")
             assert label == (g["model_label"] if g["outcome"] == "accept" else -1)
             assert 0 < g["p_values"]["feature-squeezing"] <= 1 and 0 < g["confidence"] <= 1 and g["margin"] >= 0
+            assert (g["outcome"] == "accept") is (g["p_values"]["combined"] > 0.05)
         # UINT8 data is the same image.
         uint8 = client.post(f"/v2/models/{server.name}/infer", json=infer_body((x[:2] * 255).round(), "UINT8"))
         assert [g["model_label"] for g in guard_of(uint8.json())] == expected[:2]
@@ -125,10 +126,10 @@ def test_reject_level_overrides_a_flag(make_server) -> None:
 
     server = make_server(guard={"on_flag": "flag", "reject_fpr": 0.01})
     policy = server.guard.policy
-    m = len(server.guard.signals)  # squeeze, margin and entropy share each rate (Bonferroni)
-    assert isinstance(policy, Policy) and policy.reject_level == 0.01 / m and policy.flag_level == 0.05 / m
-    assert policy.decide(7, {"d": 0.01}, None).outcome == "flag"
-    assert policy.decide(7, {"d": 0.003}, None).outcome == "reject"
+    # One combined p-value over the signals: the whole rates, not split among them.
+    assert isinstance(policy, Policy) and policy.reject_level == 0.01 and policy.flag_level == 0.05
+    assert policy.decide(7, {"d": 0.03}, None).outcome == "flag"
+    assert policy.decide(7, {"d": 0.005}, None).outcome == "reject"
     assert policy.decide(7, {"d": 0.5}, None).label == 7
     with TestClient(create_app(server)) as client:
         body = client.post(f"/v2/models/{server.name}/infer", json=infer_body(torch.full((1, 1, 28, 28), 0.5))).json()

@@ -47,7 +47,6 @@ def test_the_flag_rate_bound_is_on_the_status_page(make_server) -> None:
         details = client.get("/status.json").json()["guarantee_details"]
     level, bounds = server.guard.flag_level, details["flag_rate_bound"]
     assert set(bounds) == {"feature-squeezing", "margin", "entropy"} and details["levels"][0] == level
-    # Each signal's conditional bound exceeds its level fpr / 3 by the estimation error of 1,000 points.
-    assert all(level < b < 2 * level for b in bounds.values())
-    assert details["flag_rate_bound_any"] == pytest.approx(sum(bounds.values()))
-    assert 'class="banner ok"' in page and f"{details['flag_rate_bound_any']:.2%}" in page
+    # Each signal's conditional bound exceeds the level by the estimation error of 1,000 points.
+    assert all(level < b < 2 * level for b in bounds.values()), bounds
+    assert 'class="banner ok"' in page and all(f"{b:.2%}" in page for b in bounds.values())

@@ -13,6 +13,7 @@ Each stage's time is returned for the latency metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -27,9 +28,10 @@ from bastion.certify.sequential import certify_sequential
 from bastion.detect import Detector, score_batches
 from bastion.errors import InputError
 from bastion.passes import attack_mode, model_device_dtype
+from bastion.serve.combined import MinRankCombiner
 from bastion.serve.config import GuardSettings
 from bastion.serve.conformal import ConformalScores, bonferroni_level
-from bastion.serve.policy import ABSTAIN, Policy
+from bastion.serve.policy import ABSTAIN, Decision, Policy
 from bastion.serve.signals import LOGIT_SCORES, probe_batches, probe_scores
 
 __all__ = ["Guard", "GuardBatch", "Verdict", "input_hash", "output_signals"]
@@ -88,9 +90,11 @@ class Guard:
     """A classifier, its calibrated detectors and the policy; `run` guards a batch.
 
     Build it with `Guard.calibrate`. Every signal enters the decision: each detector's score and,
-    when enabled, the gradient-norm and boundary-distance probes, each as a conformal p-value
-    (`bastion.serve.signals`). The policy's per-signal level is `fpr / m` for m signals, so
-    P(flagged | clean) <= fpr for clean inputs exchangeable with the calibration set.
+    when enabled, the gradient-norm and boundary-distance probes (`bastion.serve.signals`). Each
+    gets its own conformal p-value (reported, and watched by the guarantee monitor), and the decision
+    reads one combined p-value, the full-conformal minimum rank over the signals
+    (`bastion.serve.combined`), flagged at <= fpr: P(flagged | clean) <= fpr for clean inputs
+    exchangeable with the calibration set, with the whole rate spent (not split by Bonferroni).
 
     Args:
         model: Images (B, C, H, W) in [0, 1] to logits (B, K).
@@ -100,11 +104,12 @@ class Guard:
         num_classes: K.
         reference: Clean calibration "confidence" and "margin" values (for the drift monitor).
         probes: Clean calibration scores of the enabled probes ("gradient-norm", "boundary-distance").
+        combiner: The signals' joint calibration scores (n, m), in the order of `signals`.
     """
 
     def __init__(self, model: nn.Module, detectors: Sequence[Detector], conformal: Sequence[ConformalScores],
                  settings: GuardSettings, num_classes: int, reference: dict[str, Tensor],
-                 probes: Sequence[ConformalScores] = ()) -> None:
+                 probes: Sequence[ConformalScores] = (), *, combiner: MinRankCombiner) -> None:
         if len(detectors) != len(conformal) or not detectors:
             raise InputError("the guard needs one calibration per detector, and at least one detector")
         if settings.fallback.startswith("label:") and int(settings.fallback.split(":")[1]) >= num_classes:
@@ -117,9 +122,12 @@ class Guard:
         if enabled != {p.name for p in self.probes}:
             raise InputError(f"the guard needs calibration scores of exactly the enabled probes {sorted(enabled)}, "
                              f"got {sorted(p.name for p in self.probes)}")
-        flag_level = bonferroni_level(settings.fpr, self.signals)
-        reject = None if settings.reject_fpr is None else settings.reject_fpr / len(self.signals)
-        self.policy = Policy(settings, flag_level, reject)
+        if tuple(combiner.scores.shape) != (self.signals[0].n, len(self.signals)):
+            raise InputError(f"the combined calibration scores {tuple(combiner.scores.shape)} do not match "
+                             f"{len(self.signals)} signals of {self.signals[0].n} points")
+        self.combiner = combiner
+        flag_level = bonferroni_level(settings.fpr, self.signals[:1])  # one combined p-value: the whole rate
+        self.policy = Policy(settings, flag_level, settings.reject_fpr)
         self.device, self.dtype = model_device_dtype(model)
 
     @classmethod
@@ -128,14 +136,18 @@ class Guard:
         """Score clean images (N, C, H, W) in [0, 1] with each detector and the model's outputs."""
         device, dtype = model_device_dtype(model)
         x_clean = x_clean.to(device, dtype)
-        conformal = [ConformalScores.fit(d.name, score_batches(d, model, x_clean, batch_size)) for d in detectors]
+        raw = [score_batches(d, model, x_clean, batch_size).detach().double().cpu() for d in detectors]
+        conformal = [ConformalScores.fit(d.name, s) for d, s in zip(detectors, raw, strict=True)]
         with attack_mode(model), torch.no_grad():
             logits = torch.cat([model(chunk) for chunk in torch.split(x_clean, batch_size)])
         signals = output_signals(logits)
         reference = {"confidence": signals["confidence"].cpu(), "margin": signals["margin"].cpu()}
         probed = probe_batches(model, x_clean, settings, batch_size)
         probes = [ConformalScores.fit(name, s) for name, s in probed.items()]
-        return cls(model, detectors, conformal, settings, int(logits.shape[1]), reference, probes)
+        # The joint scores, row i for calibration image i (the sorted copies above lose the pairing).
+        joint = torch.stack([*raw, *probed.values()], dim=1)
+        return cls(model, detectors, conformal, settings, int(logits.shape[1]), reference, probes,
+                   combiner=MinRankCombiner(joint))
 
     @property
     def signals(self) -> list[ConformalScores]:
@@ -144,7 +156,7 @@ class Guard:
 
     @property
     def flag_level(self) -> float:
-        """Per-detector p-value level of a flag."""
+        """The combined p-value's level of a flag (fpr); the guarantee monitor tests each signal at it too."""
         return self.policy.flag_level
 
     def monitored_levels(self) -> list[float]:
@@ -158,6 +170,7 @@ class Guard:
     def summary(self) -> dict[str, Any]:
         """Calibration and policy, for the status page and the model metadata route."""
         return {"fpr": self.settings.fpr, "flag_level": self.flag_level, "reject_level": self.policy.reject_level,
+                "combination": f"full-conformal minimum rank over {len(self.signals)} signals",
                 "on_flag": self.settings.on_flag, "fallback": self.settings.fallback,
                 "calibration": self.settings.calibration,
                 "detectors": {**{c.name: {**c.summary(), "settings": repr(d)}
@@ -186,11 +199,12 @@ class Guard:
         seconds["detectors"] = time.perf_counter() - start
         scores.update(probe_scores(self.model, x, self.settings, seconds))
         p_values = {c.name: c.p_values(scores[c.name]) for c in self.signals}
+        combined = self.combiner.p_values(torch.stack([scores[c.name].double() for c in self.signals], dim=1))
         signals = {k: v.cpu() for k, v in output_signals(logits).items()}
         labels = logits.argmax(dim=1).cpu()
         hashes = [input_hash(item) for item in x]
         p_items = [{name: float(p[i]) for name, p in p_values.items()} for i in range(len(x))]
-        decisions = [self.policy.decide(int(labels[i]), p_items[i], drifted=drifted) for i in range(len(x))]
+        decisions = [self._decide(int(labels[i]), p_items[i], float(combined[i]), drifted) for i in range(len(x))]
         wanted = list(range(len(x))) if self.settings.smoothing_always else [i for i, d in enumerate(decisions)
                                                                              if d.smooth]
         smoothed, samples = self._smoothed(x, hashes, wanted, seconds) if wanted else ({}, {})
@@ -198,16 +212,26 @@ class Guard:
         for i in range(len(x)):
             decision = decisions[i]
             if decision.smooth:
-                decision = self.policy.decide(int(labels[i]), p_items[i], smoothed[i], drifted=drifted)
+                decision = self._decide(int(labels[i]), p_items[i], float(combined[i]), drifted, smoothed[i])
             verdicts.append(Verdict(
                 outcome=decision.outcome, label=decision.label, reason=decision.reason, model_label=int(labels[i]),
                 confidence=float(signals["confidence"][i]), margin=float(signals["margin"][i]),
                 entropy=float(signals["entropy"][i]), scores={k: float(v[i]) for k, v in scores.items()},
-                p_values=p_items[i], flagged_by=decision.flagged_by, input_hash=hashes[i],
+                p_values={**p_items[i], "combined": float(combined[i])}, flagged_by=decision.flagged_by,
+                input_hash=hashes[i],
                 gradient_norm=float(scores["gradient-norm"][i]) if "gradient-norm" in scores else None,
                 boundary_distance=-float(scores["boundary-distance"][i]) if "boundary-distance" in scores else None,
                 smoothed_label=smoothed.get(i), smoothing_samples=samples.get(i)))
         return GuardBatch(verdicts, seconds)
+
+    def _decide(self, label: int, p_values: dict[str, float], combined: float, drifted: bool,
+                smoothed: int | None = None) -> Decision:
+        """The policy on the combined p-value; a flag names the signals of smallest p-value, which drove it."""
+        decision = self.policy.decide(label, {"combined": combined}, smoothed, drifted=drifted)
+        if not decision.flagged_by:
+            return decision
+        lowest = min(p_values.values())
+        return dataclasses.replace(decision, flagged_by=tuple(k for k, p in p_values.items() if p == lowest))
 
     def _smoothed(self, x: Tensor, hashes: list[str], rows: list[int],
                   seconds: dict[str, float]) -> tuple[dict[int, int], dict[int, int]]:

@@ -198,8 +198,7 @@ class GuardedServer:
     def _guarantee_details(self) -> dict[str, Any]:
         g = self.guarantee.state()
         return {"inputs": g.inputs, "e_value": g.e_value, "threshold": g.threshold, "false_alarm": g.false_alarm,
-                "flag_rate_bound": g.flag_rate_bound, "flag_rate_bound_any": min(1.0, sum(g.flag_rate_bound.values())),
-                "levels": self.guarantee.levels}
+                "flag_rate_bound": g.flag_rate_bound, "levels": self.guarantee.levels}
 
 
 def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerprint: str | None = None,

@@ -79,3 +79,16 @@ def test_min_rank_p_value_matches_its_definition_and_is_valid() -> None:
         flags += int((MinRankCombiner(z[:99]).p_values(z[99:]) <= 0.05).sum())
         total += 50
     assert binomtest(flags, total, 0.05, alternative="greater").pvalue > 0.01, flags / total
+
+
+def test_signal_level_matches_the_combined_flag(base_server, eval_images) -> None:
+    """Flagging each signal at the equivalent level agrees with the combined p-value on nearly every input."""
+    guard = base_server.guard
+    level = guard.combiner.signal_level(guard.flag_level)
+    # The three signals share the rate, but less thinly than Bonferroni's fpr / 3: they are dependent.
+    assert guard.flag_level / 3 < level < guard.flag_level
+    x, _ = eval_images
+    verdicts = guard.run(x[:500]).verdicts
+    combined = [v.p_values["combined"] <= guard.flag_level for v in verdicts]
+    per_signal = [min(p for k, p in v.p_values.items() if k != "combined") <= level for v in verdicts]
+    assert sum(a != b for a, b in zip(combined, per_signal, strict=True)) <= 5

@@ -23,6 +23,8 @@ input from ranks computed once.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -51,6 +53,18 @@ class MinRankCombiner:
     def n(self) -> int:
         """Calibration points."""
         return int(len(self.scores))
+
+    def signal_level(self, fpr: float) -> float:
+        """The per-signal p-value level that the combined flag at `fpr` amounts to, in [1/(n+1), 1).
+
+        Up to the one-rank move of each calibration point when x joins, p(x) <= fpr exactly when some
+        signal's rank R_j(x) is at most tau, the largest t with #{i : T(c_i) <= t} <= fpr (n + 1) - 1:
+        each signal flagged at p_j <= tau / (n + 1). Adaptive attacks aim at these per-signal thresholds.
+        """
+        t = self.ranks.amin(dim=1).sort().values
+        k = math.floor(fpr * (self.n + 1) + 1e-9) - 1
+        tau = self.n if k >= self.n else (int(t[k]) - 1 if k >= 0 else 0)
+        return max(tau, 1) / (self.n + 1.0)
 
     def p_values(self, scores: Tensor) -> Tensor:
         """(B,) combined p-values in [1/(n+1), 1] of new inputs' scores (B, m); NaN counts as most suspicious."""

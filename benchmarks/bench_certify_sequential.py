@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--fixed-n", type=int, default=10_000)
     parser.add_argument("--radius-n", type=int, default=100_000)
     parser.add_argument("--declines", default="0.05", help="ISS declines to measure, comma-separated")
+    parser.add_argument("--randomized", action="store_true", help="also ISS with the randomized Clopper-Pearson bound")
     parser.add_argument("--skip", default="", help="comma-separated: decision, radius")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -92,10 +93,12 @@ def main() -> None:
         base = run(model, data, args.sigma, fixed, grid, args.seed)
         line(f"fixed n={args.radius_n:,} (CERTIFY)", *base, None, grid)
         for decline in (float(d) for d in args.declines.split(",")):
-            iss = Procedure(kind="iss", n0=100, n=args.radius_n, alpha=args.alpha, decline=decline)
-            summary, wall = run(model, data, args.sigma, iss, grid, args.seed + 1)
-            line(f"ISS decline {decline:g}", summary, wall, base, grid)
-            print(f"{'':<34}  mean radius {base[0]['mean_radius'] - summary['mean_radius']:+.3f} below fixed n")
+            for randomized in (False, True) if args.randomized else (False,):
+                iss = Procedure(kind="iss", n0=100, n=args.radius_n, alpha=args.alpha, decline=decline,
+                                randomized=randomized)
+                summary, wall = run(model, data, args.sigma, iss, grid, args.seed + 1)
+                line(f"ISS decline {decline:g}" + (", randomized" if randomized else ""), summary, wall, base, grid)
+                print(f"{'':<34}  mean radius {base[0]['mean_radius'] - summary['mean_radius']:.3f} below fixed n")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
-"""Load test of `bastion serve` on loopback: throughput and latency, micro-batching on and off; the guard's cost.
+"""Load benchmark of `bastion serve` against a bare model server: throughput, p50/p99 latency, CPU per request.
 
-Starts `bastion serve` (zoo:mnist-cnn-at, feature squeezing calibrated on 1,000 held-out images) as
-a subprocess on a free 127.0.0.1 port, sends a bounded number of one-image OIP infer requests from
-a bounded number of concurrent clients, and prints throughput, p50/p99 latency, failed requests
-and the server's resident memory before and after, for batching on (32 inputs, 10 ms) and off.
-Then, in-process, the guard's time over the bare model's forward pass at the same batch size.
+Servers, each a subprocess on a free 127.0.0.1 port (OMP_NUM_THREADS as given, 1 by default):
+the guard with micro-batching (the default: dispatch at once when the model is idle, gather while
+it is busy), the guard with --no-batching, and a bare FastAPI + uvicorn server that parses the
+same OIP v2 request and runs the same model, without the guard (`bare_app`). zoo:mnist-cnn-at,
+calibrated on its default held-out 1,000 images.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_serve.py [--requests 2000] [--concurrency 32]
+Load: at 1, 8, 32 and 64 concurrent clients, spread over several load-generator processes (so the
+client is not the bottleneck), each an asyncio client with keep-alive connections that sends the
+next one-image request when the last is answered, with pre-built request bytes. The CPU per
+request is the server process's user + system time (/proc/PID/stat) over the measured load,
+divided by the requests answered. The summary lines compare what issue 25 asks for: a lone
+client's p50 with batching over --no-batching (<= 1.25), the throughput with batching over
+without at 8+ clients (>= 1.3), and the guard's CPU per request over the bare server's (<= 1.5).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_serve.py [--requests 2000] [--clients 1 8 32 64] [--processes 4]
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -22,11 +31,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from bastion.data import load_dataset
+from bastion.models import load_model
+
+MODEL = "zoo:mnist-cnn-at"
+PATH = f"/v2/models/{MODEL}/infer"
 
 
 def free_port() -> int:
@@ -35,41 +51,56 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, batching: bool) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "bastion", "serve", "--model", "zoo:mnist-cnn-at", "--device", "cpu",
-               "--calibration", "mnist-sample:eval", "--calibration-limit", "1000", "--fpr", "0.01",
-               "--port", str(port), "--max-items", "64", "--drift-window", "200"]
-    command += ["--max-batch", "32", "--max-wait-ms", "10"] if batching else ["--no-batching"]
+def bare_app() -> FastAPI:
+    """A bare OIP v2 model server: parse the request, run the model, answer the labels. No guard."""
+    model = load_model(MODEL, device="cpu").module.eval()
+    app = FastAPI()
+
+    @app.post(PATH)
+    async def infer(request: Request) -> JSONResponse:
+        tensor = json.loads(await request.body())["inputs"][0]
+        x = torch.from_numpy(np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"]))
+        if tensor["datatype"] == "UINT8":
+            x = x / 255.0
+        with torch.no_grad():
+            labels = model(x).argmax(dim=1).tolist()
+        return JSONResponse({"model_name": MODEL, "outputs": [{"name": "label", "datatype": "INT64",
+                                                               "shape": [len(labels)], "data": labels}]})
+
+    return app
+
+
+def start_server(kind: str, port: int) -> subprocess.Popen[str]:
+    if kind == "bare":
+        command = [sys.executable, __file__, "--bare-server", str(port)]
+    else:
+        command = [sys.executable, "-m", "bastion", "serve", "--model", MODEL, "--device", "cpu", "--fpr", "0.05",
+                   "--port", str(port), "--max-items", "64"] + (["--no-batching"] if kind == "guard, no batching"
+                                                                 else [])
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+            response = httpx.post(f"http://127.0.0.1:{port}{PATH}", content=BODIES[0], timeout=2)
+            if response.status_code == 200:
                 return proc
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.3)
     proc.kill()
-    raise SystemExit("the server did not start")
+    raise SystemExit(f"the {kind} server did not start")
 
 
-async def load(url: str, bodies: list[bytes], requests: int, concurrency: int) -> tuple[list[float], int, float]:
-    """`concurrency` keep-alive connections, each sending its next request when the last is answered.
-
-    A minimal HTTP/1.1 client on asyncio streams (pre-built request bytes, Content-Length framing):
-    on a small machine a full client library spends more CPU per request than the server does.
-    """
-    host, port = url.removeprefix("http://").split(":")
-    path = "/v2/models/zoo:mnist-cnn-at/infer"
-    raw = [f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+async def load(port: int, bodies: list[bytes], requests: int, connections: int) -> tuple[list[float], int]:
+    """`connections` keep-alive connections sharing `requests` requests; each sends when its last is answered."""
+    raw = [f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
            f"Content-Length: {len(b)}\r\n\r\n".encode() + b for b in bodies]
     latencies: list[float] = []
     failed = 0
@@ -77,7 +108,7 @@ async def load(url: str, bodies: list[bytes], requests: int, concurrency: int) -
 
     async def client() -> None:
         nonlocal failed
-        reader, writer = await asyncio.open_connection(host, int(port))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for i in counter:
                 start = time.perf_counter()
@@ -95,87 +126,93 @@ async def load(url: str, bodies: list[bytes], requests: int, concurrency: int) -
         finally:
             writer.close()
 
-    start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return latencies, failed, time.perf_counter() - start
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return latencies, failed
 
 
-def server_mean(metrics: str, name: str, labels: str) -> float:
-    """Mean of a Prometheus histogram (sum / count) from the text format, over warm-up and load."""
-    def value(suffix: str) -> float:
-        for line in metrics.splitlines():
-            if line.startswith(name + suffix) and labels in line:
-                return float(line.rsplit(" ", 1)[1])
-        return float("nan")
-    return value("_sum") / value("_count")
+def _generator(job: tuple[int, int, int, float]) -> tuple[list[float], int, float, float]:
+    port, requests, connections, start_at = job
+    time.sleep(max(0.0, start_at - time.time()))  # every process starts together
+    start = time.time()
+    latencies, failed = asyncio.run(load(port, BODIES, requests, connections))
+    return latencies, failed, start, time.time()
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def split(total: int, parts: int) -> list[int]:
+    """`total` as `parts` near-equal whole shares (the larger first)."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
 
 
-def run_load(args: argparse.Namespace, bodies: list[bytes]) -> None:
-    print(f"load test: {args.requests} one-image requests, {args.concurrency} concurrent clients, loopback")
-    print(f"{'batching':<22}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}{'RSS MB start':>14}{'RSS MB end':>12}"
-          f"{'server ms':>11}{'mean batch':>12}")
-    for batching in (True, False):
-        port = free_port()
-        proc = start_server(port, batching)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            asyncio.run(load(url, bodies, min(200, args.requests), args.concurrency))  # warm-up
-            before = rss_mb(proc.pid)
-            latencies, failed, wall = asyncio.run(load(url, bodies, args.requests, args.concurrency))
-            after = rss_mb(proc.pid)
-            metrics = httpx.get(url + "/metrics").text
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        label = "on (32 inputs, 10 ms)" if batching else "off"
-        server_ms = 1000 * server_mean(metrics, "bastion_request_duration_seconds", 'route="infer"')
-        print(f"{label:<22}{args.requests / wall:>8.1f}{1000 * statistics.median(latencies):>9.1f}"
-              f"{1000 * pct(latencies, 0.99):>9.1f}{failed:>8d}{before:>14.1f}{after:>12.1f}"
-              f"{server_ms:>11.1f}"
-              f"{server_mean(metrics, 'bastion_batch_size', ''):>12.1f}")
+def measure(pool: Any, pid: int, port: int, requests: int, clients: int, processes: int) -> dict[str, float]:
+    procs = min(processes, clients)
+    start_at = time.time() + 0.5
+    jobs = [(port, r, c, start_at) for r, c in zip(split(requests, procs), split(clients, procs), strict=True)]
+    cpu = cpu_seconds(pid)
+    results = pool.map(_generator, jobs)
+    cpu = cpu_seconds(pid) - cpu
+    latencies = sorted(v for r in results for v in r[0])
+    wall = max(r[3] for r in results) - min(r[2] for r in results)
+    return {"rps": len(latencies) / wall, "p50": 1000 * statistics.median(latencies),
+            "p99": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+            "cpu_ms": 1000 * cpu / max(1, len(latencies)), "failed": float(sum(r[1] for r in results))}
 
 
-def guard_overhead(x: torch.Tensor) -> None:
-    from bastion.serve import build_server, load_config
+def run(args: argparse.Namespace) -> None:
+    print(f"{args.requests} one-image OIP requests per row, {args.processes} load-generator processes, loopback; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}")
+    print(f"{'server':<20}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'failed':>8}")
+    table: dict[tuple[str, int], dict[str, float]] = {}
+    with multiprocessing.get_context("fork").Pool(args.processes) as pool:
+        for kind in ("guard, batching", "guard, no batching", "bare"):
+            port = free_port()
+            proc = start_server(kind, port)
+            try:
+                measure(pool, proc.pid, port, min(200, args.requests), 8, args.processes)  # warm-up
+                for clients in args.clients:
+                    row = table[kind, clients] = measure(pool, proc.pid, port, args.requests, clients, args.processes)
+                    print(f"{kind:<20}{clients:>8}{row['rps']:>9.1f}{row['p50']:>9.1f}{row['p99']:>9.1f}"
+                          f"{row['cpu_ms']:>12.2f}{int(row['failed']):>8d}")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+    on, off, bare = "guard, batching", "guard, no batching", "bare"
+    if 1 in args.clients:
+        print(f"\nlone client p50, batching / no batching: {table[on, 1]['p50'] / table[off, 1]['p50']:.2f} "
+              "(issue 25: <= 1.25)")
+    for clients in (c for c in args.clients if c >= 8):
+        speedup = table[on, clients]["rps"] / table[off, clients]["rps"]
+        cost = table[on, clients]["cpu_ms"] / table[bare, clients]["cpu_ms"]
+        print(f"{clients} clients: throughput batching / no batching {speedup:.2f} (>= 1.3); "
+              f"CPU per request guard / bare {cost:.2f} (<= 1.5)")
 
-    server = build_server(load_config(None, {"guard": {"fpr": 0.01}, "model": {"device": "cpu"}}),
-                          calibration=x[1000:])
-    model, guard = server.guard.model, server.guard
-    print("\nguard overhead (in-process, no HTTP): seconds per batch, median of 20")
-    print(f"{'batch':>6}{'bare model ms':>15}{'guard ms':>10}{'ratio':>7}")
-    for size in (1, 32):
-        batch = x[:size]
-        bare, guarded = [], []
-        for _ in range(20):
-            start = time.perf_counter()
-            with torch.no_grad():
-                model(batch)
-            bare.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            guard.run(batch)
-            guarded.append(time.perf_counter() - start)
-        b, g = statistics.median(bare), statistics.median(guarded)
-        print(f"{size:>6}{1000 * b:>15.2f}{1000 * g:>10.2f}{g / b:>7.1f}")
+
+def _bodies() -> list[bytes]:
+    from bastion.data import load_dataset
+
+    images = load_dataset("mnist-sample:eval").images
+    # UINT8 pixels, as a camera sends them; encoded once, so the clients' CPU goes to HTTP, not JSON.
+    return [json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "UINT8",
+                                    "data": images[i].flatten().tolist()}]}).encode() for i in range(500)]
+
+
+BODIES: list[bytes] = []
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per row")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--processes", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    data = load_dataset("mnist-sample:eval")
-    x = data.images.float() / 255.0
-    # Bodies encoded once (UINT8 pixels, as a camera sends them): the client's CPU goes to HTTP, not JSON.
-    bodies = [json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "UINT8",
-                                      "data": data.images[i].flatten().tolist()}]}).encode() for i in range(500)]
-    run_load(args, bodies)
-    guard_overhead(x)
+    if args.bare_server is not None:
+        import uvicorn
+
+        torch.set_num_threads(1)
+        uvicorn.run(bare_app(), host="127.0.0.1", port=args.bare_server, log_level="warning")
+        return
+    BODIES.extend(_bodies())
+    run(args)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,18 @@ def test_radius_mode_gives_each_point_its_own_sample_size(tmp_path):
     assert report["summary"]["samples"] < 4 * 5100
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--decline", "0.1"], "--decline sets the radius loss of --sequential without --radii"),
+    (["--sequential", "--radii", "0.5", "--decline", "0.1"], "--decline sets the radius loss"),
+    (["--sequential", "--radii", "0.5", "--randomized"], "randomized Clopper-Pearson bound applies to fixed-n"),
+    (["--sequential", "--decline", "0"], "decline must be a number > 0"),
+])
+def test_settings_that_do_not_fit_the_procedure_are_one_line(capsys, extra, message):
+    code = main(["certify", *ZOO, "--limit", "2", "--out", "unused", *extra])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+
+
 def test_the_randomized_bound_is_seeded_and_never_below_the_plain_one(tmp_path):
     argv = ["certify", *ZOO, "--limit", "4", "--n0", "20", "--n", "300", "--seed", "5"]
     assert main([*argv, "--out", str(tmp_path / "plain")]) == 0

@@ -97,6 +97,9 @@ def _certify(args: argparse.Namespace, world: World) -> int:
     if not sigma > 0:
         raise InputError(f"--sigma must be > 0, got {sigma}")
     grid = parse_radii(args.radii)
+    if args.decline is not None and not (args.sequential and args.radii is None):
+        raise InputError("--decline sets the radius loss of --sequential without --radii (input-specific n); "
+                         "drop it, or drop --radii and add --sequential")
     procedure = Procedure.build(sequential=args.sequential, radii=grid if args.radii is not None else None,
                                 n0=args.n0, n=args.n, alpha=args.alpha, decline=args.decline,
                                 randomized=args.randomized, sound=args.sound)

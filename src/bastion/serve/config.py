@@ -4,10 +4,11 @@ A `serve.toml` has one table per section below; every key is optional:
 
     [model]     spec = "zoo:mnist-cnn-at"   name = "mnist"   device = "cpu"
     [guard]     calibration = "npz:heldout.npz"   detectors = ["squeeze", "margin", "entropy"]   fpr = 0.01
-                on_flag = "fallback"   fallback = "abstain"   reject_fpr = 0.001
+                on_flag = "fallback"   on_drift = "flag"   fallback = "abstain"   reject_fpr = 0.001
     [batching]  max_batch = 32
     [limits]    max_body_bytes = 8000000   max_image_side = 4096   max_items = 64
     [security]  api_key_file = "KEY"   admin_key_file = "ADMIN_KEY"   rate_per_second = 50   burst = 100
+                public_status = false   auth_failure_rate = 0.1   auth_failure_burst = 20
     [monitor]   drift_window = 200   drift_run_length = 100000   request_log = "serve.db"   log_sample = 0.1
                 false_alarm = 0.01   keep_accepted = 0
 """

@@ -95,8 +95,8 @@ def render_status_page(status: dict[str, Any]) -> str:
 <p>weights sha256 <code>{escape(status['fingerprint'][:16])}</code>; ready: {str(status['ready']).lower()};
 micro-batches of up to {int(status['batching']['max_batch'])} inputs, dispatched as soon as the model is idle</p>
 {_banner(status['guarantee'], status.get('guarantee_details', {}))}
-<section id="counters"><h2>Requests (<span id="count-total">{total}</span>)</h2><div class="cards">{counters}</div>
-</section>
+<section id="counters"><h2>Inputs answered (<span id="count-total">{total}</span>)</h2>
+<div class="cards">{counters}</div></section>
 <section id="calibration"><h2>Guard calibration</h2>
 <p>Detector scores are turned into conformal p-values against <span id="n-calibration">
 {int(next(iter(guard['detectors'].values()))['n'])}</span> clean images ({escape(str(guard['calibration']))});

@@ -6,10 +6,12 @@ distribution of the calibration set. This module tests that hypothesis on every 
 testing for as long as the server runs, with a conformal test martingale (Vovk, Nouretdinov &
 Gammerman, "Testing exchangeability on-line", ICML 2003; Vovk, Petej, Nouretdinov, Ahlberg, Carlsson
 & Gammerman, "Retrain or not retrain: conformal test martingales for change-point detection",
-COPA 2021, arXiv:2102.10439), made valid against a FIXED calibration set as Shaer, Bar, Prinster &
-Romano do ("Testing for distribution shifts with conditional conformal test martingales", 2026,
-arXiv:2602.13848): p-values computed against one calibration set are not independent uniforms
-given that set, so the bets account for the estimation error of the finite reference.
+COPA 2021, arXiv:2102.10439), made valid against a FIXED calibration set following the idea of
+Shaer, Bar, Prinster & Romano ("Testing for distribution shifts with conditional conformal test
+martingales", 2026, arXiv:2602.13848): p-values computed against one calibration set are not
+independent uniforms given that set, so the bets must account for the estimation error of the
+finite reference. Their robust martingale does this in general; the construction below does it
+for threshold bets, with the exact law (1) of the hit probabilities and a union bound.
 
 Construction. Let n be the calibration size and a = k / (n + 1) a tested level (k integer). Given
 the calibration scores C, clean traffic gives i.i.d. p-values with

@@ -165,7 +165,7 @@ def load_hf_model(rest: str, *, cache_dir: str | None = None) -> HFImageClassifi
         hint = " (offline? files already in the cache load with HF_HUB_OFFLINE=1)" if "connect" in str(error) else ""
         raise InputError(f"cannot load hf:{rest} as an image classifier: {_first_line(error)}{hint}") from None
     try:
-        processor = transformers.AutoImageProcessor.from_pretrained(source, **options)  # type: ignore[no-untyped-call]
+        processor = transformers.AutoImageProcessor.from_pretrained(source, **options)  # type: ignore[no-untyped-call, unused-ignore]
     except (OSError, ValueError, KeyError) as error:
         logger.warning("hf:%s has no image processor (%s): no resize or normalization", rest, _first_line(error))
         processor = None

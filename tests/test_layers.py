@@ -23,6 +23,9 @@ def _imports(path: Path) -> list[tuple[ast.stmt, str, list[str], bool]]:
     """(node, imported module, imported names, at module level) for every import of a bastion module."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = set(map(id, tree.body))
+    for node in tree.body:  # a lazy package's `if TYPE_CHECKING:` imports name what its `__getattr__` imports
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            top.update(map(id, node.body))
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bastion"):

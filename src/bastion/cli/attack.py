@@ -13,12 +13,8 @@ import math
 import sys
 import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from bastion._io import write_atomic_with
 from bastion.cli.common import (
     add_data_options,
     add_model_options,
@@ -30,7 +26,10 @@ from bastion.cli.common import (
     require,
 )
 from bastion.errors import InputError
-from bastion.progress import progress_bar, stage_finished, stage_started
+
+if TYPE_CHECKING:  # numpy and torch load in the functions that use them: `bastion --help` stays light
+    import numpy as np
+    import torch
 
 __all__ = ["register", "run_attack_command"]
 
@@ -132,9 +131,13 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     Untargeted, only correctly classified points are attacked (as in `bastion evaluate`): a clean
     error counts as broken at no cost and keeps x_adv = x.
     """
+    import numpy as np
+    import torch
+
     from bastion.epsrange import check_eps
     from bastion.evaluate.minnorm import norm_profile
     from bastion.models import model_device_dtype
+    from bastion.progress import progress_bar, stage_finished, stage_started
     from bastion.threat import ThreatModel
 
     data = load_data_from_args(args)
@@ -190,6 +193,8 @@ def _grid_top(found: np.ndarray, bound: float) -> float:
 
     The box bound (28 for L2 on MNIST) would put nearly all of the curve at zero accuracy.
     """
+    import numpy as np
+
     found = found[np.isfinite(found) & (found > 0)]
     if not len(found):
         return bound
@@ -204,6 +209,8 @@ def _defended(model: Any, specs: list[str], adaptive: bool, data: Any) -> Any:
     The view is BPDA through the declared defenses, EOT over the random ones, and straight-through
     gradients for the non-differentiable operations a probe pass on the first points of `data` finds.
     """
+    import torch
+
     from bastion.defenses import adaptive_model, apply_defenses
     from bastion.models import model_device_dtype
 
@@ -225,6 +232,8 @@ def _attack_batch(
     generator: torch.Generator,
     num_classes: int,
 ) -> dict[str, torch.Tensor]:
+    import torch
+
     from bastion.models import attack_mode
     from bastion.models.checks import checked_logits
 
@@ -245,12 +254,18 @@ def _attack_batch(
 
 def _save_npz(path: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
     """Write the arrays and the summary as one compressed .npz, atomically."""
+    import numpy as np
+
+    from bastion._io import write_atomic_with
+
     contents: dict[str, Any] = {"summary": np.array(json.dumps(summary)), **arrays}
     return write_atomic_with(path, lambda handle: np.savez_compressed(handle, **contents))
 
 
 def _targets(spec: str | None, model: Any, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> Any:
     """Target labels for a targeted attack: random (never the true class), least-likely, or one class."""
+    import torch
+
     if spec is None:
         return None
     with torch.no_grad():

@@ -78,3 +78,14 @@ def test_an_untrained_factory_is_warned_about_in_the_terminal_and_the_report(tmp
     assert "verdict MEANINGLESS" in captured.out
     html = (out / "report.html").read_text()
     assert "without --weights" in html and "meaningless" in html.lower()
+
+
+def test_the_python_api_warns_about_a_factory_spec_too():
+    import bastion
+
+    report = bastion.evaluate("bastion.models.nets:MnistCNN", "mnist-sample", eps=0.3, limit=12, suite="pgd", steps=1,
+                              restarts=1, curve_points=0)
+    assert any("without --weights" in w for w in report.warnings)
+    zoo = bastion.evaluate("zoo:mnist-cnn", "mnist-sample", eps=0.3, limit=12, suite="pgd", steps=1, restarts=1,
+                           curve_points=0)
+    assert not any("without --weights" in w for w in zoo.warnings)

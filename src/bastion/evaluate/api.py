@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from bastion.data import ImageSet, load_dataset
 from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
-from bastion.evaluate.pipeline import evaluate_model
+from bastion.evaluate.pipeline import _factory_spec, evaluate_model
 from bastion.evaluate.result import EvalResult
 from bastion.models import load_model
 from bastion.threat import parse_eps
@@ -73,4 +73,5 @@ def evaluate_robustness(
         raise InputError("data must be an ImageSet, a data spec string, or an (images, labels) pair of tensors")
     config = EvalConfig(model=spec, data=name, eps=parse_eps(eps), norm=norm, suite=suite, seed=seed,
                         out=str(out) if out is not None else "runs", **settings)
-    return evaluate_model(loaded, points, config, progress=progress, state_dir=out)
+    unweighted = [spec] if spec and _factory_spec(spec) else []  # the API loads no --weights: a factory's own
+    return evaluate_model(loaded, points, config, progress=progress, state_dir=out, unweighted=unweighted)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 __all__ = ["lazy_exports"]
 
 
 def lazy_exports(
-    package: str, homes: Mapping[str, str], fallback: Callable[[str], Any] | None = None
+    package: str,
+    homes: Mapping[str, str],
+    fallback: Callable[[str], Any] | None = None,
+    complete: Collection[str] = (),
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A module-level `__getattr__` and `__dir__` for `package`.
 
@@ -26,6 +29,8 @@ def lazy_exports(
         homes: Public name -> the module it is imported from; a name whose home is `package.name` is
             that submodule itself, as is any other name of a submodule.
         fallback: Called with a name that `homes` lacks; returns its value or raises `AttributeError`.
+        complete: Registries among the names: reading one first imports every module in `homes`, whose
+            imports register their entries, so a registry is never read half filled.
 
     Returns:
         `(__getattr__, __dir__)`; `__getattr__` caches what it imports in the package's namespace.
@@ -40,6 +45,9 @@ def lazy_exports(
                 raise AttributeError(f"module {package!r} has no attribute {name!r}")
             value = fallback(name)
         else:
+            if name in complete:
+                for other in sorted(set(homes.values())):
+                    importlib.import_module(other)
             module = importlib.import_module(home)
             value = module if home == f"{package}.{name}" else getattr(module, name)
         setattr(sys.modules[package], name, value)

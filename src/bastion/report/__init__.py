@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from bastion.render.png import encode_png, image_to_data_uri, perturbation_to_data_uri
-from bastion.render.svg import bar_chart, line_chart
-from bastion.report.html import render_html, write_html
+from typing import TYPE_CHECKING
+
+from bastion.lazy import lazy_exports
+
+if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports each name on first access
+    from bastion.render.png import encode_png, image_to_data_uri, perturbation_to_data_uri
+    from bastion.render.svg import bar_chart, line_chart
+    from bastion.report.html import render_html, write_html
 
 __all__ = [
     "bar_chart",
@@ -15,3 +20,15 @@ __all__ = [
     "render_html",
     "write_html",
 ]
+
+_HOMES = {
+    "bar_chart": "bastion.render.svg",
+    "encode_png": "bastion.render.png",
+    "image_to_data_uri": "bastion.render.png",
+    "line_chart": "bastion.render.svg",
+    "perturbation_to_data_uri": "bastion.render.png",
+    "render_html": "bastion.report.html",
+    "write_html": "bastion.report.html",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -29,9 +29,10 @@ def test_import_bastion_loads_at_most_20_bastion_modules():
     assert not loaded["torch"]
 
 
-def test_the_cli_parser_loads_no_library():
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["train", "--help"], ["no-such-command"]])
+def test_help_and_usage_errors_load_no_library(argv):
     """`bastion --help` builds every subcommand's parser; the library loads in each command's `run`."""
-    loaded = _loaded_after("from bastion.cli import _parser\n_parser()")
+    loaded = _loaded_after(f"from bastion.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
     assert not loaded["torch"]
     library = [m for m in loaded["bastion"] if not m.startswith("bastion.cli")]
     assert len(library) <= 20, library
@@ -104,3 +105,18 @@ def test_every_public_name_of_a_package_resolves(package):
     for name in module.__all__:
         assert getattr(module, name) is not None, f"{package}.{name}"
         assert name in dir(module), f"{package}.{name} missing from dir()"
+
+
+@pytest.mark.parametrize(("package", "registry", "first"), [("bastion.attacks", "ATTACKS", "bastion.attacks.pgd"),
+                                                            ("bastion.train", "TRAINERS", "bastion.train.standard")])
+def test_a_registry_read_through_its_package_is_complete(package, registry, first):
+    """Read after one registering module was imported, a lazy package's registry already holds every entry."""
+    code = (f"import importlib, pkgutil, {first}, {package}\n"
+            f"seen = {package}.{registry}.names()\n"
+            f"for info in pkgutil.walk_packages({package}.__path__, '{package}.'):\n"
+            "    importlib.import_module(info.name)\n"
+            f"print(json.dumps([seen, {package}.{registry}.names()]))")
+    script = f"import json\n{code}"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    seen, everything = json.loads(done.stdout.splitlines()[-1])
+    assert len(everything) > 5 and seen == everything

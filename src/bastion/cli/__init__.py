@@ -53,16 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="bastion: %(levelname)s: %(message)s", level=logging.WARNING)
     logging.getLogger("bastion.progress").setLevel(logging.INFO)  # stage lines, and lines for a bar off a terminal
     args = list(sys.argv[1:] if argv is None else argv)
-    from bastion.exiting import clean_exit
-
     try:
+        # Parsed before anything heavy loads: `bastion --help` and usage errors import no torch.
+        namespace = None if args and args[0] == "attack" else _parser().parse_args(args)
+        from bastion.exiting import clean_exit
+
         with clean_exit():  # the process group and helper threads are gone before the process exits
-            if args and args[0] == "attack":
+            if namespace is None:
                 _refuse_under_torchrun("attack")
                 from bastion.cli.attack import run_attack_command
 
                 return run_attack_command(args[1:])
-            namespace = _parser().parse_args(args)
             _refuse_under_torchrun(namespace.command)
             code: int = namespace.handler(namespace)
             return code

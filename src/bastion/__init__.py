@@ -81,10 +81,10 @@ def _attack_classes() -> dict[str, Any]:
 
 
 def _attack_or_all(name: str) -> Any:
-    """An attack class by its name, or `__all__`: the names below and every registered attack's class."""
+    """An attack class by its name, or `__all__`: `__version__`, `_HOMES`' names and every attack's class."""
     if name == "__all__":
         return sorted({"__version__", *_HOMES, *_attack_classes()})
-    found = None if name.startswith("__") else _attack_classes().get(name)
+    found = None if name.startswith("_") else _attack_classes().get(name)  # `_x` (tools probe those) loads nothing
     if found is None:
         raise AttributeError(f"module 'bastion' has no attribute {name!r}")
     return found

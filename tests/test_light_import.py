@@ -120,3 +120,19 @@ def test_a_registry_read_through_its_package_is_complete(package, registry, firs
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     seen, everything = json.loads(done.stdout.splitlines()[-1])
     assert len(everything) > 5 and seen == everything
+
+
+@pytest.mark.parametrize(("home", "registry"), [("bastion.attacks.base", "ATTACKS"),
+                                                ("bastion.train.base", "TRAINERS")])
+def test_a_lazy_registry_is_read_only_through_its_package(home, registry):
+    """Outside its package a registry is imported from the package, whose `__getattr__` fills it first."""
+    package = home.rsplit(".", 1)[0]
+    inside = SRC.parent / Path(*package.split("."))
+    readers = []
+    for path in [*SRC.rglob("*.py"), *Path(__file__).parent.rglob("*.py")]:
+        if path.is_relative_to(inside):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == home and registry in {a.name for a in node.names}:
+                readers.append(f"{path.name}:{node.lineno}")
+    assert not readers, f"import {registry} from {package}, not {home}: {readers}"

@@ -17,7 +17,10 @@ Convention: images 8000-9999 of mnist-sample are the evaluation split (mnist-sam
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,12 +30,22 @@ from bastion.certify.summary import parse_radii, summarize
 from bastion.data import load_dataset
 from bastion.models import load_zoo_model
 
+CACHE: Path | None = None
+
 
 def run(model, data, sigma, procedure, grid, seed):
+    """Certify and summarize; with --cache, a baseline already measured with the same settings is read back."""
+    key = hashlib.sha1(repr((data.fingerprint, sigma, procedure, grid, seed)).encode()).hexdigest()[:16]
+    if CACHE is not None and (CACHE / f"{key}.json").exists():
+        cached = json.loads((CACHE / f"{key}.json").read_text())
+        return cached["summary"], cached["wall"]
     began = time.perf_counter()
     rows = certify_dataset(model, data, sigma=sigma, procedure=procedure, batch_size=1000, seed=seed)
     wall = time.perf_counter() - began
     summary = summarize(rows, grid, sigma=sigma, n=procedure.n, alpha=procedure.alpha)
+    if CACHE is not None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        (CACHE / f"{key}.json").write_text(json.dumps({"summary": summary, "wall": wall}))
     return summary, wall
 
 
@@ -68,7 +81,10 @@ def main() -> None:
     parser.add_argument("--randomized", action="store_true", help="also ISS with the randomized Clopper-Pearson bound")
     parser.add_argument("--skip", default="", help="comma-separated: decision, radius")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", help="folder keeping each run's summary and time, so a rerun skips the baselines")
     args = parser.parse_args()
+    global CACHE
+    CACHE = Path(args.cache) if args.cache else None
     torch.set_num_threads(1)
     model = load_zoo_model(args.model)
     data = load_dataset("mnist-sample:eval").subset(range(args.start, args.start + args.points))

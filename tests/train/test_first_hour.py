@@ -96,7 +96,10 @@ def test_learning_rate_schedule_scales_with_the_epochs(epochs):
     assert rates[total // 2] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.01)
 
 
-def test_training_progress_counts_images_with_an_eta(capsys):
+def test_training_progress_counts_images_with_an_eta(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal gets the bar; lines: test_progress
     data = load_dataset("mnist-sample:train", limit=64)
     fit(seeded_mlp(), TRAINERS.create("standard"), data, config=FitConfig(epochs=2, batch_size=32, check_size=0),
         progress=True)

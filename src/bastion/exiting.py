@@ -10,10 +10,12 @@ on success and on error, while the interpreter is whole (`atexit` would run too 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tqdm import tqdm as std_tqdm
+from tqdm._monitor import TMonitor
 from tqdm.auto import tqdm as auto_tqdm
 
 from bastion.distributed import teardown
@@ -32,6 +34,12 @@ def stop_helper_threads() -> None:
         if monitor is not None:
             monitor.exit()
             cls.monitor = None
+    # A tqdm subclass (a library's own bar) keeps its monitor on itself: stop every one still running.
+    for thread in threading.enumerate():
+        if isinstance(thread, TMonitor):
+            thread.exit()
+            if getattr(thread.tqdm_cls, "monitor", None) is thread:
+                thread.tqdm_cls.monitor = None
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.integrate import quad
-from scipy.stats import binomtest, norm
+from scipy.stats import beta, binomtest, norm
 from torch import nn
 
 from bastion.certify.confseq import log_evalue_above, log_evalue_below, threshold
@@ -156,8 +156,7 @@ def test_iss_gives_more_samples_to_points_whose_radius_still_grows_with_n():
     # The plan keeps the expected radius within the decline of the full budget's, at the planning estimate.
     for k0 in (85, 97, 100):
         n = iss_sample_size(k0, 100, decline=0.05, **settings)
-        p = (k0 + 0.5) / 101
-        p = min(p + math.sqrt(p * (1 - p) / 100), 1 - 0.5 / 101**2)
+        p = 1.0 if k0 == 100 else float(beta.ppf(norm.cdf(1.0), k0 + 1, 100 - k0))
         full, chosen = expected_radius(p, np.array([100_000.0, float(n)]), 0.001, 0.5)
         assert full - chosen <= 0.05 + 1e-9
 

@@ -63,13 +63,7 @@ def log_evalue_above(k: ArrayLike, n: ArrayLike, q: float, one_minus_q: float | 
         q: The threshold, in (0, 1).
         one_minus_q: 1 - q, passed when it is too small to compute as `1 - q` (default 1 - q).
     """
-    kk, nn = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    rest = 1.0 - q if one_minus_q is None else one_minus_q
-    a, b = kk + _HALF, nn - kk + _HALF
-    # int_q^1 r^(a-1) (1-r)^(b-1) dr = B(a, b) * I_{1-q}(b, a): written with 1 - q, exact near q = 1.
-    mixture = betaln(a, b) + _log(betainc(b, a, rest))
-    prior_mass = betaln(_HALF, _HALF) + math.log(float(betainc(_HALF, _HALF, rest)))
-    return np.asarray(mixture - prior_mass - _log_null(kk, nn, q, rest), dtype=np.float64)
+    return _log_evalue(k, n, q, one_minus_q, above=True)
 
 
 def log_evalue_below(k: ArrayLike, n: ArrayLike, q: float, one_minus_q: float | None = None) -> NDArray[np.float64]:
@@ -77,11 +71,18 @@ def log_evalue_below(k: ArrayLike, n: ArrayLike, q: float, one_minus_q: float | 
 
     Guarantee: for every p >= q, P(log E_n >= log(1 / alpha) for some n) <= alpha.
     """
+    return _log_evalue(k, n, q, one_minus_q, above=False)
+
+
+def _log_evalue(k: ArrayLike, n: ArrayLike, q: float, one_minus_q: float | None, *, above: bool) -> NDArray[np.float64]:
     kk, nn = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
     rest = 1.0 - q if one_minus_q is None else one_minus_q
     a, b = kk + _HALF, nn - kk + _HALF
-    mixture = betaln(a, b) + _log(betaincc(b, a, rest))
-    prior_mass = betaln(_HALF, _HALF) + math.log(float(betaincc(_HALF, _HALF, rest)))
+    # int_q^1 r^(a-1) (1-r)^(b-1) dr = B(a, b) * I_{1-q}(b, a), and int_0^q is its complement: written with
+    # 1 - q, exact near q = 1.
+    share = betainc if above else betaincc
+    mixture = betaln(a, b) + _log(share(b, a, rest))
+    prior_mass = betaln(_HALF, _HALF) + math.log(float(share(_HALF, _HALF, rest)))
     return np.asarray(mixture - prior_mass - _log_null(kk, nn, q, rest), dtype=np.float64)
 
 

@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from bastion.cli import main
+from bastion.distributed import teardown
 from bastion.threat import ThreatModel
 from bastion.train import PGDAT, TRADES
 from bastion.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_atomic
@@ -48,15 +49,22 @@ def test_attacks_inside_training_bypass_the_ddp_wrapper(tmp_path: Path):
     """The inner PGD runs on `ddp.module`: no forward pass of the wrapper arms the all-reduce for it."""
     dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
     try:
-        ddp = DistributedDataParallel(seeded_mlp())
-        calls: list[int] = []
-        ddp.register_forward_pre_hook(lambda module, args: calls.append(1))
-        optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
-        x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-        PGDAT(steps=3).step(ddp, optimizer, x, y, ThreatModel("linf", 0.1))
-        assert len(calls) == 1  # the training loss only, not the 3 attack steps
-        calls.clear()
-        TRADES(steps=3).step(ddp, optimizer, x, y, ThreatModel("linf", 0.1))
-        assert len(calls) == 2  # clean and adversarial logits of the loss; target and attack bypass it
+        _count_wrapper_calls()
     finally:
-        dist.destroy_process_group()
+        # The wrapper and gloo's work objects are freed (garbage collected) before the group is destroyed:
+        # a DDP freed after destroy_process_group can wait forever in its destructor (it hung this test
+        # once in a loop of the distributed tests).
+        teardown()
+
+
+def _count_wrapper_calls() -> None:
+    ddp = DistributedDataParallel(seeded_mlp())
+    calls: list[int] = []
+    ddp.register_forward_pre_hook(lambda module, args: calls.append(1))
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    PGDAT(steps=3).step(ddp, optimizer, x, y, ThreatModel("linf", 0.1))
+    assert len(calls) == 1  # the training loss only, not the 3 attack steps
+    calls.clear()
+    TRADES(steps=3).step(ddp, optimizer, x, y, ThreatModel("linf", 0.1))
+    assert len(calls) == 2  # clean and adversarial logits of the loss; target and attack bypass it

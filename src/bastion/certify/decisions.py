@@ -97,9 +97,12 @@ class RadiusTests:
         certified = self.status == CERTIFIED
         return np.asarray(np.cumprod(certified, axis=1).sum(axis=1), dtype=np.int64)
 
-    def decisions(self, point: int, radii: Sequence[float]) -> dict[str, str]:
-        """The decision of each of `radii` for one point, by its radius written as text ("0.5")."""
-        prefix = int(self.certified_prefix()[point])
+    def decisions(self, point: int, radii: Sequence[float], prefix: int | None = None) -> dict[str, str]:
+        """The decision of each of `radii` for one point, by its radius written as text ("0.5").
+
+        `prefix` is the point's entry of `certified_prefix()`, when the caller has it already.
+        """
+        prefix = int(self.certified_prefix()[point]) if prefix is None else prefix
         out = {}
         for r in radii:
             j = self.radii.index(float(r))

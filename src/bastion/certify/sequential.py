@@ -136,6 +136,6 @@ def certify_sequential(
         shown = int(prefix[i])
         out.append(SequentialCertificate(
             prediction=int(top) if shown else ABSTAIN, radius=tests.radii[shown - 1] if shown else 0.0,
-            decisions=tests.decisions(i, radii), top=int(top), count=int(k[i]), n=int(n[i]),
+            decisions=tests.decisions(i, radii, shown), top=int(top), count=int(k[i]), n=int(n[i]),
             samples=n0 + int(n[i])))
     return out

@@ -22,11 +22,12 @@ __all__ = [
 ]
 
 _HOMES = {
-    "bar_chart": "bastion.render.svg",
-    "encode_png": "bastion.render.png",
-    "image_to_data_uri": "bastion.render.png",
-    "line_chart": "bastion.render.svg",
-    "perturbation_to_data_uri": "bastion.render.png",
+    # The render helpers are re-exported from their own lazy package, which knows where each one lives.
+    "bar_chart": "bastion.render",
+    "encode_png": "bastion.render",
+    "image_to_data_uri": "bastion.render",
+    "line_chart": "bastion.render",
+    "perturbation_to_data_uri": "bastion.render",
     "render_html": "bastion.report.html",
     "write_html": "bastion.report.html",
 }

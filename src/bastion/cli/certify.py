@@ -160,14 +160,10 @@ def _certify(args: argparse.Namespace, world: World) -> int:
 
 
 def _chunks(positions: list[int], size: int) -> list[list[int]]:
-    """`positions` cut into the chunks `shard_chunks` dealt (runs of consecutive positions, at most `size` long)."""
-    chunks: list[list[int]] = []
-    for p in positions:
-        if chunks and p == chunks[-1][-1] + 1 and len(chunks[-1]) < size and p % size:
-            chunks[-1].append(p)
-        else:
-            chunks.append([p])
-    return chunks
+    """`positions` cut into the chunks `shard_chunks` dealt: chunk c holds positions c * size to (c + 1) * size - 1."""
+    from itertools import groupby
+
+    return [list(chunk) for _, chunk in groupby(positions, key=lambda p: p // size)]
 
 
 def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> Path | None:

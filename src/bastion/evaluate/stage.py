@@ -16,18 +16,19 @@ then runs it through the contract every stage must keep.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, ClassVar, TypeVar, Union
 
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag
 from bastion.registry import Registry
 
-__all__ = ["STAGES", "NoSettings", "SectionResult", "Stage", "StageResult", "from_json"]
+__all__ = ["STAGES", "NoSettings", "Stage", "StageResult", "from_json"]
 
 R = TypeVar("R", bound="StageResult")
 
@@ -47,19 +48,6 @@ class StageResult:
 
 
 @dataclass(frozen=True)
-class SectionResult(StageResult):
-    """The result of a stage whose report section is a free-form JSON object (certification, detection, ...).
-
-    The section is stored as its JSON form (tuples become lists), so the result equals its round trip.
-    """
-
-    section: dict[str, Any]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "section", json.loads(json.dumps(self.section, default=str)))
-
-
-@dataclass(frozen=True)
 class NoSettings:
     """The settings of a stage that has none."""
 
@@ -76,6 +64,8 @@ class Stage(ABC):
     kind: ClassVar[str]
     Settings: ClassVar[type[Any]] = NoSettings
     Result: ClassVar[type[StageResult]]
+    #: The `bastion evaluate` flags (and TOML keys) this stage owns: `bastion.evaluate.flags`.
+    flags: ClassVar[tuple[Flag, ...]] = ()
 
     def __init__(self, name: str | None = None, **settings: Any) -> None:
         self.name = name or self.kind
@@ -84,6 +74,15 @@ class Stage(ABC):
         except TypeError as error:
             valid = ", ".join(f.name for f in dataclasses.fields(self.Settings)) or "none"
             raise InputError(f"stage {self.name!r}: {error}; its settings: {valid}") from None
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """This kind's settings from a run's options: the run-level ones (`eps`, ...) and every flag's value.
+
+        A suite entry's own settings lie under these, and the TOML's `[stages.NAME]` table over them;
+        an empty mapping leaves the suite's settings as they are.
+        """
+        return {}
 
     def settings_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (recorded in the report, and compared on resume)."""

@@ -1,4 +1,4 @@
-"""Models: loading from specs, the normalization wrapper, the bundled zoo."""
+"""Models: loading from specs (each kind a format registered in `FORMATS`), the normalization wrapper, the zoo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from bastion.lazy import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports each name on first access
     from bastion.models.agreement import Agreement, prediction_agreement
+    from bastion.models.formats import FORMATS, ModelFormat
     from bastion.models.loading import MODELS_HELP, LoadedModel, load_model, load_weights, resolve_device
     from bastion.models.normalize import Normalized
     from bastion.models.traits import class_names, is_gradient_free
@@ -15,10 +16,12 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports e
     from bastion.passes import PassCount, PassCounter, attack_mode, model_device_dtype
 
 __all__ = [
+    "FORMATS",
     "MODELS_HELP",
     "ZOO",
     "Agreement",
     "LoadedModel",
+    "ModelFormat",
     "Normalized",
     "PassCount",
     "PassCounter",
@@ -35,8 +38,10 @@ __all__ = [
 
 _HOMES = {
     "Agreement": "bastion.models.agreement",
+    "FORMATS": "bastion.models.formats",
     "LoadedModel": "bastion.models.loading",
     "MODELS_HELP": "bastion.models.loading",
+    "ModelFormat": "bastion.models.formats",
     "Normalized": "bastion.models.normalize",
     "PassCount": "bastion.passes",
     "PassCounter": "bastion.passes",
@@ -52,4 +57,5 @@ _HOMES = {
     "resolve_device": "bastion.models.loading",
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+# Reading `FORMATS` first imports every module above, `loading` among them, which registers the built-in formats.
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, complete=("FORMATS",))

@@ -35,7 +35,9 @@ CACHE: Path | None = None
 
 def run(model, data, sigma, procedure, grid, seed):
     """Certify and summarize; with --cache, a baseline already measured with the same settings is read back."""
-    key = hashlib.sha1(repr((data.fingerprint, sigma, procedure, grid, seed)).encode()).hexdigest()[:16]
+    # Keyed by the recorded settings (not the dataclass's repr), so a new field of Procedure keeps old baselines.
+    setting = json.dumps(procedure.settings(), sort_keys=True)
+    key = hashlib.sha1(repr((data.fingerprint, sigma, setting, grid, seed)).encode()).hexdigest()[:16]
     if CACHE is not None and (CACHE / f"{key}.json").exists():
         cached = json.loads((CACHE / f"{key}.json").read_text())
         return cached["summary"], cached["wall"]
@@ -45,7 +47,7 @@ def run(model, data, sigma, procedure, grid, seed):
     summary = summarize(rows, grid, sigma=sigma, n=procedure.n, alpha=procedure.alpha)
     if CACHE is not None:
         CACHE.mkdir(parents=True, exist_ok=True)
-        (CACHE / f"{key}.json").write_text(json.dumps({"summary": summary, "wall": wall}))
+        (CACHE / f"{key}.json").write_text(json.dumps({"summary": summary, "wall": wall, "rows": rows}))
     return summary, wall
 
 

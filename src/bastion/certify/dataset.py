@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from bastion.certify.iss import certify_iss
+from bastion.certify.plan import PlannedPoint, certify_planned, plan_samples
 from bastion.certify.procedure import Procedure
 from bastion.certify.sequential import certify_sequential
 from bastion.certify.smoothing import Certificate, Smooth
@@ -43,6 +44,7 @@ def certify_dataset(
     indices: Sequence[int] | None = None,
     progress: bool = False,
     on_group: Callable[[list[dict[str, Any]]], None] | None = None,
+    plan: Mapping[int, PlannedPoint] | None = None,
 ) -> list[dict[str, Any]]:
     """Certify each image of `data` by randomized smoothing with `procedure` (see `bastion.certify.procedure`).
 
@@ -64,6 +66,8 @@ def certify_dataset(
         indices: The images' indices in their data set (recorded, and seeding their noise); default 0..N-1.
         progress: Show a progress bar over images.
         on_group: Called with the rows of each group as soon as it is done (e.g. to save them).
+        plan: ISS with the global allocation: every point's class and sample size, planned over
+            all points of the run (`bastion.certify.plan.plan_samples`); None plans over `data`.
 
     Returns:
         One dict per image: index, label, prediction (-1 = abstain), radius, correct, p_lower (None
@@ -76,13 +80,17 @@ def certify_dataset(
     ids = list(range(len(data))) if indices is None else [int(i) for i in indices]
     device, dtype = model_device_dtype(model)
     group = group_size(procedure.n0, batch_size)
+    if plan is None and procedure.kind == "iss" and procedure.allocation == "global":
+        plan = plan_samples(model, data, sigma=sigma, procedure=procedure, batch_size=batch_size, seed=seed,
+                            indices=ids)
     rows: list[dict[str, Any]] = []
     with progress_bar(len(data), desc="certify", unit="image", enabled=progress) as bar:
         for start in range(0, len(data), group):
             stop = min(start + group, len(data))
             x, y = data.batch(slice(start, stop), device=device, dtype=dtype)
             began = time.perf_counter()
-            found = _certify_group(model, x, data.num_classes, sigma, procedure, batch_size, seed, ids[start:stop])
+            found = _certify_group(model, x, data.num_classes, sigma, procedure, batch_size, seed, ids[start:stop],
+                                   plan)
             seconds = (time.perf_counter() - began) / (stop - start)
             done = [{"index": ids[start + offset], "label": int(label), **row,
                      "correct": row["prediction"] == label, "seconds": seconds}
@@ -95,7 +103,8 @@ def certify_dataset(
 
 
 def _certify_group(model: nn.Module, x: torch.Tensor, num_classes: int, sigma: float, procedure: Procedure,
-                   batch_size: int, seed: int, ids: Sequence[int]) -> list[dict[str, Any]]:
+                   batch_size: int, seed: int, ids: Sequence[int],
+                   plan: Mapping[int, PlannedPoint] | None = None) -> list[dict[str, Any]]:
     """The rows (without index, label and time) of one group of images."""
     device = model_device_dtype(model)[0]
     generators = [image_generator(seed, i, device) for i in ids]
@@ -108,7 +117,10 @@ def _certify_group(model: nn.Module, x: torch.Tensor, num_classes: int, sigma: f
                  "samples": c.samples, "decisions": c.decisions} for c in found]
     uniforms = ([float(torch.rand((), generator=image_generator(seed, i, stream=UNIFORM_STREAM))) for i in ids]
                 if p.randomized else [None] * len(ids))
-    if p.kind == "iss":
+    if p.kind == "iss" and plan is not None:
+        pairs = certify_planned(model, x, [plan[i] for i in ids], num_classes=num_classes, sigma=sigma, alpha=p.alpha,
+                                batch_size=batch_size, generators=generators, uniforms=uniforms, sound=p.sound)
+    elif p.kind == "iss":
         pairs = certify_iss(model, x, num_classes=num_classes, sigma=sigma, n0=p.n0, budget=p.n, alpha=p.alpha,
                             decline=p.decline, batch_size=batch_size, generators=generators, uniforms=uniforms,
                             sound=p.sound)

@@ -6,7 +6,9 @@
   of `radii` with anytime-valid tests, stopping as soon as every radius is decided or out of reach;
   `n` is the budget of estimation samples (`bastion.certify.sequential`).
 - "iss": Chen et al. (AAAI 2022, arXiv:2112.12084): a radius per point, CERTIFY with an
-  input-specific n within `decline` of the radius at `n` (`bastion.certify.iss`).
+  input-specific n. `allocation` "global" (the default) plans every point's n together so that the
+  *mean* expected radius decline against n = `n`, over the points expected to certify, is at most
+  `decline` (`bastion.certify.plan`); "point" caps each point's own decline (`bastion.certify.iss`).
 
 `randomized` replaces the Clopper-Pearson bound of "fixed" and "iss" by its randomized version
 (Voracek & Hein 2024, section 3), whose uniform draw comes from the point's own seeded stream.
@@ -21,9 +23,10 @@ from typing import Any
 
 from bastion.errors import InputError
 
-__all__ = ["DEFAULTS", "KINDS", "Procedure"]
+__all__ = ["ALLOCATIONS", "DEFAULTS", "KINDS", "Procedure"]
 
 KINDS = ("fixed", "sequential", "iss")
+ALLOCATIONS = ("global", "point")  # radius mode: a cap on the mean decline, or on each point's
 
 # Per kind: (n0, n). Sequential: a 16-sample selection and a 30,000-sample budget, chosen by simulation
 # on the zoo noise model's pA at sigma 0.5 (radii 0.5 and 1): the certified counts of fixed-n CERTIFY with
@@ -42,7 +45,9 @@ class Procedure:
         n: Estimation samples per point (fixed), or the most a point may draw (sequential, iss).
         alpha: Error probability in (0, 1).
         radii: The radii a sequential run decides.
-        decline: ISS's largest expected radius loss against n (L2 units).
+        decline: ISS's largest expected radius loss against n (L2 units): the mean over the points
+            the plan expects to certify with allocation "global", each point's with "point".
+        allocation: ISS's sample allocation, "global" (`bastion.certify.plan`) or "point".
         randomized: Use the randomized Clopper-Pearson bound (fixed, iss).
         sound: Sample soundly in floating point (`bastion.certify.sound`, Voracek & Hein, ICLR 2023):
             on by default, it costs about 5% more time for a slack of about 1e-8 on pA.
@@ -56,6 +61,7 @@ class Procedure:
     decline: float = DEFAULT_DECLINE
     randomized: bool = False
     sound: bool = True
+    allocation: str = "global"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,6 +73,8 @@ class Procedure:
             raise InputError(f"alpha must lie in (0, 1), got {self.alpha!r}")
         if not (math.isfinite(self.decline) and self.decline > 0):
             raise InputError(f"decline must be a number > 0, got {self.decline!r}")
+        if self.allocation not in ALLOCATIONS:
+            raise InputError(f"unknown sample allocation {self.allocation!r}; choose one of: {', '.join(ALLOCATIONS)}")
         if self.kind == "sequential" and self.randomized:
             raise InputError("the randomized Clopper-Pearson bound applies to fixed-n and ISS runs, not --sequential "
                              "with --radii")
@@ -74,13 +82,14 @@ class Procedure:
     @classmethod
     def build(cls, *, sequential: bool, radii: Sequence[float] | None, n0: int | None, n: int | None,
               alpha: float, decline: float | None = None, randomized: bool = False,
-              sound: bool = True) -> Procedure:
+              sound: bool = True, allocation: str | None = None) -> Procedure:
         """The procedure a command line asks for: --sequential with --radii decides them, without gives ISS."""
         kind = "fixed" if not sequential else ("sequential" if radii else "iss")
         default_n0, default_n = DEFAULTS[kind]
         return cls(kind=kind, n0=default_n0 if n0 is None else n0, n=default_n if n is None else n, alpha=alpha,
                    radii=tuple(sorted(float(r) for r in radii or ())),
-                   decline=DEFAULT_DECLINE if decline is None else decline, randomized=randomized, sound=sound)
+                   decline=DEFAULT_DECLINE if decline is None else decline, randomized=randomized, sound=sound,
+                   allocation=ALLOCATIONS[0] if allocation is None else allocation)
 
     @property
     def fixed_samples(self) -> int:
@@ -95,6 +104,7 @@ class Procedure:
             out["decided_radii"] = list(self.radii)
         if self.kind == "iss":
             out["decline"] = self.decline
+            out["allocation"] = self.allocation
         return out
 
     def describe(self) -> str:
@@ -103,6 +113,7 @@ class Procedure:
             return (f"sequential decisions at radii {', '.join(f'{r:g}' for r in self.radii)} (n0={self.n0}, "
                     f"budget n={self.n}, alpha={self.alpha:g})")
         if self.kind == "iss":
-            return (f"input-specific sample size (ISS, n0={self.n0}, n <= {self.n}, radius decline <= "
+            per = "mean" if self.allocation == "global" else "per-point"
+            return (f"input-specific sample size (ISS, n0={self.n0}, n <= {self.n}, {per} radius decline <= "
                     f"{self.decline:g}, alpha={self.alpha:g})")
         return f"CERTIFY with fixed n0={self.n0}, n={self.n}, alpha={self.alpha:g}"

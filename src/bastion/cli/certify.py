@@ -53,10 +53,16 @@ def register(commands: Any) -> None:
                            "--sequential, the radii to decide")
     smoothing.add_argument("--sequential", action="store_true",
                            help="stop sampling each point as soon as its answer is known: with --radii, decide each "
-                           "radius (certified or refuted) by a confidence sequence valid at --alpha; without, an "
-                           "input-specific sample size within --decline of the radius at --n")
+                           "radius (certified or refuted) by a confidence sequence valid at --alpha; without, "
+                           "input-specific sample sizes whose mean radius lies within --decline of the radius at --n")
     smoothing.add_argument("--decline", type=float,
-                           help="--sequential without --radii: the largest expected radius loss against --n (0.05)")
+                           help="--sequential without --radii: the largest expected radius loss against --n (0.05): "
+                           "the mean over the points expected to certify (one point may lose more), or each point's "
+                           "with --allocation point")
+    smoothing.add_argument("--allocation", choices=("global", "point"),
+                           help="--sequential without --radii: plan all points' sample sizes together for the fewest "
+                           "samples at a mean --decline (global, the default), or each point alone (point; Chen et "
+                           "al.'s ISS)")
     smoothing.add_argument("--randomized", action="store_true",
                            help="the randomized Clopper-Pearson bound (Voracek & Hein 2024): same guarantee, larger "
                            "radii; its uniform draws are seeded by --seed and each point's index")
@@ -87,6 +93,7 @@ def _certify(args: argparse.Namespace, world: World) -> int:
     from bastion import distributed
     from bastion.certify.dataset import certify_dataset, group_size
     from bastion.certify.partial import PartialRows
+    from bastion.certify.plan import plan_samples
     from bastion.certify.procedure import Procedure
     from bastion.certify.smoothing import Smooth
     from bastion.certify.summary import parse_radii, summarize
@@ -97,12 +104,14 @@ def _certify(args: argparse.Namespace, world: World) -> int:
     if not sigma > 0:
         raise InputError(f"--sigma must be > 0, got {sigma}")
     grid = parse_radii(args.radii)
-    if args.decline is not None and not (args.sequential and args.radii is None):
-        raise InputError("--decline sets the radius loss of --sequential without --radii (input-specific n); "
-                         "drop it, or drop --radii and add --sequential")
+    for flag, what, value in (("--decline", "radius loss", args.decline),
+                              ("--allocation", "sample allocation", args.allocation)):
+        if value is not None and not (args.sequential and args.radii is None):
+            raise InputError(f"{flag} sets the {what} of --sequential without --radii (input-specific n); "
+                             "drop it, or drop --radii and add --sequential")
     procedure = Procedure.build(sequential=args.sequential, radii=grid if args.radii is not None else None,
                                 n0=args.n0, n=args.n, alpha=args.alpha, decline=args.decline,
-                                randomized=args.randomized, sound=args.sound)
+                                randomized=args.randomized, sound=args.sound, allocation=args.allocation)
     Smooth.check_settings(n=procedure.n, n0=procedure.n0, alpha=procedure.alpha, batch_size=args.batch_size)
     out = check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     finished = _guard_earlier_run(out, resume=args.resume, overwrite=args.overwrite)
@@ -131,10 +140,15 @@ def _certify(args: argparse.Namespace, world: World) -> int:
     partial.start(r for r in kept if r["index"] not in again)
     if saved and world.is_main:
         print(f"resuming: {len(saved)} of {len(indices)} points were certified before", file=sys.stderr)
+    plan = None
+    if procedure.kind == "iss" and procedure.allocation == "global":  # every rank pilots its share, saved or not
+        own = [indices[p] for p in positions]
+        plan = plan_samples(loaded.module, full.subset(own), sigma=sigma, procedure=procedure,
+                            batch_size=args.batch_size, seed=args.seed, indices=own, gather=distributed.all_gather)
     fresh = [] if not mine else certify_dataset(loaded.module, full.subset(mine), sigma=sigma, procedure=procedure,
                             batch_size=args.batch_size, seed=args.seed, indices=mine,
                             progress=world.is_main and not args.quiet,
-                            on_group=partial.append)
+                            on_group=partial.append, plan=plan)
     done = {r["index"]: r for r in kept} | {r["index"]: r for r in fresh}
     rows = distributed.gather_by_index([(p, done[indices[p]]) for p in positions])
     if rows is None:
@@ -270,7 +284,9 @@ def _procedure_text(settings: dict[str, Any]) -> str:
         radii = ", ".join(f"{r:g}" for r in settings.get("decided_radii", []))
         return f"sequential decisions at radii {radii} ({common}, at most n={settings['n']})"
     if kind == "iss":
-        return f"input-specific n (ISS, {common}, n <= {settings['n']}, radius decline <= {settings['decline']:g})"
+        per = "mean" if settings.get("allocation") == "global" else "per-point"  # runs before it was per point
+        return (f"input-specific n (ISS, {common}, n <= {settings['n']}, {per} radius decline <= "
+                f"{settings['decline']:g})")
     extras = [name for name, key in (("randomized Clopper-Pearson", "randomized"), ("sound", "sound"))
               if settings.get(key)]
     return ", ".join([f"{common}, n={settings['n']}", *extras])

@@ -39,7 +39,7 @@ def register(commands: Any) -> None:
                    "least 2 x --drift-window, which the drift monitor needs)")
     g.add_argument("--detector", action="append", help="detector, repeatable: squeeze, confidence, entropy, "
                    "margin (default: squeeze, margin and entropy); each, and each enabled probe, is a conformal "
-                   "p-value, and --fpr is shared among them (Bonferroni)")
+                   "p-value, and one combined p-value over all of them is flagged at --fpr")
     g.add_argument("--squeezers", help="feature squeezers, e.g. bit-depth:1,median:2,median:3")
     g.add_argument("--fpr", type=float, help="target false-positive rate of a flag on clean inputs (0.01)")
     g.add_argument("--reject-fpr", type=float, help="stricter rate below which inputs are rejected outright")
@@ -80,7 +80,7 @@ def register(commands: Any) -> None:
     g.add_argument("--log-sample", type=float, help="share of inputs logged (1.0)")
     g.add_argument("--false-alarm", type=float, help="probability that traffic drawn like the calibration set ever "
                    "breaks the guarantee, over any horizon (0.01): the guarantee monitor alarms at an e-value of "
-                   "2 / this")
+                   "1 / this")
     g.add_argument("--keep-accepted", type=int, help="keep the last N accepted inputs so that POST "
                    "/admin/recalibrate {\"source\": \"accepted\"} may recalibrate on them (default 0: off; "
                    "accepted traffic can poison the calibration set)")

@@ -51,9 +51,9 @@ class ModelSettings(BaseModel):
 class GuardSettings(BaseModel):
     """Detectors, their calibration, the optional probes, and the policy.
 
-    `fpr` is the target false-positive rate on clean inputs of the flag decision, shared across
-    every signal (the detectors, and the gradient-norm and boundary-distance probes when enabled)
-    by Bonferroni; `reject_fpr` (optional, smaller) sets a stricter level below which a
+    `fpr` is the target false-positive rate on clean inputs of the flag decision, one combined
+    conformal p-value over every signal (the detectors, and the gradient-norm and boundary-distance
+    probes when enabled; `bastion.serve.combined`); `reject_fpr` (optional, smaller) sets a stricter level below which a
     request is rejected outright. `on_flag` says what a flagged request gets: "flag" (the answer and
     a warning), "fallback" (the `fallback` answer: "abstain", "smooth" or "label:K"), or "reject".
     `on_drift` says what every input gets once the guarantee no longer holds: "keep" (decide as

@@ -1,43 +1,44 @@
-"""An anytime-valid monitor of the guard's guarantee: are the conformal p-values still super-uniform?
+"""An anytime-valid monitor of the guard's guarantee: is the traffic still exchangeable with the calibration set?
 
-The guard flags an input when a detector's conformal p-value (`bastion.serve.conformal`) is at most
-its level a. That promises a clean flag rate of at most a only while traffic is drawn from the
-distribution of the calibration set. This module tests that hypothesis on every input, and keeps
-testing for as long as the server runs, with a conformal test martingale (Vovk, Nouretdinov &
-Gammerman, "Testing exchangeability on-line", ICML 2003; Vovk, Petej, Nouretdinov, Ahlberg, Carlsson
-& Gammerman, "Retrain or not retrain: conformal test martingales for change-point detection",
-COPA 2021, arXiv:2102.10439), made valid against a FIXED calibration set following the idea of
-Shaer, Bar, Prinster & Romano ("Testing for distribution shifts with conditional conformal test
-martingales", 2026, arXiv:2602.13848): p-values computed against one calibration set are not
-independent uniforms given that set, so the bets must account for the estimation error of the
-finite reference. Their robust martingale does this in general; the construction below does it
-for threshold bets, with the exact law (1) of the hit probabilities and a union bound.
+The guard flags an input when its conformal p-value against the calibration set is at most a level.
+That promises a clean flag rate of at most the level only while the traffic and the calibration set
+are exchangeable. This module tests that hypothesis on every input, for as long as the server runs,
+with a conformal test martingale (Vovk, Nouretdinov & Gammerman, "Testing exchangeability on-line",
+ICML 2003; Vovk et al., "Retrain or not retrain: conformal test martingales for change-point
+detection", COPA 2021, arXiv:2102.10439).
 
-Construction. Let n be the calibration size and a = k / (n + 1) a tested level (k integer). Given
-the calibration scores C, clean traffic gives i.i.d. p-values with
+Construction. For one signal with n calibration scores, the t-th input's conformal p-value puts its
+score in one of the n + 1 intervals between the sorted calibration scores: j_t, the number of
+calibration scores below it. Under exchangeability of the calibration set and the traffic, the
+input's score is equally likely to fall in each of the n + t gaps between ALL the scores seen so
+far (calibration and earlier traffic), so interval j holds 1 + c_j of them, c_j counting earlier
+inputs in it (a Polya urn):
 
-    H_k(C) = P(p_t <= k / (n + 1) | C) ~ Beta(k, n + 1 - k)                                  (1)
+    P(j_t = j | j_1 .. j_{t-1}) = (1 + c_j) / (n + t).                                           (1)
 
-(the tail mass above the k-th largest calibration score, for continuous scores; ties make p-values
-larger, so H_k only shrinks; Vovk, "Conditional validity of inductive conformal predictors", ACML
-2012, arXiv:1209.2673). With q_k the (1 - delta_cal / K) quantile of that Beta law, the event
-E = {H_k(C) <= q_k for each of the K tested (detector, level) pairs} has probability >= 1 - delta_cal
-by the union bound. On E, for each bet lambda in [0, 1] the product
+The randomized predictive p-value u_t = (#gaps above j_t + U_t (1 + c_{j_t})) / (n + t), U_t
+uniform, is therefore exactly uniform given the past, for every calibration set drawn like the
+traffic: the u_t are i.i.d. U(0, 1) (for continuous scores; Vovk, Gammerman & Shafer, "Algorithmic
+Learning in a Random World", 2005, ch. 7). This is the exact law of the stream against a FIXED
+calibration set that Shaer, Bar, Prinster & Romano ("Testing for distribution shifts with
+conditional conformal test martingales", 2026, arXiv:2602.13848) ask for: the guard's decisions
+keep using the fixed calibration set; only the monitor's predictive law counts earlier traffic.
+The guarantee is over the draw of the calibration set and the traffic, like the conformal flag
+rate it protects.
 
-    M_t(k, lambda) = prod_{s <= t} (1 + lambda (1{p_s <= a} / q_k - 1))                        (2)
+Bets: for each signal, the linear bets 1 + lam (1 - 2 u) (traffic whose p-values run low overall,
+the benign shifts of writer, brightness or noise) and the threshold bets 1 + lam (1{u <= a} / a - 1)
+at each tested level a (excess flags at the flag level); each has conditional mean 1, so their
+average M_t is a test martingale, and Ville's inequality (1939) bounds a false alarm at ANY time:
 
-is a nonnegative supermartingale given C (each factor has conditional mean 1 + lambda (H_k / q_k
-- 1) <= 1), and so is their average over a grid of levels and bets, M_t = mean M_t(k, lambda),
-which starts at 1. Ville's inequality (1939) bounds its crossing of 1 / delta_seq at ANY time:
+    P(exists t: M_t >= 1 / delta) <= delta.                                                       (2)
 
-    P(exists t: M_t >= 1 / delta_seq | C) <= delta_seq    on E,                                 (3)
-
-so clean i.i.d. traffic raises a false alarm, over an unbounded horizon, with probability at most
-delta_seq + delta_cal = delta (split in halves). After an alarm the guarantee stays broken until the
-guard is recalibrated or the monitor reset. The test is one-sided: traffic whose p-values are
-larger than the calibration set's (inputs more typical than it) keeps every flag-rate promise and
-raises no alarm. On E, the clean flag rate of a detector at level a is at most q_k: `flag_rate_bound`
-reports it, the calibration-conditional guarantee (it exceeds a by the estimation error of n points).
+After an alarm the guarantee stays broken until the guard is recalibrated or the monitor reset. The
+bets are one-sided: traffic more typical than the calibration set (larger p-values) keeps every
+flag-rate promise and raises no alarm. `flag_rate_bound` reports, per signal, the
+calibration-conditional bound on the clean flag rate at the flag level (Vovk, "Conditional validity
+of inductive conformal predictors", ACML 2012, arXiv:1209.2673): the (1 - delta) quantile of
+Beta(k, n + 1 - k), with k = floor(a (n + 1)).
 """
 
 from __future__ import annotations
@@ -52,48 +53,90 @@ from scipy.stats import beta as beta_law
 
 from bastion.errors import InputError
 
-__all__ = ["GuaranteeMonitor", "GuaranteeState", "level_bounds", "mixture_log_wealth"]
+__all__ = ["GuaranteeMonitor", "GuaranteeState", "UrnPValues", "bet_log_factors", "level_bounds",
+           "mixture_log_wealth"]
 
-#: Bets of the mixture (2): small bets catch small excesses slowly, large ones large excesses fast.
+#: Bets of each family: small bets catch small excesses slowly, large ones large excesses fast.
 LAMBDAS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.7)
+#: Bets of the linear family 1 + lam (1 - 2u) (below 1, so that no factor is 0).
+LINEAR = (0.05, 0.1, 0.2, 0.4, 0.7, 0.9)
 
 
-def level_bounds(n: int, levels: Sequence[float], delta_cal: float) -> tuple[np.ndarray, np.ndarray]:
-    """The index k = floor(a (n + 1)) of each level a and q_k, the (1 - delta_cal) quantile of Beta(k, n + 1 - k).
+def level_bounds(n: int, levels: Sequence[float], delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """The index k = floor(a (n + 1)) of each level a and q_k, the (1 - delta) quantile of Beta(k, n + 1 - k).
 
     Levels below 1 / (n + 1) can never be reached by a p-value and are refused.
     """
     ks = np.floor(np.asarray(levels, dtype=np.float64) * (n + 1) + 1e-9).astype(np.int64)
     if (ks < 1).any() or (ks > n).any():
         raise InputError(f"a monitored level in {list(levels)} lies outside what {n} calibration points can test")
-    q = beta_law.ppf(1.0 - delta_cal, ks, n + 1 - ks)
+    q = beta_law.ppf(1.0 - delta, ks, n + 1 - ks)
     return ks, np.minimum(np.asarray(q, dtype=np.float64), 1.0)
 
 
-def mixture_log_wealth(hits: np.ndarray, q: np.ndarray, log_start: np.ndarray | None = None,
-                       lambdas: Sequence[float] = LAMBDAS) -> tuple[np.ndarray, np.ndarray]:
-    """Log M_t of the mixture (2) after each step, and each component's final log wealth.
+class UrnPValues:
+    """The predictive p-values u_t of (1) for one signal's stream, against n calibration scores.
 
     Args:
-        hits: (..., T, K) booleans 1{p_t <= a_k} for T >= 1 steps and K tested (detector, level) pairs.
-        q: (K,) the bounds q_k on the clean hit probabilities.
-        log_start: (..., K, L) log wealth of each component before these steps (None: all 0).
-        lambdas: The L bets.
+        n: Calibration scores.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.counts = np.zeros(n + 1, dtype=np.int64)  # c_j: earlier inputs in interval j
+        self.seen = 0
+
+    def update(self, below: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        """u_t of a batch of inputs, in order, then count them.
+
+        Args:
+            below: (B,) each input's interval j_t in 0..n (calibration scores below its score).
+            uniforms: (B,) the U_t that break ties inside an interval.
+        """
+        j = np.asarray(below, dtype=np.int64)
+        order = np.arange(len(j))
+        earlier = order[:, None] > order[None, :]                       # (B, B): b' before b
+        suffix = np.concatenate([np.cumsum(self.counts[::-1])[::-1][1:], [0]])  # sum of c_i over i > j
+        above = (self.n - j) + suffix[j] + ((j[None, :] > j[:, None]) & earlier).sum(axis=1)
+        same = 1 + self.counts[j] + ((j[None, :] == j[:, None]) & earlier).sum(axis=1)
+        u = (above + uniforms * same) / (self.n + self.seen + 1.0 + order)
+        np.add.at(self.counts, j, 1)
+        self.seen += len(j)
+        return np.asarray(u, dtype=np.float64)
+
+
+def bet_log_factors(u: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Log of each bet's factor on uniform-under-the-null p-values u (..., T): linear bets, then threshold bets.
 
     Returns:
-        (..., T) log of the mixture after each step, and (..., K, L) the components' log wealth after the last.
+        (..., T, len(LINEAR)) linear and (..., T, len(levels) * len(LAMBDAS)) threshold log factors.
     """
-    lam = np.asarray(lambdas, dtype=np.float64)
-    win = np.log1p(lam[None, :] * (1.0 / q[:, None] - 1.0))  # (K, L): the factor after a hit
-    lose = np.log1p(-lam)[None, :]                               # (1, L): after a miss
-    steps = np.where(hits[..., None], win, lose)                 # (..., T, K, L)
-    paths = np.cumsum(steps, axis=-3)
+    linear = np.log1p(np.asarray(LINEAR)[None, :] * (1.0 - 2.0 * u[..., None]))
+    a = np.asarray(levels, dtype=np.float64)
+    hits = (u[..., None] <= a).astype(np.float64)[..., None]            # (..., T, J, 1)
+    lam = np.asarray(LAMBDAS)
+    threshold = np.log1p(lam * (hits / a[:, None] - 1.0))                # (..., T, J, L)
+    return linear, threshold.reshape(*threshold.shape[:-2], -1)
+
+
+def mixture_log_wealth(log_factors: np.ndarray, weights: np.ndarray,
+                       log_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Log of the weighted mixture of bets after each step, and each bet's final log wealth.
+
+    Args:
+        log_factors: (..., T, K) the log factor of each of K bets at each of T >= 1 steps.
+        weights: (K,) nonnegative weights summing to 1.
+        log_start: (..., K) log wealth of each bet before these steps (None: all 0).
+
+    Returns:
+        (..., T) log M_t after each step, and (..., K) the bets' log wealth after the last.
+    """
+    paths = np.cumsum(log_factors, axis=-2)
     if log_start is not None:
-        paths = paths + log_start[..., None, :, :]
-    flat = paths.reshape(*paths.shape[:-2], -1)
-    top = flat.max(axis=-1, keepdims=True)
-    mixture = (top + np.log(np.exp(flat - top).mean(axis=-1, keepdims=True)))[..., 0]
-    return mixture, paths[..., -1, :, :]
+        paths = paths + log_start[..., None, :]
+    top = paths.max(axis=-1, keepdims=True)
+    mixture = (top + np.log((np.exp(paths - top) * weights).sum(axis=-1, keepdims=True)))[..., 0]
+    return mixture, paths[..., -1, :]
 
 
 @dataclass(frozen=True)
@@ -106,9 +149,9 @@ class GuaranteeState:
         since: Number of inputs monitored when the current state began (0: since calibration).
         inputs: Inputs monitored so far.
         e_value: The mixture martingale M_t now (evidence against exchangeability).
-        threshold: The alarm threshold 1 / delta_seq.
+        threshold: The alarm threshold 1 / delta.
         false_alarm: delta, the probability of a false alarm over any horizon.
-        flag_rate_bound: Per detector, the calibration-conditional bound q on its clean flag rate.
+        flag_rate_bound: Per signal, the calibration-conditional bound on its clean flag rate at the flag level.
     """
 
     holds: bool
@@ -129,48 +172,55 @@ class GuaranteeMonitor:
     """Conformal test martingale over the guard's p-values (see the module docstring).
 
     Args:
-        n_calibration: Calibration points per detector.
-        levels: p-value levels tested (the flag level first: its bound is reported).
-        false_alarm: delta, the probability of an alarm on clean i.i.d. traffic over any horizon.
+        n_calibration: Calibration points per signal, in the order of `update`'s columns.
+        levels: p-value levels of the threshold bets (the flag level first: its bound is reported).
+        false_alarm: delta, the probability of an alarm on exchangeable traffic over any horizon.
+        seed: Seed of the U_t.
     """
 
-    def __init__(self, n_calibration: Mapping[str, int], levels: Sequence[float], false_alarm: float = 0.01) -> None:
+    def __init__(self, n_calibration: Mapping[str, int], levels: Sequence[float], false_alarm: float = 0.01,
+                 seed: int = 0) -> None:
         if not 0.0 < false_alarm < 1.0:
             raise InputError(f"the false-alarm probability must lie in (0, 1), got {false_alarm:g}")
         if not n_calibration or not levels:
-            raise InputError("the guarantee monitor needs at least one detector and one level")
+            raise InputError("the guarantee monitor needs at least one signal and one level")
         self.names, self.levels, self.false_alarm = list(n_calibration), list(levels), false_alarm
-        pairs = len(self.names) * len(self.levels)
-        delta_cal = delta_seq = false_alarm / 2.0
-        self.log_threshold = math.log(1.0 / delta_seq)
-        self._cuts, bounds = [], []
-        for name in self.names:
-            n = n_calibration[name]
-            ks, q = level_bounds(n, self.levels, delta_cal / pairs)
-            self._cuts.append(ks / (n + 1.0))
-            bounds.append(q)
-        self._cut = np.stack(self._cuts)            # (D, J): p <= cut counts as a hit
-        self.q = np.concatenate(bounds)             # (D * J,)
-        self.flag_rate_bound = {name: float(b[0]) for name, b in zip(self.names, bounds, strict=True)}
+        self.n = [int(n_calibration[name]) for name in self.names]
+        self.flag_rate_bound = {name: float(level_bounds(n, self.levels, false_alarm)[1][0])
+                                for name, n in zip(self.names, self.n, strict=True)}
+        self.log_threshold = math.log(1.0 / false_alarm)
+        linear, threshold = len(LINEAR), len(self.levels) * len(LAMBDAS)
+        # Half the weight on each family, shared evenly among the signals and bets.
+        per_signal = np.concatenate([np.full(linear, 0.5 / linear), np.full(threshold, 0.5 / threshold)])
+        self.weights = np.tile(per_signal, len(self.names)) / len(self.names)
+        self.seed = seed
         self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
         """Start again from M_0 = 1 with no input seen (after a recalibration or a handled alarm)."""
         with self._lock:
-            self._log_wealth = np.zeros((len(self.q), len(LAMBDAS)))
+            self._urns = [UrnPValues(n) for n in self.n]
+            self._rng = np.random.default_rng(self.seed)
+            self._log_wealth = np.zeros(len(self.weights))
             self._log_mixture = 0.0
             self._inputs = self._since = 0
             self._broken_why: str | None = None
 
     def update(self, p_values: np.ndarray) -> bool:
-        """Add a batch of inputs' p-values (B, D) in detector order; True when this batch breaks the guarantee."""
+        """Add a batch of inputs' conformal p-values (B, D) in signal order; True when this batch breaks it."""
         p = np.asarray(p_values, dtype=np.float64).reshape(-1, len(self.names))
         if len(p) == 0:
             return False
-        hits = (p[:, :, None] <= self._cut[None] + 1e-12).reshape(len(p), -1)
         with self._lock:
-            mixture, self._log_wealth = mixture_log_wealth(hits, self.q, self._log_wealth)
+            uniforms = self._rng.random(p.shape)
+            factors = []
+            for d, (urn, n) in enumerate(zip(self._urns, self.n, strict=True)):
+                # p = (1 + #{cal >= s}) / (n + 1): the interval j = #{cal < s}; NaN scores (p = 1/(n+1)) on top.
+                below = np.clip(n + 1 - np.rint(p[:, d] * (n + 1)), 0, n)
+                factors += list(bet_log_factors(urn.update(below, uniforms[:, d]), self.levels))
+            mixture, self._log_wealth = mixture_log_wealth(np.concatenate(factors, axis=1), self.weights,
+                                                           self._log_wealth)
             start, self._inputs = self._inputs, self._inputs + len(p)
             self._log_mixture = float(mixture[-1])
             if self._broken_why is not None:
@@ -179,11 +229,10 @@ class GuaranteeMonitor:
             if not len(crossed):
                 return False
             self._since = start + int(crossed[0]) + 1
-            worst = int(np.argmax(self._log_wealth.max(axis=1)))
-            d, j = divmod(worst, len(self.levels))
-            self._broken_why = (f"traffic is not exchangeable with the calibration set: {self.names[d]} p-values "
-                                f"<= {self._cut[d, j]:.4g} come more often than the at most {self.q[worst]:.4g} "
-                                f"of clean traffic (e-value {math.exp(float(mixture[crossed[0]])):.4g} >= "
+            share = self._log_wealth.reshape(len(self.names), -1).max(axis=1)
+            name = self.names[int(np.argmax(share))]
+            self._broken_why = (f"traffic is not exchangeable with the calibration set: {name} p-values run lower "
+                                f"than exchangeable traffic's (e-value {math.exp(float(mixture[crossed[0]])):.4g} >= "
                                 f"{math.exp(self.log_threshold):.4g} at input {self._since}); flag rates no longer "
                                 "hold: recalibrate on clean data from the new distribution")
             return True

@@ -94,7 +94,7 @@ class GuardedServer:
 
     def _new_guarantee(self) -> None:
         self.guarantee = GuaranteeMonitor({c.name: c.n for c in self.guard.signals}, self.guard.monitored_levels(),
-                                          self.config.monitor.false_alarm)
+                                          self.config.monitor.false_alarm, seed=self.config.guard.seed)
 
     def process(self, x: Tensor) -> Sequence[Verdict]:
         """Guard one micro-batch and record its metrics, the guarantee and drift (worker thread).

@@ -5,9 +5,7 @@ logits, so the guard computes them from the logits it already has (no extra forw
 formulas, checked by the tests). Probes, when enabled: the input-gradient norm (large is
 suspicious) and the DeepFool distance to the boundary (small is suspicious: its score is minus the
 distance). Each becomes a conformal p-value against the same clean calibration images, and the
-guard combines all of them by Bonferroni (flag when min_j p_j <= fpr / m), a combined p-value
-valid under any dependence between the signals (Vovk & Wang, "Combining p-values via averaging",
-Biometrika 2020, arXiv:1212.4966, the minimum being its extreme case).
+guard flags on one combined p-value over all of them (`bastion.serve.combined`).
 """
 
 from __future__ import annotations

@@ -67,8 +67,8 @@ def _banner(guarantee: dict[str, Any], details: dict[str, Any]) -> str:
             f'{"The guarantee holds" if holds else "The guarantee no longer holds"}</strong>: '
             f'<span id="guarantee-why">{escape(str(guarantee["why"]))}</span><br><small>Tested on every input by a '
             f"conformal test martingale (false-alarm probability {details.get('false_alarm', 0):g} over any "
-            f"horizon); given this calibration set, each signal's clean p-values fall to the flag level at most "
-            f"this often: {bounds}.</small></div>")
+            f"horizon); with probability {1 - details.get('false_alarm', 0):g} over the draw of this calibration set, "
+            f"each signal's clean p-values fall to the flag level at most this often: {bounds}.</small></div>")
 
 
 def render_status_page(status: dict[str, Any]) -> str:

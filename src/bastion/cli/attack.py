@@ -234,12 +234,13 @@ def _attack_batch(
 ) -> dict[str, torch.Tensor]:
     import torch
 
+    from bastion.attacks.targets import select_targets
     from bastion.models import attack_mode
     from bastion.models.checks import checked_logits
 
     with attack_mode(model), torch.no_grad():
         clean = checked_logits(model, x, num_classes).argmax(1)
-    target = _targets(target_spec, model, x, y, generator)
+    target = select_targets(target_spec, model, x, y, generator)
     rows = (clean == y) if target is None else torch.ones_like(y, dtype=torch.bool)
     result = attack(model, x[rows], y[rows], threat, target=None if target is None else target[rows],
                     generator=generator)
@@ -260,26 +261,3 @@ def _save_npz(path: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray]
 
     contents: dict[str, Any] = {"summary": np.array(json.dumps(summary)), **arrays}
     return write_atomic_with(path, lambda handle: np.savez_compressed(handle, **contents))
-
-
-def _targets(spec: str | None, model: Any, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> Any:
-    """Target labels for a targeted attack: random (never the true class), least-likely, or one class."""
-    import torch
-
-    if spec is None:
-        return None
-    with torch.no_grad():
-        logits = model(x)
-    classes = logits.shape[1]
-    if spec == "least-likely":
-        return logits.argmin(1)
-    if spec == "random":
-        offset = torch.randint(1, classes, y.shape, generator=generator).to(y.device)
-        return (y + offset) % classes
-    try:
-        label = int(spec)
-    except ValueError:
-        raise InputError(f"--target must be random, least-likely or a class index, got {spec!r}") from None
-    if not 0 <= label < classes:
-        raise InputError(f"--target {label} is not a class of this model (0..{classes - 1})")
-    return torch.full_like(y, label)

@@ -103,12 +103,12 @@ def _train(args: argparse.Namespace, world: World) -> int:
     from bastion.epsrange import check_eps
     from bastion.evaluate.config import parse_floats
     from bastion.models import Normalized, load_model
-    from bastion.models.loading import fingerprint_model
     from bastion.models.tensorfile import save_safetensors
     from bastion.threat import ThreatModel
     from bastion.train import TRAINERS, FitConfig, fit, heldout_accuracy
-    from bastion.train.card import outcome_warnings, write_card, write_training_html
+    from bastion.train.card import write_card, write_training_html
     from bastion.train.checkpoint import CARD_NAME, CHECKPOINT_NAME, SAFETENSORS_NAME, WEIGHTS_NAME, save_atomic
+    from bastion.train.model_card import HeldOutCheck, model_card
 
     if args.model is None:
         raise InputError("--model is required: the architecture to train, e.g. bastion.models.nets:MnistCNN")
@@ -164,26 +164,12 @@ def _train(args: argparse.Namespace, world: World) -> int:
     held_out = val.select(min(args.val_limit, len(val))) if args.val_limit else val
     clean, robust = heldout_accuracy(model, held_out, threat, steps=args.eval_steps, restarts=args.eval_restarts,
                                      seed=args.seed)
-    card = {
-        "method": args.method,
-        "trainer": trainer.settings(),
-        "hyperparameters": {**{k: v for k, v in vars(config).items()}, "threat": threat.describe() if threat else None},
-        "model": {"spec": _base_spec(args.model), "architecture": type(raw).__name__,
-                  "mean": _buffer(model, "mean"), "std": _buffer(model, "std"), "fingerprint": fingerprint_model(raw),
-                  "initial_weights": args.weights},
-        "data": {"name": train.name, "n": len(train), "fingerprint": train.fingerprint,
-                 "held_out": {"name": val.name, "n": len(held_out), "fingerprint": held_out.fingerprint}},
-        "metrics": {"clean_accuracy": clean, "pgd_accuracy": robust,
-                    "pgd": {"steps": args.eval_steps, "restarts": args.eval_restarts,
-                            "threat": threat.describe() if threat else None},
-                    "selected_epoch": result.selected_epoch, "train_seconds": round(result.seconds, 2),
-                    "eval_seconds": round(time.perf_counter() - start, 2)},
-        "wall_time_s": round(result.seconds, 2),
-        "warnings": result.warnings + outcome_warnings(clean, robust, result.history, train.num_classes,
-                                                       adversarial=bool(getattr(trainer_class, "adversarial", False))),
-        "history": result.history,
-        "command": "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    }
+    check = HeldOutCheck(clean, robust, args.eval_steps, args.eval_restarts, time.perf_counter() - start)
+    card = model_card(method=args.method, trainer=trainer.settings(),
+                      adversarial=bool(getattr(trainer_class, "adversarial", False)), config=config, threat=threat,
+                      model=model, spec=args.model, initial_weights=args.weights, train=train, val=val,
+                      held_out=held_out, check=check, result=result,
+                      command="bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     for warning in card["warnings"][len(result.warnings):]:
         logger.warning(warning)
     write_card(out / CARD_NAME, card)
@@ -251,19 +237,3 @@ def _data(args: argparse.Namespace) -> tuple[Any, Any]:
     if cut < 1:
         raise InputError(f"{train.name} has too few images ({len(train)}) to hold some out")
     return train.subset(torch.arange(cut)), train.subset(torch.arange(cut, len(train)))
-
-
-def _base_spec(spec: str) -> str:
-    """The spec that rebuilds the architecture: a trained directory is replaced by the spec in its card."""
-    from bastion.train.checkpoint import read_card
-
-    return str(read_card(spec)["model"]["spec"]) if Path(spec).is_dir() else spec
-
-
-def _buffer(model: Any, name: str) -> list[float] | None:
-    from bastion.models import Normalized
-
-    if not isinstance(model, Normalized):
-        return None
-    values: list[float] = model.get_buffer(name).flatten().tolist()
-    return values

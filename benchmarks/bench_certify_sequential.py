@@ -7,8 +7,10 @@ radius, and the mean certified radius (abstentions count 0).
 - Decision mode (issue 24's first bar): `--sequential --radii R` against fixed-n CERTIFY with
   n = --fixed-n (10,000 by default, the n of locuslab's reference runs): at least as many points
   certified at each radius, with at most a tenth of its samples.
-- Radius mode (its second bar): `--sequential` (ISS) at each --declines value against fixed n =
-  --radius-n (100,000): mean radius within 0.05, with at least 3x fewer samples.
+- Radius mode (its second bar): `--sequential` (input-specific n) at each --declines value and each
+  --allocations entry against fixed n = --radius-n (100,000): mean radius within 0.05, with at least
+  3x fewer samples. "global" (the default) plans all points together for a mean decline (pilots
+  included in the cost), "point" is Chen et al.'s ISS with a cap on each point's decline.
 
 Run with one thread: OMP_NUM_THREADS=1 python benchmarks/bench_certify_sequential.py --points 100
 Convention: images 8000-9999 of mnist-sample are the evaluation split (mnist-sample:eval).
@@ -79,7 +81,8 @@ def main() -> None:
     parser.add_argument("--radii", default="0.5,1", help="radii decision mode decides")
     parser.add_argument("--fixed-n", type=int, default=10_000)
     parser.add_argument("--radius-n", type=int, default=100_000)
-    parser.add_argument("--declines", default="0.05", help="ISS declines to measure, comma-separated")
+    parser.add_argument("--declines", default="0.05", help="radius-mode declines to measure, comma-separated")
+    parser.add_argument("--allocations", default="global,point", help="radius-mode allocations: global, point")
     parser.add_argument("--randomized", action="store_true", help="also ISS with the randomized Clopper-Pearson bound")
     parser.add_argument("--skip", default="", help="comma-separated: decision, radius")
     parser.add_argument("--seed", type=int, default=0)
@@ -111,12 +114,14 @@ def main() -> None:
         base = run(model, data, args.sigma, fixed, grid, args.seed)
         line(f"fixed n={args.radius_n:,} (CERTIFY)", *base, None, grid)
         for decline in (float(d) for d in args.declines.split(",")):
-            for randomized in (False, True) if args.randomized else (False,):
-                iss = Procedure(kind="iss", n0=100, n=args.radius_n, alpha=args.alpha, decline=decline,
-                                randomized=randomized)
-                summary, wall = run(model, data, args.sigma, iss, grid, args.seed + 1)
-                line(f"ISS decline {decline:g}" + (", randomized" if randomized else ""), summary, wall, base, grid)
-                print(f"{'':<34}  mean radius {base[0]['mean_radius'] - summary['mean_radius']:.3f} below fixed n")
+            for allocation in args.allocations.split(","):
+                for randomized in (False, True) if args.randomized else (False,):
+                    iss = Procedure(kind="iss", n0=100, n=args.radius_n, alpha=args.alpha, decline=decline,
+                                    randomized=randomized, allocation=allocation)
+                    summary, wall = run(model, data, args.sigma, iss, grid, args.seed + 1)
+                    name = f"{'global, mean' if allocation == 'global' else 'ISS per point,'} decline {decline:g}"
+                    line(name + (", rand." if randomized else ""), summary, wall, base, grid)
+                    print(f"{'':<34}  mean radius {base[0]['mean_radius'] - summary['mean_radius']:.3f} below fixed n")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def test_every_public_name_of_a_package_resolves(package):
 
 
 @pytest.mark.parametrize(("package", "registry", "first"), [("bastion.attacks", "ATTACKS", "bastion.attacks.pgd"),
-                                                            ("bastion.train", "TRAINERS", "bastion.train.standard")])
+                                                            ("bastion.train", "TRAINERS", "bastion.train.standard"),
+                                                            ("bastion.models", "FORMATS", "bastion.models.formats")])
 def test_a_registry_read_through_its_package_is_complete(package, registry, first):
     """Read after one registering module was imported, a lazy package's registry already holds every entry."""
     code = (f"import importlib, pkgutil, {first}, {package}\n"
@@ -136,3 +137,22 @@ def test_a_lazy_registry_is_read_only_through_its_package(home, registry):
             if isinstance(node, ast.ImportFrom) and node.module == home and registry in {a.name for a in node.names}:
                 readers.append(f"{path.name}:{node.lineno}")
     assert not readers, f"import {registry} from {package}, not {home}: {readers}"
+
+
+def test_a_function_named_like_its_module_stays_the_package_attribute():
+    """`bastion.detect.calibrate` is the function whether the package or its submodule is imported first."""
+    code = ("import importlib, json, types\nmodule = importlib.import_module('bastion.detect.calibrate')\n"
+            "import bastion.detect\nfrom bastion.detect import calibrate\n"
+            "print(json.dumps([isinstance(module, types.ModuleType), calibrate is module.calibrate,"
+            " bastion.detect.calibrate is calibrate, callable(calibrate)]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(done.stdout.splitlines()[-1]) == [True, True, True, True]
+
+
+def test_a_shadowed_name_can_be_monkeypatched(monkeypatch):
+    import bastion.detect
+
+    monkeypatch.setattr(bastion.detect, "calibrate", len)
+    assert bastion.detect.calibrate is len
+    monkeypatch.undo()
+    assert bastion.detect.calibrate.__module__ == "bastion.detect.calibrate"

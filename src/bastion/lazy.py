@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import types
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ def lazy_exports(
     homes: Mapping[str, str],
     fallback: Callable[[str], Any] | None = None,
     complete: Collection[str] = (),
+    shadows: Collection[str] = (),
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A module-level `__getattr__` and `__dir__` for `package`.
 
@@ -31,6 +33,9 @@ def lazy_exports(
         fallback: Called with a name that `homes` lacks; returns its value or raises `AttributeError`.
         complete: Registries among the names: reading one first imports every module in `homes`, whose
             imports register their entries, so a registry is never read half filled.
+        shadows: Submodules that define an attribute of their own name (`calibrate` in `calibrate.py`):
+            the package's attribute is that attribute, as an eager `from .calibrate import calibrate`
+            made it, even after the import system binds the submodule over it (`_keep_attributes`).
 
     Returns:
         `(__getattr__, __dir__)`; `__getattr__` caches what it imports in the package's namespace.
@@ -54,6 +59,37 @@ def lazy_exports(
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(sys.modules[package])) | set(homes))
+        return sorted(set(vars(sys.modules[package])) | set(homes) | set(shadows))
 
+    if shadows:
+        _keep_attributes(package, shadows)
     return __getattr__, __dir__
+
+
+def _keep_attributes(package: str, names: Collection[str]) -> None:
+    """Make each of `names` on `package` read `package.name.name`, whoever imports the submodule first.
+
+    Importing a submodule sets it as an attribute of its package, over a same-named function
+    there; a property on the package's module class (a supported customization since Python 3.5)
+    outranks that binding. A value other than the submodule (a test's monkeypatch) is kept.
+    """
+
+    def attribute(name: str) -> property:
+        home = f"{package}.{name}"
+
+        def read(module: types.ModuleType) -> Any:
+            own = vars(module).get(name)
+            if own is not None and own is not sys.modules.get(home):
+                return own
+            return getattr(importlib.import_module(home), name)
+
+        def write(module: types.ModuleType, value: Any) -> None:
+            vars(module)[name] = value
+
+        def delete(module: types.ModuleType) -> None:
+            vars(module).pop(name, None)
+
+        return property(read, write, delete)
+
+    module = sys.modules[package]
+    module.__class__ = type("LazyPackage", (types.ModuleType,), {name: attribute(name) for name in names})

@@ -49,6 +49,17 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
     "extended": [("clean", "clean", {}), ("extended", "extended", {"budget": EXTENDED})],
     "agreement": [("clean", "clean", {}), ("agreement", "agreement", {"surrogate": "tests.conftest:seeded_tiny_cnn"})],
     "detection": [("clean", "clean", {}), ("detection", "detection", {"fpr": 0.2, "adaptive_limit": 3, "steps": 2})],
+    "spatial": [("clean", "clean", {}), ("grid", "spatial", {"angles": 3, "translations": 3}),
+                ("first-order", "spatial", {"method": "first-order", "steps": 2, "max_angle": 10.0})],
+    "corruption": [("corruption", "corruption", {"corruptions": ["contrast", "gaussian-noise"], "severities": [1, 3]}),
+                   ("baseline", "corruption", {"corruptions": ["contrast", "gaussian-noise"], "severities": [1, 3],
+                                               "model": "tests.conftest:seeded_tiny_cnn"})],
+    "patch-fit": [("patch-fit", "patch-fit", {"steps": 3, "train_batch": 4, "size": 0.1})],
+    "patch-measure": [("patch-fit", "patch-fit", {"steps": 3, "train_batch": 4, "size": 0.1}),
+                      ("patch-measure", "patch-measure", {"placements": 2})],
+    "universal-fit": [("universal-fit", "universal-fit", {"method": "sgd", "epochs": 1, "batch_size": 8})],
+    "universal-score": [("universal-fit", "universal-fit", {"method": "sgd", "epochs": 1, "batch_size": 8}),
+                        ("universal-score", "universal-score", {"split": True})],
 }
 
 

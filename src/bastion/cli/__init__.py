@@ -13,7 +13,7 @@ from bastion.errors import InputError
 __all__ = ["DISTRIBUTED_COMMANDS", "main"]
 
 # The subcommands that share their work among torchrun's processes; the others refuse to run under it.
-DISTRIBUTED_COMMANDS = frozenset({"certify", "evaluate", "train"})
+DISTRIBUTED_COMMANDS = frozenset({"certify", "evaluate", "spatial", "train"})
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from bastion.cli.common import (
     load_model_from_args,
     require,
 )
+from bastion.cli.resumable import add_resume_options, run_resumable
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -27,7 +28,8 @@ def register(commands: Any) -> None:
         help="accuracy under common corruptions (noise, blur, JPEG, ...) and the mCE",
         description="Hendrycks & Dietterich's common corruptions (ICLR 2019) at severities 1-5: accuracy per "
         "corruption and severity, and with --baseline-model the mean corruption error normalized by the "
-        "baseline's errors. Prints a table and writes corruptions.json to --out.",
+        "baseline's errors. Prints a table and writes corruptions.json to --out; --resume continues an "
+        "interrupted run.",
     )
     add_model_options(parser)
     add_data_options(parser)
@@ -38,36 +40,40 @@ def register(commands: Any) -> None:
     group.add_argument("--baseline-weights", help="state dict for a factory-built baseline model")
     parser.add_argument("--out", default="runs/corruptions", help="output directory (default runs/corruptions)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corruptions' randomness (default 0)")
+    add_resume_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Measure, print the table, write corruptions.json."""
-    from bastion._io import write_atomic
-    from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruption_error
-    from bastion.models import load_model, model_device_dtype
-
+    """Measure the model, then the baseline, as stages (--resume continues them); print the table, write the JSON."""
     require(args, "model", "data")
     check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
-    names = [n.strip() for n in args.corruptions.split(",") if n.strip()] if args.corruptions else list(CORRUPTIONS)
     try:
         severities = [int(s) for s in args.severities.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--severities takes integers such as 1,3,5, got {args.severities!r}") from None
+    from bastion.evaluate.commands import corruptions_suite
+
+    names = [n.strip() for n in args.corruptions.split(",") if n.strip()] if args.corruptions else None
+    stages = corruptions_suite(corruptions=names, severities=severities, baseline=args.baseline_model,
+                               baseline_weights=args.baseline_weights)  # refuses unknown names before any work
+    return run_resumable(args, "corruptions", "corruptions.json", lambda main: _run(args, stages, main))
+
+
+def _run(args: argparse.Namespace, stages: list[Any], main: bool) -> int:
+    from bastion._io import write_atomic
+    from bastion.evaluate.command_reports import corruptions_report
+    from bastion.evaluate.commands import run_suite
+
     data = load_data_from_args(args)
-    options = {"corruptions": names, "severities": severities, "batch_size": args.batch_size or 256, "seed": args.seed}
     model = load_model_from_args(args).module
-    device, dtype = model_device_dtype(model)
-    table = corruption_accuracy(model, data, device=device, dtype=dtype, **options)
-    report: dict[str, Any] = {"kind": "corruptions", "model": args.model, "data": data.name,
-                              "data_fingerprint": data.fingerprint, **table.to_dict(), "baseline": None}
-    if args.baseline_model:
-        base = load_model(args.baseline_model, weights=args.baseline_weights, device=args.device).module
-        base_device, base_dtype = model_device_dtype(base)
-        baseline = corruption_accuracy(base, data, device=base_device, dtype=base_dtype, **options)
-        report["baseline"] = {"model": args.baseline_model, **baseline.to_dict(),
-                              **mean_corruption_error(table, baseline).to_dict()}
+    run = run_suite(stages, model, data, seed=args.seed, batch_size=args.batch_size or 256, out=args.out,
+                    resume=args.resume)
+    if not main:
+        return 0
+    report = corruptions_report(run.ctx, model=args.model)
     path = write_atomic(Path(args.out) / "corruptions.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    run.finish()
     print(format_table(report))
     print(f"\nwrote: {path}")
     return 0

@@ -20,6 +20,7 @@ from bastion.cli.common import (
     load_model_from_args,
     require,
 )
+from bastion.cli.resumable import add_resume_options, run_resumable
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -32,7 +33,8 @@ def register(commands: Any) -> None:
         help="train an adversarial patch and export it as a PNG",
         description="Brown et al.'s adversarial patch (2017): trained by expectation over transformation "
         "(position, scale, rotation, brightness), exported as a printable PNG, and measured pasted at random "
-        "places on held-out images. Writes patch.png, patch.pt and patch.json to --out.",
+        "places on held-out images. Writes patch.png, patch.pt and patch.json to --out; --resume continues an "
+        "interrupted run.",
     )
     add_model_options(parser)
     add_data_options(parser)
@@ -51,59 +53,54 @@ def register(commands: Any) -> None:
     patch.add_argument("--png-size", type=int, default=300, help="side of the exported PNG in pixels (300)")
     parser.add_argument("--out", default="runs/patch", help="output directory (default runs/patch)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch's randomness (default 0)")
+    add_resume_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, export and measure the patch; print the summary."""
-    import torch
-
-    from bastion._io import save_torch_atomic, write_atomic
-    from bastion.attacks.patch import AdversarialPatch, evaluate_patch
-    from bastion.data import load_dataset
-    from bastion.models import model_device_dtype
-
+    """Train and measure the patch as stages (--resume continues them); export it and print the summary."""
     require(args, "model", "data")
     check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
     if args.png_size < 1:
         raise InputError(f"--png-size must be a positive number of pixels, got {args.png_size}")
+    from bastion.evaluate.commands import patch_suite
+
+    split = not args.eval_data  # without held-out data, --data's first half trains and its second half measures
+    train = {"train_data": args.data, "train_limit": args.limit, "train_subset_seed": args.subset_seed,
+             "data_root": args.data_root} if not split else {}
+    stages = patch_suite(split=split, placements=args.placements, size=args.size, shape=args.shape,
+                         target=args.target, steps=args.steps, train_batch=args.train_batch, lr=args.lr, **train)
+    return run_resumable(args, "patch", "patch.json", lambda main: _run(args, stages, split, main))
+
+
+def _run(args: argparse.Namespace, stages: list[Any], split: bool, main: bool) -> int:
+    from bastion._io import save_torch_atomic, write_atomic
+    from bastion.data import load_dataset
+    from bastion.evaluate.command_reports import patch_report, trained_patch
+    from bastion.evaluate.commands import run_suite
+
     model = load_model_from_args(args).module
-    device, dtype = model_device_dtype(model)
-    train = load_data_from_args(args)
-    if args.eval_data:
-        held_out = load_dataset(args.eval_data, root=args.data_root, limit=args.eval_limit)
-    else:
-        if len(train) < 2:
-            raise InputError("--data needs at least 2 points to split into training and held-out halves")
-        half = len(train) // 2
-        train, held_out = train.subset(torch.arange(half)), train.subset(torch.arange(half, len(train)))
-    if args.target is not None and not 0 <= args.target < train.num_classes:
-        raise InputError(f"--target must be a class in [0, {train.num_classes}), got {args.target}")
-    x_train, y_train = train.batch(slice(None), device=device, dtype=dtype)
-    x_test, y_test = held_out.batch(slice(None), device=device, dtype=dtype)
-    trainer = AdversarialPatch(size=args.size, shape=args.shape, steps=args.steps, batch_size=args.train_batch,
-                               lr=args.lr)
-    fit = trainer.fit(model, x_train, y_train, target=args.target, generator=torch.Generator().manual_seed(args.seed))
-    result = evaluate_patch(model, fit.patch, x_test, y_test, placements=args.placements,
-                            batch_size=args.batch_size or 256, generator=torch.Generator().manual_seed(args.seed + 1))
+    data = (load_data_from_args(args) if split
+            else load_dataset(args.eval_data, root=args.data_root, limit=args.eval_limit))
+    if args.target is not None and not 0 <= args.target < data.num_classes:
+        raise InputError(f"--target must be a class in [0, {data.num_classes}), got {args.target}")
+    run = run_suite(stages, model, data, seed=args.seed, batch_size=args.batch_size or 256, out=args.out,
+                    resume=args.resume)
+    if not main:
+        return 0
     out = Path(args.out)
-    png = fit.patch.save_png(out / "patch.png", size=args.png_size)
-    tensor_path = save_torch_atomic({"pixels": fit.patch.pixels.cpu(), "mask": fit.patch.mask.cpu(),
-                                     "shape": fit.patch.shape, "target": fit.patch.target}, out / "patch.pt")
-    summary = {
-        "model": args.model, "train_data": train.name, "n_train": len(train), "eval_data": held_out.name,
-        "n_eval": len(held_out), "settings": trainer.settings(), "target": args.target,
-        "side_pixels": fit.patch.side, "area": float(fit.patch.mask.sum()) / (x_train.shape[-1] * x_train.shape[-2]),
-        "success_rate": result.success_rate, "attacked": result.attacked, "placements": result.placements,
-        "clean_accuracy": result.clean_accuracy, "patched_accuracy": result.patched_accuracy,
-        "train_seconds": fit.seconds, "train_passes": vars(fit.passes), "png_size": args.png_size, "seed": args.seed,
-    }
+    patch = trained_patch(run.ctx)
+    png = patch.save_png(out / "patch.png", size=args.png_size)
+    tensor_path = save_torch_atomic({"pixels": patch.pixels.cpu(), "mask": patch.mask.cpu(), "shape": patch.shape,
+                                     "target": patch.target}, out / "patch.pt")
+    summary = patch_report(run.ctx, model=args.model, png_size=args.png_size)
     json_path = write_atomic(out / "patch.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    run.finish()
     kind = "untargeted" if args.target is None else f"targeted at class {args.target}"
-    print(f"{kind} {args.shape} patch, {fit.patch.side}x{fit.patch.side} px ({summary['area']:.1%} of the image), "
-          f"trained on {len(train)} images in {fit.seconds:.1f} s\n"
-          f"held out: {len(held_out)} images x {result.placements} random placements; clean accuracy "
-          f"{result.clean_accuracy:.1%}, with the patch {result.patched_accuracy:.1%}; success rate "
-          f"{result.success_rate:.1%} over {result.attacked} eligible images", file=sys.stdout)
+    print(f"{kind} {args.shape} patch, {patch.side}x{patch.side} px ({summary['area']:.1%} of the image), "
+          f"trained on {summary['n_train']} images in {summary['train_seconds']:.1f} s\n"
+          f"held out: {summary['n_eval']} images x {summary['placements']} random placements; clean accuracy "
+          f"{summary['clean_accuracy']:.1%}, with the patch {summary['patched_accuracy']:.1%}; success rate "
+          f"{summary['success_rate']:.1%} over {summary['attacked']} eligible images", file=sys.stdout)
     print("\n".join(["", "wrote:", *(f"  {p}" for p in (png, tensor_path, json_path))]))
     return 0

@@ -15,6 +15,7 @@ from bastion.cli.common import (
     load_model_from_args,
     require,
 )
+from bastion.cli.resumable import add_resume_options, run_resumable
 
 __all__ = ["register", "run"]
 
@@ -26,7 +27,7 @@ def register(commands: Any) -> None:
         help="accuracy under the worst rotation and translation",
         description="Engstrom et al.'s spatial attack (ICML 2019): each point's worst rotation and translation "
         "within the bounds, by grid search and by first-order steps on (angle, tx, ty); accuracy under each and "
-        "under the per-point worst of both. Writes spatial.json to --out.",
+        "under the per-point worst of both. Writes spatial.json to --out; --resume continues an interrupted run.",
     )
     add_model_options(parser)
     add_data_options(parser)
@@ -39,43 +40,39 @@ def register(commands: Any) -> None:
     group.add_argument("--restarts", type=int, default=1, help="first-order random restarts (default 1)")
     parser.add_argument("--out", default="runs/spatial", help="output directory (default runs/spatial)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first-order random starts (default 0)")
+    add_resume_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Attack every point with both methods, print the accuracies, write spatial.json."""
-    import torch
-
-    from bastion._io import write_atomic
-    from bastion.attacks.spatial import SpatialBounds, SpatialGrid, SpatialPGD
-    from bastion.models import model_device_dtype
-
+    """Clean accuracy, then both methods on every point, as stages (--resume continues them); write spatial.json."""
     require(args, "model", "data")
     check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
+    from bastion.evaluate.commands import spatial_suite
+
+    bounds = {"max_angle": args.max_angle, "max_translation": args.max_translation}
+    stages = spatial_suite(**bounds, angles=args.angles, translations=args.translations, steps=args.steps,
+                           restarts=args.restarts)  # refuses bad settings before any work
+    return run_resumable(args, "spatial", "spatial.json", lambda main: _run(args, stages, bounds, main))
+
+
+def _run(args: argparse.Namespace, stages: list[Any], bounds: dict[str, float], main: bool) -> int:
+    from bastion._io import write_atomic
+    from bastion.attacks.spatial import SpatialBounds
+    from bastion.evaluate.command_reports import spatial_report
+    from bastion.evaluate.commands import run_suite
+
     model = load_model_from_args(args).module
-    device, dtype = model_device_dtype(model)
     data = load_data_from_args(args)
-    bounds = SpatialBounds(args.max_angle, args.max_translation)
-    attacks = {"grid": SpatialGrid(angles=args.angles, translations=args.translations),
-               "first-order": SpatialPGD(steps=args.steps, restarts=args.restarts)}
-    generator = torch.Generator().manual_seed(args.seed)
-    correct = {"clean": 0, "grid": 0, "first-order": 0, "worst case": 0}
-    seconds = {"grid": 0.0, "first-order": 0.0}
-    for _, x, y in data.batches(args.batch_size or 256, device=device, dtype=dtype):
-        with torch.no_grad():
-            correct["clean"] += int((model(x).argmax(1) == y).sum())
-        results = {name: attack(model, x, y, bounds, generator=generator) for name, attack in attacks.items()}
-        for name, result in results.items():
-            correct[name] += int((~result.success).sum())
-            seconds[name] += result.seconds
-        correct["worst case"] += int((~results["grid"].success & ~results["first-order"].success).sum())
-    n = max(len(data), 1)
-    report = {"kind": "spatial", "model": args.model, "data": data.name, "n": len(data),
-              "bounds": {"max_angle": args.max_angle, "max_translation": args.max_translation},
-              "accuracy": {k: v / n for k, v in correct.items()}, "seconds": seconds,
-              "settings": {name: attack.settings() for name, attack in attacks.items()}, "seed": args.seed}
+    run = run_suite(stages, model, data, seed=args.seed, batch_size=args.batch_size or 256, out=args.out,
+                    resume=args.resume)
+    if not main:
+        return 0
+    report = spatial_report(run.ctx, model=args.model, **bounds)
     path = write_atomic(Path(args.out) / "spatial.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    print(f"{args.model} on {data.name} ({len(data)} points), {bounds.describe()}")
+    run.finish()
+    print(f"{args.model} on {data.name} ({len(data)} points), {SpatialBounds(**bounds).describe()}")
+    seconds = report["seconds"]
     for name, accuracy in report["accuracy"].items():
         print(f"  {name:<12} {accuracy:.1%}" + (f"  ({seconds[name]:.1f} s)" if name in seconds else ""))
     print(f"\nwrote: {path}")

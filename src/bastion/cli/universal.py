@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.cli.common import add_model_options, check_out_dir, load_model_from_args
+from bastion.cli.resumable import add_resume_options, run_resumable
 from bastion.errors import InputError
 
 __all__ = ["register", "run"]
@@ -22,7 +23,7 @@ def register(commands: Any) -> None:
         help="learn a universal adversarial perturbation and measure its held-out fooling rate",
         description="One perturbation for every image (Moosavi-Dezfooli et al., CVPR 2017: --method uap; "
         "Shafahi et al., AAAI 2020: --method sgd), learned on --data, scored on --eval-data. Writes "
-        "universal.pt, universal.png and universal.json to --out.",
+        "universal.pt, universal.png and universal.json to --out; --resume continues an interrupted run.",
     )
     add_model_options(parser)
     data = parser.add_argument_group("data")
@@ -42,19 +43,12 @@ def register(commands: Any) -> None:
     method.add_argument("--batch-size", type=int, help="images per pass (default 128)")
     parser.add_argument("--out", default="runs/universal", help="output directory (default runs/universal)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffling (default 0)")
+    add_resume_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fit, score, print the summary, write the files."""
-    import torch
-
-    from bastion._io import write_atomic
-    from bastion.attacks.universal import UniversalPerturbation, evaluate_universal
-    from bastion.data import load_dataset
-    from bastion.models import model_device_dtype
-    from bastion.threat import ThreatModel
-
+    """Learn and score the perturbation as stages (--resume continues them); print the summary, write the files."""
     if args.model is None:
         raise InputError("--model is required")
     eval_spec = args.eval_data or _HELD_OUT.get(args.data)
@@ -63,30 +57,31 @@ def run(args: argparse.Namespace) -> int:
     if eval_spec == args.data:
         raise InputError("--eval-data must differ from --data: the fooling rate is measured on unseen images")
     check_out_dir(args.out)  # before the work: a bad --out fails now, not after it
+    from bastion.evaluate.commands import universal_suite
+    from bastion.threat import ThreatModel
+
     threat = ThreatModel(args.norm, args.eps)
+    stages = universal_suite(train_data=args.data, train_limit=args.limit, data_root=args.data_root,
+                             method=args.method, epochs=args.epochs, target_fooling=args.target_fooling,
+                             rel_step=args.rel_step, batch_size=args.batch_size)
+    return run_resumable(args, "universal", "universal.json", lambda main: _run(args, stages, threat, eval_spec, main))
+
+
+def _run(args: argparse.Namespace, stages: list[Any], threat: Any, eval_spec: str, main: bool) -> int:
+    from bastion._io import write_atomic
+    from bastion.data import load_dataset
+    from bastion.evaluate.command_reports import learned_perturbation, universal_report
+    from bastion.evaluate.commands import run_suite
+
     model = load_model_from_args(args).module
-    device, dtype = model_device_dtype(model)
-    train = load_dataset(args.data, root=args.data_root, limit=args.limit)
     held_out = load_dataset(eval_spec, root=args.data_root, limit=args.eval_limit)
-    if train.fingerprint == held_out.fingerprint:
-        raise InputError("--data and --eval-data hold the same images")
-    x, y = train.batch(slice(0, len(train)), device=device, dtype=dtype)
-    options = {"method": args.method, "epochs": args.epochs, "target_fooling": args.target_fooling,
-               "rel_step": args.rel_step, "batch_size": args.batch_size}
-    learner = UniversalPerturbation(**{k: v for k, v in options.items() if v is not None})
-    result = learner.fit(model, x, y, threat, generator=torch.Generator().manual_seed(args.seed))
-    x_eval, y_eval = held_out.batch(slice(0, len(held_out)), device=device, dtype=dtype)
-    score = evaluate_universal(model, result.delta, x_eval, y_eval, bounds=threat.bounds)
-    out = Path(args.out)
-    tensor_path, image_path = result.save(out)
-    summary = {
-        "kind": "universal", "method": result.method, "threat": threat.describe(), "settings": repr(learner),
-        "model": args.model, "train_data": train.name, "n_train": result.n_train, "eval_data": held_out.name,
-        "train_fooling_rate": result.train_fooling_rate, "history": list(result.history),
-        "held_out": vars(score), "norm_of_delta": float(threat.norm.measure(result.delta.unsqueeze(0))[0]),
-        "passes": vars(result.passes), "seconds": result.seconds, "seed": args.seed,
-    }
-    json_path = write_atomic(out / "universal.json", json.dumps(summary, indent=2))
+    run = run_suite(stages, model, held_out, threat=threat, seed=args.seed, out=args.out, resume=args.resume)
+    if not main:
+        return 0
+    tensor_path, image_path = learned_perturbation(run.ctx).save(Path(args.out))
+    summary = universal_report(run.ctx, model=args.model)
+    json_path = write_atomic(Path(args.out) / "universal.json", json.dumps(summary, indent=2))
+    run.finish()
     print(json.dumps(summary, indent=2))
     print("\n".join(["", "wrote:", *(f"  {p}" for p in (tensor_path, image_path, json_path))]))
     return 0

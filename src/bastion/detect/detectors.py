@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from bastion.detect.registry import DETECTORS, make_detector
 from bastion.detect.squeezers import BitDepth, MedianSmoothing, Squeezer, parse_squeezer
 from bastion.errors import InputError
 
@@ -120,22 +121,3 @@ class FeatureSqueezing(Detector):
 
     def __repr__(self) -> str:
         return f"FeatureSqueezing({[s.name for s in self.squeezers]!r})"
-
-
-DETECTORS: dict[str, type[Detector]] = {
-    "feature-squeezing": FeatureSqueezing,
-    "confidence": Confidence,
-    "entropy": Entropy,
-    "margin": Margin,
-}
-_ALIASES = {"squeeze": "feature-squeezing", "fs": "feature-squeezing", "feature-squeeze": "feature-squeezing"}
-
-
-def make_detector(name: str, squeezers: Sequence[Squeezer | str] | None = None) -> Detector:
-    """Build a detector by name: feature-squeezing (alias squeeze), confidence, entropy, margin."""
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key not in DETECTORS:
-        raise InputError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")
-    if key == "feature-squeezing":
-        return FeatureSqueezing(squeezers)
-    return DETECTORS[key]()

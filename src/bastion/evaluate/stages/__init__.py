@@ -6,14 +6,20 @@ from bastion.evaluate.stages.audit import AuditResult, AuditSettings, AuditStage
 from bastion.evaluate.stages.certify import CertifySettings, CertifyStage
 from bastion.evaluate.stages.checks import ChecksResult, ChecksSettings, ChecksStage
 from bastion.evaluate.stages.clean import CleanResult, CleanStage
+from bastion.evaluate.stages.corruption import CorruptionStage
 from bastion.evaluate.stages.curve import CurveResult, CurveSettings, CurveStage, curve_points
 from bastion.evaluate.stages.detection import DetectionSettings, DetectionStage
 from bastion.evaluate.stages.escalation import EscalationResult, EscalationSettings, EscalationStage
 from bastion.evaluate.stages.extended import ExtendedSettings, ExtendedStage
 from bastion.evaluate.stages.members import MembersSettings, MembersStage, find_ensemble
 from bastion.evaluate.stages.min_norm import MinNormResult, MinNormSettings, MinNormStage
+from bastion.evaluate.stages.patch_fit import PatchFitStage
+from bastion.evaluate.stages.patch_measure import PatchMeasureStage
 from bastion.evaluate.stages.per_class import PerClassResult, PerClassSettings, PerClassStage
 from bastion.evaluate.stages.probes import ProbesResult, ProbesSettings, ProbesStage
+from bastion.evaluate.stages.spatial import SpatialStage
+from bastion.evaluate.stages.universal_fit import UniversalFitStage
+from bastion.evaluate.stages.universal_score import UniversalScoreStage
 
 __all__ = [
     "AgreementSettings",
@@ -31,6 +37,7 @@ __all__ = [
     "ChecksStage",
     "CleanResult",
     "CleanStage",
+    "CorruptionStage",
     "CurveResult",
     "CurveSettings",
     "CurveStage",
@@ -46,12 +53,17 @@ __all__ = [
     "MinNormResult",
     "MinNormSettings",
     "MinNormStage",
+    "PatchFitStage",
+    "PatchMeasureStage",
     "PerClassResult",
     "PerClassSettings",
     "PerClassStage",
     "ProbesResult",
     "ProbesSettings",
     "ProbesStage",
+    "SpatialStage",
+    "UniversalFitStage",
+    "UniversalScoreStage",
     "attack_stage",
     "curve_points",
     "find_ensemble",

@@ -11,13 +11,14 @@ import fnmatch
 import importlib
 import inspect
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from bastion.errors import InputError
 
 __all__ = ["Registry"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Registry(Generic[T]):
@@ -31,6 +32,12 @@ class Registry(Generic[T]):
         self.kind = kind
         self._factories: dict[str, Callable[..., T] | str] = {}
         self._aliases: dict[str, str] = {}
+
+    @overload
+    def register(self, name: str, factory: None = None, *, aliases: Iterable[str] = ()) -> Callable[[F], F]: ...
+
+    @overload
+    def register(self, name: str, factory: Callable[..., T] | str, *, aliases: Iterable[str] = ()) -> Any: ...
 
     def register(self, name: str, factory: Callable[..., T] | str | None = None, *, aliases: Iterable[str] = ()) -> Any:
         """Register `factory` under `name` (and `aliases`); used bare as a decorator when `factory` is None.

@@ -11,34 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from bastion.attacks.base import ATTACKS, Attack, AttackResult, check_inputs
+from bastion.attacks.versions import VERSIONS
 from bastion.errors import InputError
 from bastion.passes import PassCount
 from bastion.threat import ThreatModel
 
 __all__ = ["VERSIONS", "AutoAttack", "EnsembleResult", "build_members", "member_specs"]
-
-# Versions as data (Croce & Hein, ICML 2020, arXiv:2003.01690, section 5 and the authors' release):
-# each is an ordered list of (registered attack name, hyperparameters).
-VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "standard": [
-        ("apgd-ce", {"steps": 100, "n_restarts": 1}),
-        ("apgd-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
-        ("fab-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
-        ("square", {"n_queries": 5000, "n_restarts": 1}),
-    ],
-    "plus": [
-        ("apgd-ce", {"steps": 100, "n_restarts": 5}),
-        ("apgd-dlr", {"steps": 100, "n_restarts": 5}),
-        ("fab", {"steps": 100, "n_restarts": 5}),
-        ("square", {"n_queries": 5000, "n_restarts": 1}),
-        ("apgd-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
-        ("fab-t", {"steps": 100, "n_restarts": 1, "n_targets": 9}),
-    ],
-    "rand": [
-        ("apgd-ce", {"steps": 100, "n_restarts": 1, "eot_iter": 20}),
-        ("apgd-dlr", {"steps": 100, "n_restarts": 1, "eot_iter": 20}),
-    ],
-}
 
 
 def member_specs(version: str, **overrides: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -46,10 +24,8 @@ def member_specs(version: str, **overrides: Any) -> list[tuple[str, dict[str, An
 
     `overrides` (None values ignored) apply to the members that accept them.
     """
-    if version not in VERSIONS:
-        raise InputError(f"unknown AutoAttack version {version!r}; choose one of: {', '.join(VERSIONS)}")
     specs = []
-    for name, params in VERSIONS[version]:
+    for name, params in VERSIONS.create(version):  # an unknown version: one line listing the registered ones
         accepted = inspect.signature(ATTACKS.get(name)).parameters
         extra = {k: v for k, v in overrides.items() if v is not None and k in accepted}
         specs.append((name, {**params, **extra}))
@@ -80,7 +56,7 @@ class AutoAttack(Attack):
     members run as separate stages of the pipeline's cascade, each with its own line in the report.
 
     Args:
-        version: "standard", "plus" or "rand" (see `VERSIONS`).
+        version: A name in `VERSIONS` (`bastion.attacks.versions`): "standard", "plus" or "rand".
         steps: Iterations of the gradient-based members (None keeps the version's 100).
         n_queries: Square's query budget (None keeps the version's 5,000).
 
@@ -92,9 +68,7 @@ class AutoAttack(Attack):
     supports_target: ClassVar[bool] = False
 
     def __init__(self, version: str = "standard", steps: int | None = None, n_queries: int | None = None) -> None:
-        if version not in VERSIONS:
-            raise InputError(f"unknown AutoAttack version {version!r}; choose one of: {', '.join(VERSIONS)}")
-        self.version = version
+        self.version = VERSIONS.canonical(version)  # an unknown version: one line listing the registered ones
         self.steps = steps
         self.n_queries = n_queries
 

@@ -11,10 +11,34 @@ from torch import Tensor, nn
 
 from bastion.defenses.base import Defense, shattered
 from bastion.errors import InputError
+from bastion.registry import Registry
 
 __all__ = ["MODES", "Ensemble"]
 
-MODES = ("logits", "probs", "vote")
+#: How members combine: each mode maps the members' stacked outputs (M, B, K) to one (B, K) output.
+MODES: Registry[Tensor] = Registry("ensemble mode")
+
+
+@MODES.register("logits")
+def mean_logits(outputs: Tensor) -> Tensor:
+    """The mean of the members' logits."""
+    return outputs.mean(0)
+
+
+@MODES.register("probs")
+def mean_probs(outputs: Tensor) -> Tensor:
+    """The log of the mean of the members' softmax probabilities (log-probabilities, usable as logits)."""
+    return torch.logsumexp(torch.log_softmax(outputs, dim=2), dim=0) - math.log(outputs.shape[0])
+
+
+@MODES.register("vote")
+def vote(outputs: Tensor) -> Tensor:
+    """The log of each class's share of the members' votes, ties broken by the mean probabilities.
+
+    Votes have no gradient: the backward pass goes through the "probs" output (BPDA).
+    """
+    votes = outputs.detach().argmax(2).t()  # (B, M)
+    return shattered(mean_probs(outputs), lambda lp: _vote_scores(votes, lp.exp()))
 
 
 class Ensemble(Defense):
@@ -31,7 +55,7 @@ class Ensemble(Defense):
 
     Args:
         models: The members, each mapping images to logits over the same classes.
-        mode: "logits", "probs" or "vote".
+        mode: A name in `MODES`: "logits", "probs" or "vote".
         names: A name per member, for reports (default member-0, member-1, ...).
     """
 
@@ -42,8 +66,7 @@ class Ensemble(Defense):
         super().__init__()
         if len(models) < 1 or not all(isinstance(m, nn.Module) for m in models):
             raise InputError("an ensemble needs at least one model")
-        if mode not in MODES:
-            raise InputError(f"unknown ensemble mode {mode!r}; choose one of: {', '.join(MODES)}")
+        self.combine = MODES.get(mode)  # an unknown mode: one line listing the registered ones
         names = [f"member-{i}" for i in range(len(models))] if names is None else list(names)
         if len(names) != len(models):
             raise InputError(f"{len(names)} names for {len(models)} ensemble members")
@@ -61,18 +84,11 @@ class Ensemble(Defense):
 
     def forward(self, x: Tensor) -> Tensor:
         """Combined scores (B, K) for images `x`."""
-        outputs = self._outputs(x)
-        if self.mode == "logits":
-            return outputs.mean(0)
-        log_probs = _log_mean_probs(outputs)
-        if self.mode == "probs":
-            return log_probs
-        votes = outputs.detach().argmax(2).t()  # (B, M)
-        return shattered(log_probs, lambda lp: _vote_scores(votes, lp.exp()))
+        return self.combine(self._outputs(x))
 
     def approx(self, x: Tensor) -> Tensor:
         """Differentiable stand-in: log of the mean probabilities."""
-        return self.forward(x) if self.mode != "vote" else _log_mean_probs(self._outputs(x))
+        return self.forward(x) if self.mode != "vote" else mean_probs(self._outputs(x))
 
 
 def _vote_scores(votes: Tensor, probabilities: Tensor) -> Tensor:
@@ -81,6 +97,3 @@ def _vote_scores(votes: Tensor, probabilities: Tensor) -> Tensor:
     counts = torch.zeros_like(probabilities).scatter_add_(1, votes, torch.ones_like(votes, dtype=probabilities.dtype))
     return ((counts + 1e-3 * probabilities) / (m + 1e-3)).clamp_min(1e-12).log()
 
-
-def _log_mean_probs(outputs: Tensor) -> Tensor:
-    return torch.logsumexp(torch.log_softmax(outputs, dim=2), dim=0) - math.log(outputs.shape[0])

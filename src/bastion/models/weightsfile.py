@@ -16,18 +16,12 @@ from typing import Any
 import torch
 
 from bastion.errors import InputError
+from bastion.models.factory import one_line
 
 __all__ = ["read_checkpoint"]
 
 #: The pickled magic number that opens a checkpoint of torch.save's legacy (pre-1.6, non-zip) format.
 _LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _one_line(error: BaseException) -> str:
-    """`TypeName: first line of the message`, without terminal escape codes."""
-    text = _ANSI.sub("", str(error)).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def read_checkpoint(path: Path) -> Any:
@@ -51,7 +45,7 @@ def read_checkpoint(path: Path) -> Any:
         raise InputError(f"{path} is a torch checkpoint holding objects other than tensors, refused by weights_only "
                          f"loading ({reason}). Save a state dict: torch.save(model.state_dict(), PATH)") from None
     except (RuntimeError, OSError) as error:
-        raise InputError(f"cannot read weights {path}: {_one_line(error)}") from None
+        raise InputError(f"cannot read weights {path}: {one_line(error)}") from None
     except Exception:  # torch's unpickler fails in many ways on a file that is not its own
         raise InputError(f"cannot read weights {path}: not a file written by torch.save") from None
 

@@ -84,7 +84,7 @@ def test_metrics_and_status_count_the_outcomes(make_server, eval_images) -> None
     assert re.search(r'bastion_batch_size_sum (\S+)', text).group(1) == "41.0"
     assert f'fingerprint="{server.fingerprint}"' in text
     assert 'bastion_drift_threshold{signal="margin"}' in text and "bastion_request_duration_seconds_bucket" in text
-    assert 'bastion_guard_stage_seconds_count{stage="detectors"}' in text
+    assert 'bastion_guard_stage_seconds_count{stage="model"}' in text
     flags = {m.group(1): float(m.group(2)) for m in re.finditer(r'bastion_flags_total\{detector="([\w-]+)"\} (\S+)',
                                                                   text)}
     assert set(flags) == {"feature-squeezing", "margin", "entropy"}

@@ -11,20 +11,32 @@ from bastion.attacks import PGD
 from bastion.detect import make_detector
 from bastion.serve import create_app
 from bastion.serve.combined import MinRankCombiner
-from bastion.serve.signals import LOGIT_SCORES
+from bastion.serve.signals import detector_scores
 from bastion.threat import ThreatModel
 from tests.serve.conftest import guard_of, infer_body
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def test_scores_from_the_logits_equal_the_detectors(base_server, eval_images) -> None:
+def test_detector_scores_take_one_pass_and_equal_each_detector_alone(base_server, eval_images) -> None:
     x, _ = eval_images
-    model = base_server.guard.model
-    with torch.no_grad():
-        logits = model(x[:64])
-        for name, score in LOGIT_SCORES.items():
-            torch.testing.assert_close(score(logits), make_detector(name).score(model, x[:64]))
+    x, model = x[:64], base_server.guard.model
+    cases = [([*base_server.guard.detectors, make_detector("confidence")], [64 * 4]),  # the batch and 3 squeezes
+             ([make_detector("margin"), make_detector("entropy")], [64])]
+    calls: list[int] = []
+    for detectors, passes in cases:
+        calls.clear()
+        handle = model.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+        try:
+            with torch.no_grad():
+                logits, scores = detector_scores(model, x, detectors)
+        finally:
+            handle.remove()
+        assert calls == passes and list(scores) == [d.name for d in detectors]
+        with torch.no_grad():
+            torch.testing.assert_close(logits, model(x))
+            for d in detectors:
+                torch.testing.assert_close(scores[d.name], d.score(model, x))
 
 
 def test_probes_enter_the_decision_as_conformal_p_values(make_server, eval_images) -> None:

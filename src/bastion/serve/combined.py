@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -68,9 +69,18 @@ class MinRankCombiner:
 
     def p_values(self, scores: Tensor) -> Tensor:
         """(B,) combined p-values in [1/(n+1), 1] of new inputs' scores (B, m); NaN counts as most suspicious."""
-        s = scores.detach().double().cpu()
-        s = torch.where(torch.isnan(s), torch.full_like(s, float("inf")), s)
-        above = s[:, None, :] >= self.scores[None]                    # (B, n, m): x at or above c_i on signal j
-        t_x = (1 + (self.scores[None] >= s[:, None, :]).sum(dim=1)).amin(dim=1)  # (B,): R_j(x), min over j
-        t_cal = (self.ranks[None] + above.long()).amin(dim=2)          # (B, n)
-        return (1.0 + (t_cal <= t_x[:, None]).sum(dim=1).double()) / (self.n + 1.0)
+        return self.all_p_values(scores)[1]
+
+    def all_p_values(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """Each signal's conformal p-value (1 + #{i : s_j(c_i) >= s_j(x)}) / (n + 1), (B, m), and the combined (B,).
+
+        One pass over the calibration scores gives both (numpy: small arrays on the hot path).
+        """
+        s = scores.detach().double().cpu().numpy()
+        s = np.where(np.isnan(s), np.inf, s)
+        cal, ranks = self.scores.numpy(), self.ranks.numpy()
+        above = s[:, None, :] >= cal[None]                             # (B, n, m): x at or above c_i on signal j
+        r_x = 1 + (cal[None] >= s[:, None, :]).sum(axis=1)             # (B, m): R_j(x)
+        t_cal = (ranks[None] + above).min(axis=2)                      # (B, n)
+        combined = (1.0 + (t_cal <= r_x.min(axis=1)[:, None]).sum(axis=1)) / (self.n + 1.0)
+        return torch.from_numpy(r_x / (self.n + 1.0)), torch.from_numpy(combined)

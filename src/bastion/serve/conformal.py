@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -52,12 +53,11 @@ class ConformalScores:
 
     def p_values(self, scores: Tensor) -> Tensor:
         """(B,) conformal p-values in [1/(n+1), 1] of new scores (B,); NaN scores get the smallest p-value."""
-        s = scores.detach().flatten().double().cpu()
-        # Number of calibration scores >= s: n minus those strictly below s.
-        below = torch.searchsorted(self.sorted_scores, s, side="left")
-        at_least = self.n - below
-        p = (1.0 + at_least.double()) / (self.n + 1.0)
-        return torch.where(torch.isnan(s), torch.full_like(p, 1.0 / (self.n + 1.0)), p)
+        s = scores.detach().flatten().double().cpu().numpy()
+        # Number of calibration scores >= s: n minus those strictly below s (numpy: small arrays, hot path).
+        below = np.searchsorted(self.sorted_scores.numpy(), s, side="left")
+        p = (1.0 + self.n - below) / (self.n + 1.0)
+        return torch.from_numpy(np.where(np.isnan(s), 1.0 / (self.n + 1.0), p))
 
     def smallest_level(self) -> float:
         """The smallest p-value these scores can give, 1 / (n + 1): a level below it never flags."""

@@ -75,34 +75,41 @@ def level_bounds(n: int, levels: Sequence[float], delta: float) -> tuple[np.ndar
 
 
 class UrnPValues:
-    """The predictive p-values u_t of (1) for one signal's stream, against n calibration scores.
+    """The predictive p-values u_t of (1) for D signals' streams, each against n calibration scores.
 
     Args:
-        n: Calibration scores.
+        n: Calibration scores (the same calibration images for every signal).
+        signals: D.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, signals: int = 1) -> None:
         self.n = n
-        self.counts = np.zeros(n + 1, dtype=np.int64)  # c_j: earlier inputs in interval j
+        self.counts = np.zeros((signals, n + 1), dtype=np.int64)  # c_j per signal: earlier inputs in interval j
         self.seen = 0
 
     def update(self, below: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
         """u_t of a batch of inputs, in order, then count them.
 
         Args:
-            below: (B,) each input's interval j_t in 0..n (calibration scores below its score).
-            uniforms: (B,) the U_t that break ties inside an interval.
+            below: (B,) or (B, D): each input's interval j_t in 0..n (calibration scores below its score).
+            uniforms: the U_t that break ties inside an interval, shaped like `below`.
+
+        Returns:
+            u, shaped like `below`.
         """
         j = np.asarray(below, dtype=np.int64)
+        flat = j.ndim == 1
+        j, uniforms = (j[:, None], np.asarray(uniforms)[:, None]) if flat else (j, np.asarray(uniforms))
+        signal = np.arange(j.shape[1])[None, :]
         order = np.arange(len(j))
-        earlier = order[:, None] > order[None, :]                       # (B, B): b' before b
-        suffix = np.concatenate([np.cumsum(self.counts[::-1])[::-1][1:], [0]])  # sum of c_i over i > j
-        above = (self.n - j) + suffix[j] + ((j[None, :] > j[:, None]) & earlier).sum(axis=1)
-        same = 1 + self.counts[j] + ((j[None, :] == j[:, None]) & earlier).sum(axis=1)
-        u = (above + uniforms * same) / (self.n + self.seen + 1.0 + order)
-        np.add.at(self.counts, j, 1)
+        earlier = (order[:, None] > order[None, :])[:, :, None]         # (B, B, 1): b' before b
+        suffix = np.cumsum(self.counts[:, ::-1], axis=1)[:, ::-1] - self.counts  # sum of c_i over i > j
+        above = (self.n - j) + suffix[signal, j] + ((j[None, :, :] > j[:, None, :]) & earlier).sum(axis=1)
+        same = 1 + self.counts[signal, j] + ((j[None, :, :] == j[:, None, :]) & earlier).sum(axis=1)
+        u = (above + uniforms * same) / (self.n + self.seen + 1.0 + order)[:, None]
+        np.add.at(self.counts, (np.broadcast_to(signal, j.shape), j), 1)
         self.seen += len(j)
-        return np.asarray(u, dtype=np.float64)
+        return np.asarray(u[:, 0] if flat else u, dtype=np.float64)
 
 
 def bet_log_factors(u: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +192,12 @@ class GuaranteeMonitor:
         if not n_calibration or not levels:
             raise InputError("the guarantee monitor needs at least one signal and one level")
         self.names, self.levels, self.false_alarm = list(n_calibration), list(levels), false_alarm
-        self.n = [int(n_calibration[name]) for name in self.names]
-        self.flag_rate_bound = {name: float(level_bounds(n, self.levels, false_alarm)[1][0])
-                                for name, n in zip(self.names, self.n, strict=True)}
+        sizes = {int(n_calibration[name]) for name in self.names}
+        if len(sizes) != 1:
+            raise InputError(f"the guarantee monitor needs one calibration set for every signal, got sizes {sizes}")
+        self.n = sizes.pop()
+        bound = float(level_bounds(self.n, self.levels, false_alarm)[1][0])
+        self.flag_rate_bound = dict.fromkeys(self.names, bound)
         self.log_threshold = math.log(1.0 / false_alarm)
         linear, threshold = len(LINEAR), len(self.levels) * len(LAMBDAS)
         # Half the weight on each family, shared evenly among the signals and bets.
@@ -200,7 +210,7 @@ class GuaranteeMonitor:
     def reset(self) -> None:
         """Start again from M_0 = 1 with no input seen (after a recalibration or a handled alarm)."""
         with self._lock:
-            self._urns = [UrnPValues(n) for n in self.n]
+            self._urn = UrnPValues(self.n, len(self.names))
             self._rng = np.random.default_rng(self.seed)
             self._log_wealth = np.zeros(len(self.weights))
             self._log_mixture = 0.0
@@ -213,14 +223,13 @@ class GuaranteeMonitor:
         if len(p) == 0:
             return False
         with self._lock:
-            uniforms = self._rng.random(p.shape)
-            factors = []
-            for d, (urn, n) in enumerate(zip(self._urns, self.n, strict=True)):
-                # p = (1 + #{cal >= s}) / (n + 1): the interval j = #{cal < s}; NaN scores (p = 1/(n+1)) on top.
-                below = np.clip(n + 1 - np.rint(p[:, d] * (n + 1)), 0, n)
-                factors += list(bet_log_factors(urn.update(below, uniforms[:, d]), self.levels))
-            mixture, self._log_wealth = mixture_log_wealth(np.concatenate(factors, axis=1), self.weights,
-                                                           self._log_wealth)
+            n = self.n
+            # p = (1 + #{cal >= s}) / (n + 1): the interval j = #{cal < s}; NaN scores (p = 1/(n+1)) on top.
+            below = np.clip(n + 1 - np.rint(p * (n + 1)), 0, n)
+            u = self._urn.update(below, self._rng.random(p.shape))                # (B, D)
+            linear, threshold = bet_log_factors(u, self.levels)                     # (B, D, .)
+            factors = np.concatenate([linear, threshold], axis=2).reshape(len(p), -1)
+            mixture, self._log_wealth = mixture_log_wealth(factors, self.weights, self._log_wealth)
             start, self._inputs = self._inputs, self._inputs + len(p)
             self._log_mixture = float(mixture[-1])
             if self._broken_why is not None:

@@ -17,7 +17,8 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -32,7 +33,7 @@ from bastion.serve.combined import MinRankCombiner
 from bastion.serve.config import GuardSettings
 from bastion.serve.conformal import ConformalScores, bonferroni_level
 from bastion.serve.policy import ABSTAIN, Decision, Policy
-from bastion.serve.signals import LOGIT_SCORES, probe_batches, probe_scores
+from bastion.serve.signals import detector_scores, probe_batches, probe_scores
 
 __all__ = ["Guard", "GuardBatch", "Verdict", "input_hash", "output_signals"]
 
@@ -72,10 +73,13 @@ class Verdict:
     smoothing_samples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        out = asdict(self)
-        out["flagged_by"] = list(self.flagged_by)
+        """JSON-ready fields (a shallow copy: `asdict`'s deep copy costs more than the rest of a response)."""
+        out = {name: getattr(self, name) for name in _FIELDS}
+        out.update(flagged_by=list(self.flagged_by), scores=dict(self.scores), p_values=dict(self.p_values))
         return out
+
+
+_FIELDS = tuple(f.name for f in fields(Verdict))
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ class Guard:
         flag_level = bonferroni_level(settings.fpr, self.signals[:1])  # one combined p-value: the whole rate
         self.policy = Policy(settings, flag_level, settings.reject_fpr)
         self.device, self.dtype = model_device_dtype(model)
+        model.eval()  # served for inference only: no mode switch per batch
 
     @classmethod
     def calibrate(cls, model: nn.Module, detectors: Sequence[Detector], x_clean: Tensor, settings: GuardSettings,
@@ -190,21 +195,20 @@ class Guard:
         seconds: dict[str, float] = {}
         x = x.to(self.device, self.dtype)
         start = time.perf_counter()
-        with attack_mode(self.model), torch.no_grad():
-            logits = self.model(x)
-            seconds["model"] = time.perf_counter() - start
-            start = time.perf_counter()
-            scores = {d.name: (LOGIT_SCORES[d.name](logits) if d.name in LOGIT_SCORES else d.score(self.model, x))
-                      .detach().cpu() for d in self.detectors}
-        seconds["detectors"] = time.perf_counter() - start
+        # The model is frozen in eval mode once (`__init__`); attack_mode only if someone put it back in training.
+        with attack_mode(self.model) if self.model.training else nullcontext(), torch.no_grad():
+            logits, scores = detector_scores(self.model, x, self.detectors)
+        seconds["model"] = time.perf_counter() - start  # one pass: the model and every detector
         scores.update(probe_scores(self.model, x, self.settings, seconds))
-        p_values = {c.name: c.p_values(scores[c.name]) for c in self.signals}
-        combined = self.combiner.p_values(torch.stack([scores[c.name].double() for c in self.signals], dim=1))
-        signals = {k: v.cpu() for k, v in output_signals(logits).items()}
-        labels = logits.argmax(dim=1).cpu()
+        names = [c.name for c in self.signals]
+        each, p_combined = self.combiner.all_p_values(torch.stack([scores[name].double() for name in names], dim=1))
+        # Python lists once per batch: indexing tensors item by item costs more than the rest of a small batch.
+        signals = {k: v.tolist() for k, v in output_signals(logits).items()}
+        labels, combined = logits.argmax(dim=1).tolist(), p_combined.tolist()
+        values = {k: v.tolist() for k, v in scores.items()}
         hashes = [input_hash(item) for item in x]
-        p_items = [{name: float(p[i]) for name, p in p_values.items()} for i in range(len(x))]
-        decisions = [self._decide(int(labels[i]), p_items[i], float(combined[i]), drifted) for i in range(len(x))]
+        p_items = [dict(zip(names, row, strict=True)) for row in each.tolist()]  # each signal's conformal p-value
+        decisions = [self._decide(labels[i], p_items[i], combined[i], drifted) for i in range(len(x))]
         wanted = list(range(len(x))) if self.settings.smoothing_always else [i for i, d in enumerate(decisions)
                                                                              if d.smooth]
         smoothed, samples = self._smoothed(x, hashes, wanted, seconds) if wanted else ({}, {})
@@ -212,15 +216,14 @@ class Guard:
         for i in range(len(x)):
             decision = decisions[i]
             if decision.smooth:
-                decision = self._decide(int(labels[i]), p_items[i], float(combined[i]), drifted, smoothed[i])
+                decision = self._decide(labels[i], p_items[i], combined[i], drifted, smoothed[i])
             verdicts.append(Verdict(
-                outcome=decision.outcome, label=decision.label, reason=decision.reason, model_label=int(labels[i]),
-                confidence=float(signals["confidence"][i]), margin=float(signals["margin"][i]),
-                entropy=float(signals["entropy"][i]), scores={k: float(v[i]) for k, v in scores.items()},
-                p_values={**p_items[i], "combined": float(combined[i])}, flagged_by=decision.flagged_by,
-                input_hash=hashes[i],
-                gradient_norm=float(scores["gradient-norm"][i]) if "gradient-norm" in scores else None,
-                boundary_distance=-float(scores["boundary-distance"][i]) if "boundary-distance" in scores else None,
+                outcome=decision.outcome, label=decision.label, reason=decision.reason, model_label=labels[i],
+                confidence=signals["confidence"][i], margin=signals["margin"][i], entropy=signals["entropy"][i],
+                scores={k: v[i] for k, v in values.items()}, p_values={**p_items[i], "combined": combined[i]},
+                flagged_by=decision.flagged_by, input_hash=hashes[i],
+                gradient_norm=values["gradient-norm"][i] if "gradient-norm" in values else None,
+                boundary_distance=-values["boundary-distance"][i] if "boundary-distance" in values else None,
                 smoothed_label=smoothed.get(i), smoothing_samples=samples.get(i)))
         return GuardBatch(verdicts, seconds)
 

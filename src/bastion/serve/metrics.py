@@ -9,12 +9,14 @@ the guard's answers. The registry carries the `process_*` collector (CPU, memory
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.serve.drift import DriftState
 from bastion.serve.guarantee import GuaranteeState
+from bastion.serve.guard import Verdict
 
 __all__ = ["CountRequests", "ServeMetrics"]
 
@@ -34,6 +36,8 @@ class ServeMetrics:
 
     def __init__(self, model_name: str, fingerprint: str, detectors: Iterable[str]) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, str], Any] = {}
+        self._drift_windows = -1
         r = self.registry
         ProcessCollector(registry=r)
         self.requests = Counter("bastion_requests", "HTTP requests answered, by route template and status",
@@ -41,8 +45,9 @@ class ServeMetrics:
         self.inputs = Counter("bastion_inputs", "Inputs answered by the guard, by outcome", ["outcome"], registry=r)
         self.duration = Histogram("bastion_request_duration_seconds", "Time from receiving a request to answering it",
                                   ["route"], buckets=_LATENCY, registry=r)
-        self.stage = Histogram("bastion_guard_stage_seconds", "Time of each guard stage per batch (model, "
-                               "detectors, gradient, boundary, smoothing)", ["stage"], buckets=_LATENCY, registry=r)
+        self.stage = Histogram("bastion_guard_stage_seconds", "Time of each guard stage per batch (model: the "
+                               "one pass of the model and the detectors; gradient, boundary, smoothing)", ["stage"],
+                               buckets=_LATENCY, registry=r)
         self.batch_size = Histogram("bastion_batch_size", "Inputs per micro-batch", buckets=_BATCH, registry=r)
         self.flags = Counter("bastion_flags", "Inputs flagged, by detector", ["detector"], registry=r)
         self.fallbacks = Counter("bastion_fallbacks", "Inputs answered by the fallback", registry=r)
@@ -68,14 +73,34 @@ class ServeMetrics:
         for outcome in ("accept", "flag", "fallback", "reject"):
             self.inputs.labels(outcome=outcome)
 
-    def observe_drift(self, state: DriftState, alarmed_now: bool) -> None:
-        """Export the monitor's statistics and thresholds."""
+    def observe_drift(self, state: DriftState, alarms_now: int) -> None:
+        """Export the monitor's statistics and thresholds, and count the windows that alarmed since the last call."""
+        if state.windows_done == self._drift_windows and not alarms_now:
+            return  # no window completed: nothing changed
+        self._drift_windows = state.windows_done
         for name, value in state.statistics.items():
             self.drift_statistic.labels(signal=name).set(value)
             self.drift_threshold.labels(signal=name).set(state.thresholds[name])
         self.drift_alarm.set(1.0 if state.alarm else 0.0)
-        if alarmed_now:
-            self.drift_alarms.inc()
+        if alarms_now:
+            self.drift_alarms.inc(alarms_now)
+
+    def observe_verdicts(self, verdicts: Iterable[Verdict]) -> None:
+        """Count flags by signal and fallbacks, and observe every p-value (label children cached: hot path)."""
+        for v in verdicts:
+            for name in v.flagged_by:
+                self._child(self.flags, name).inc()
+            for name, p in v.p_values.items():
+                self._child(self.score, name).observe(p)
+            if v.outcome == "fallback":
+                self.fallbacks.inc()
+
+    def _child(self, metric: Counter | Histogram, detector: str) -> Any:
+        key = (id(metric), detector)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(detector=detector)
+        return child
 
     def observe_guarantee(self, state: GuaranteeState) -> None:
         """Export whether the guarantee holds and the martingale's value."""

@@ -146,18 +146,18 @@ def decode_infer(body: bytes, shape: tuple[int, int, int], max_items: int) -> tu
     # Numbers only: numpy would turn the strings "0.5" into floats, and booleans into 0 and 1.
     if raw.dtype.kind not in "iuf":
         raise RequestError(422, f"{datatype} data must be numbers (flat or nested lists of equal lengths)")
-    array = raw.astype(np.float64)
-    if array.size != math.prod(dims):
-        raise RequestError(422, f"data holds {array.size} values, shape {tensor.shape} needs {math.prod(dims)}")
-    if not bool(np.isfinite(array).all()):
+    if raw.size != math.prod(dims):
+        raise RequestError(422, f"data holds {raw.size} values, shape {tensor.shape} needs {math.prod(dims)}")
+    lo, hi = (float(raw.min()), float(raw.max())) if raw.size else (0.0, 0.0)  # NaN and inf show in min or max
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise RequestError(422, "data contains NaN or infinite values")
+    array = raw.astype(np.float64)
     if datatype == "UINT8":
-        if bool((array < 0).any() or (array > 255).any() or (array != np.round(array)).any()):
+        if lo < 0 or hi > 255 or (raw.dtype.kind == "f" and bool((array != np.round(array)).any())):
             raise RequestError(422, "UINT8 data must be whole numbers in 0-255")
         array = array / 255.0
-    elif bool((array < 0).any() or (array > 1).any()):
-        raise RequestError(422, f"{datatype} pixel values must lie in [0, 1], got min {array.min():.4g} "
-                           f"max {array.max():.4g}")
+    elif lo < 0 or hi > 1:
+        raise RequestError(422, f"{datatype} pixel values must lie in [0, 1], got min {lo:.4g} max {hi:.4g}")
     return request, torch.from_numpy(array.astype(np.float32).reshape(dims))
 
 

@@ -112,17 +112,13 @@ class GuardedServer:
         m.batch_size.observe(len(x))
         for stage, seconds in result.seconds.items():
             m.stage.labels(stage=stage).observe(seconds)
+        m.observe_verdicts(result.verdicts)
+        alarms = 0
         for v in result.verdicts:
-            for name in v.flagged_by:
-                m.flags.labels(detector=name).inc()
-            for name, p in v.p_values.items():
-                m.score.labels(detector=name).observe(p)
-            if v.outcome == "fallback":
-                m.fallbacks.inc()
-            alarmed = self.drift.update({"confidence": v.confidence, "margin": v.margin})
-            if alarmed:
-                _log.warning("drift alarm: %s", self.drift.state().statistics)
-            m.observe_drift(self.drift.state(), alarmed)
+            alarms += self.drift.update({"confidence": v.confidence, "margin": v.margin})
+        if alarms:
+            _log.warning("drift alarm: %s", self.drift.state().statistics)
+        m.observe_drift(self.drift.state(), alarms)
         return result.verdicts
 
     def recalibrate(self, x: Tensor, source: str) -> dict[str, Any]:

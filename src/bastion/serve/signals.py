@@ -1,44 +1,69 @@
 """Every signal the guard computes as a suspicion score (higher = more suspicious), ready for a conformal p-value.
 
-Output signals: the `margin`, `entropy` and `confidence` detectors of `bastion.detect` read only the
-logits, so the guard computes them from the logits it already has (no extra forward pass; same
-formulas, checked by the tests). Probes, when enabled: the input-gradient norm (large is
-suspicious) and the DeepFool distance to the boundary (small is suspicious: its score is minus the
-distance). Each becomes a conformal p-value against the same clean calibration images, and the
-guard flags on one combined p-value over all of them (`bastion.serve.combined`).
+Detector scores come from `bastion.detect`'s own detectors, run on `SharedForward`: one forward
+pass per batch gives the logits to all of them. Feature squeezing runs the batch and its squeezed
+copies in one pass, whose leading rows are the batch's logits; `margin`, `entropy` and `confidence`
+read only the logits, so they cost no pass of their own. Probes, when enabled: the input-gradient
+norm (large is suspicious) and the DeepFool distance to the boundary (small is suspicious: its score
+is minus the distance). Each becomes a conformal p-value against the same clean calibration images,
+and the guard flags on one combined p-value over all of them (`bastion.serve.combined`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from bastion.detect import Detector
 from bastion.serve.config import GuardSettings
 from bastion.serve.probes import boundary_distance, gradient_norm
 
-__all__ = ["LOGIT_SCORES", "probe_batches", "probe_scores"]
+__all__ = ["SharedForward", "detector_scores", "probe_batches", "probe_scores"]
 
 
-def _margin(logits: Tensor) -> Tensor:
-    top2 = logits.topk(2, dim=1).values
-    return top2[:, 1] - top2[:, 0]
+class SharedForward(nn.Module):
+    """`model` for one batch `x`, run at most once on `x`'s rows.
+
+    The first pass whose leading rows are `x` (`x` itself, or `x` followed by other inputs, as feature
+    squeezing sends it) keeps those rows' logits, and a later call on `x` answers them without a pass.
+
+    Args:
+        model: The classifier.
+        x: The batch (B, C, H, W).
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor) -> None:
+        super().__init__()
+        self.model, self.x = model, x
+        self.logits: Tensor | None = None
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """The model's logits of `inputs`, reusing those of `x` when `inputs` is `x`."""
+        if self.logits is not None and inputs is self.x:
+            return self.logits
+        out: Tensor = self.model(inputs)
+        b = len(self.x)
+        if self.logits is None and (inputs is self.x or (len(inputs) >= b and torch.equal(inputs[:b], self.x))):
+            self.logits = out[:b]
+        return out
+
+    def batch_logits(self) -> Tensor:
+        """The logits of `x` (one pass if no detector has run it yet)."""
+        return self.logits if self.logits is not None else self(self.x)
 
 
-def _entropy(logits: Tensor) -> Tensor:
-    log_p = logits.log_softmax(dim=1)
-    return -(log_p.exp() * log_p).sum(dim=1)
+def detector_scores(model: nn.Module, x: Tensor, detectors: Sequence[Detector]) -> tuple[Tensor, dict[str, Tensor]]:
+    """The logits of `x` and each detector's scores (B,) on the CPU, from one forward pass where they allow.
 
-
-def _confidence(logits: Tensor) -> Tensor:
-    return 1.0 - logits.softmax(dim=1).amax(dim=1)
-
-
-#: Detector name -> its score computed from logits (B, K) already at hand.
-LOGIT_SCORES: dict[str, Callable[[Tensor], Tensor]] = {"margin": _margin, "entropy": _entropy,
-                                                       "confidence": _confidence}
+    Detectors that run their own pass (feature squeezing) go first, so that theirs gives the logits.
+    """
+    shared = SharedForward(model, x)
+    order = sorted(detectors, key=lambda d: d.name in ("margin", "entropy", "confidence"))
+    scores = {d.name: d.score(shared, x).detach().cpu() for d in order}
+    return shared.batch_logits(), {d.name: scores[d.name] for d in detectors}
 
 
 def probe_scores(model: nn.Module, x: Tensor, settings: GuardSettings,

@@ -131,8 +131,8 @@ def suite(spec: str, model: torch.nn.Module, args: argparse.Namespace, threat: T
     """The whole fast suite on the same points: robust accuracy, verdict, passes per point over every stage."""
     data = load_dataset("mnist-sample:eval", limit=args.n)
     eps = threat.eps
-    config = EvalConfig(model=spec, data="mnist-sample:eval", norm=threat.norm.name, eps=eps, suite="fast",
-                        seed=args.seed)
+    config = EvalConfig.build(model=spec, data="mnist-sample:eval", norm=threat.norm.name, eps=eps, suite="fast",
+                              seed=args.seed)
     result = evaluate_model(model, data, config)
     fwd = sum(s.passes["forward_samples"] for s in result.stages) / args.n
     bwd = sum(s.passes["backward_samples"] for s in result.stages) / args.n

@@ -71,8 +71,8 @@ def test_suite_extended_adds_its_sections_to_report_json_and_html(tiny_cnn, tmp_
     from bastion.evaluate import EvalResult, evaluate_model
     from bastion.report import write_html
 
-    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, batch_size=8,
-                        suite="extended", aa_steps=2, aa_queries=20, extended_budget=TINY)
+    config = EvalConfig.build(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, batch_size=8,
+                              suite="extended", aa_steps=2, aa_queries=20, extended_budget=TINY)
     report = json.loads(evaluate_model(tiny_cnn, toy_data(tiny_cnn), config, state_dir=tmp_path).to_json())
     assert [s["name"] for s in stage_result(report, "extended")["section"]["sections"]] == NAMES
     assert stage_result(report, "extended")["section"]["settings"]["patch_steps"] == TINY["patch_steps"]

@@ -50,7 +50,7 @@ class _OneClass(nn.Module):
 
 def test_a_model_at_chance_is_meaningless_and_an_honest_one_stays_reliable():
     data = load_dataset("mnist-sample", limit=40)
-    config = EvalConfig(eps=0.3, suite="pgd", steps=5, restarts=1, curve_points=0)
+    config = EvalConfig.build(eps=0.3, suite="pgd", steps=5, restarts=1, curve_points=0)
     chance = evaluate_model(_OneClass(), data, config)
     assert chance.summary.clean_accuracy <= 0.15
     assert chance.verdict.verdict == "meaningless"

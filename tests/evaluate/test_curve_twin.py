@@ -40,8 +40,8 @@ class ZeroGradientTwin(nn.Module):
 
 
 def _evaluate(model: nn.Module) -> EvalResult:
-    config = EvalConfig(model="m", data="mnist-sample", eps=0.3, suite="fast", curve_points=5, batch_size=48,
-                        aa_steps=5, aa_queries=50, blackbox_queries=20, probe_points=16)
+    config = EvalConfig.build(model="m", data="mnist-sample", eps=0.3, suite="fast", curve_points=5, batch_size=48,
+                              aa_steps=5, aa_queries=50, blackbox_queries=20, probe_points=16)
     return evaluate_model(model.eval(), load_dataset("mnist-sample", limit=48), config)
 
 

@@ -17,8 +17,8 @@ from bastion.report.terminal import format_result
 def report():
     model = load_model("zoo:mnist-cnn").module
     data = load_dataset("mnist-sample", limit=60)
-    config = EvalConfig(eps=0.3, suite="pgd", steps=10, restarts=1, curve_points=0, detect=True,
-                        detect_adaptive_limit=10)
+    config = EvalConfig.build(eps=0.3, suite="pgd", steps=10, restarts=1, curve_points=0, detect=True,
+                              detect_adaptive_limit=10)
     return evaluate_model(model, data, config).to_dict()
 
 
@@ -45,4 +45,4 @@ def test_report_page_and_terminal_show_the_detectors(report):
 def test_bad_false_positive_rate_is_refused():
     for fpr in (0.0, 1.0, -0.1):
         with pytest.raises(InputError, match="detect_fpr"):
-            EvalConfig(detect=True, detect_fpr=fpr)
+            EvalConfig.build(detect=True, detect_fpr=fpr)

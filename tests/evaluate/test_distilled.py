@@ -14,9 +14,9 @@ from tests.evaluate.test_square_restarts import NoGrad
 
 
 def _transfer_rows(distill: bool) -> list:
-    config = EvalConfig(model="no-grad", data="mnist-sample", eps=0.3, steps=5, restarts=1, suite="pgd",
-                        curve_points=0, batch_size=64, fgsm=False, blackbox_queries=10,
-                        stages={"escalation": {"distill": distill, "square_restarts": 1}})
+    config = EvalConfig.build(model="no-grad", data="mnist-sample", eps=0.3, steps=5, restarts=1, suite="pgd",
+                              curve_points=0, batch_size=64, fgsm=False, blackbox_queries=10,
+                              stages={"escalation": {"distill": distill, "square_restarts": 1}})
     result = evaluate_model(NoGrad().eval(), load_dataset("mnist-sample", limit=64), config)
     return [a for a in result.attacks if a.name == "transfer"]
 

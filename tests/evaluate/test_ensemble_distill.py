@@ -18,7 +18,7 @@ from tests.evaluate._trained import distilled_cnn, trained_cnn
 def _config(**options):
     settings = {"model": "m", "data": "mnist-sample", "eps": 0.1, "steps": 10, "restarts": 1, "suite": "pgd",
                 "curve_points": 0, "batch_size": 64, "blackbox_queries": 100, **options}
-    return EvalConfig(**settings)
+    return EvalConfig.build(**settings)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from bastion.models import load_zoo_model
 @pytest.mark.parametrize("eps", [0.1, 0.2, 0.3])
 @pytest.mark.parametrize("name", ["mnist-cnn", "mnist-cnn-at", "mnist-cnn-noise"])
 def test_an_honest_model_is_reliable(name, eps):
-    config = EvalConfig(model=f"zoo:{name}", data="mnist-sample", eps=eps, suite="pgd", steps=10, restarts=1,
-                        curve_points=3, probe_points=48, blackbox_queries=100)
+    config = EvalConfig.build(model=f"zoo:{name}", data="mnist-sample", eps=eps, suite="pgd", steps=10, restarts=1,
+                              curve_points=3, probe_points=48, blackbox_queries=100)
     result = evaluate_model(load_zoo_model(name), load_dataset("mnist-sample:eval", limit=48), config)
     fired = [f"{f.check}: {f.detail}" for f in result.verdict.fired]
     assert result.verdict.verdict == "reliable" and not fired, fired
@@ -28,8 +28,8 @@ def test_an_honest_model_is_reliable(name, eps):
 @pytest.mark.parametrize("name", ["mnist-cnn", "mnist-cnn-at", "mnist-cnn-noise"])
 def test_an_honest_model_is_reliable_under_the_fast_suite(name, eps):
     # The fast suite's own judges (probes, audit, curve against evidence) stay quiet on honest models too.
-    config = EvalConfig(model=f"zoo:{name}", data="mnist-sample", eps=eps, suite="fast", curve_points=3,
-                        probe_points=32, blackbox_queries=100, aa_steps=10, aa_queries=200)
+    config = EvalConfig.build(model=f"zoo:{name}", data="mnist-sample", eps=eps, suite="fast", curve_points=3,
+                              probe_points=32, blackbox_queries=100, aa_steps=10, aa_queries=200)
     result = evaluate_model(load_zoo_model(name), load_dataset("mnist-sample:eval", limit=32), config)
     fired = [f"{f.check}: {f.detail}" for f in result.verdict.fired]
     assert result.verdict.verdict == "reliable" and not fired, fired

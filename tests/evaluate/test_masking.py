@@ -17,7 +17,7 @@ LIMIT = 48
 def _config(**options):
     settings = {"model": "zoo:mnist-cnn", "data": "mnist-sample", "eps": 0.3, "steps": 10, "restarts": 1,
                 "suite": "pgd", "curve_points": 3, "batch_size": 64, **options}
-    return EvalConfig(**settings)
+    return EvalConfig.build(**settings)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from tests.evaluate.comparable import comparable
 def _config(**options):
     settings = {"model": "zoo:mnist-cnn", "data": "mnist-sample", "eps": 0.3, "steps": 10, "restarts": 1,
                 "suite": "pgd", "curve_points": 0, "batch_size": 64, "blackbox_queries": 40, **options}
-    return EvalConfig(**settings)
+    return EvalConfig.build(**settings)
 
 
 def test_adaptive_flag_escalates_without_a_finding():
@@ -82,8 +82,7 @@ def test_an_interrupted_escalated_run_resumes_to_the_same_result(tmp_path, monke
         evaluate_model(load_zoo_model("mnist-cnn"), small, config, state_dir=tmp_path)
     assert calls and calls[0] is not None  # the curve runs after the escalation, on the adaptive view
     monkeypatch.setattr(curve_module, "curve_points", real_curve)
-    resumed = evaluate_model(load_zoo_model("mnist-cnn"), small, EvalConfig(**{**config.to_dict(), "resume": True}),
-                             state_dir=tmp_path)
+    resumed = evaluate_model(load_zoo_model("mnist-cnn"), small, config, resume=True, state_dir=tmp_path)
     assert comparable(resumed) == comparable(uninterrupted)
     assert resumed.verdict.escalated and not (tmp_path / "state.pt").exists()
 

@@ -31,8 +31,8 @@ def _model():
 
 @pytest.fixture
 def result(toy_set):
-    config = EvalConfig(model="tiny", data="toy", norm="linf", eps=0.05, steps=5, restarts=2, batch_size=32,
-                        suite="pgd")
+    config = EvalConfig.build(model="tiny", data="toy", norm="linf", eps=0.05, steps=5, restarts=2, batch_size=32,
+                              suite="pgd")
     return evaluate_model(_model(), toy_set, config)
 
 
@@ -94,7 +94,7 @@ def test_json_round_trip(result, tmp_path):
 
 
 def test_same_seed_same_numbers(toy_set):
-    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=3, restarts=2, curve_points=3, suite="pgd")
+    config = EvalConfig.build(model="tiny", data="toy", eps=0.05, steps=3, restarts=2, curve_points=3, suite="pgd")
     a, b = (evaluate_model(_model(), toy_set, config) for _ in range(2))
     assert a.attacks[1].fooled == b.attacks[1].fooled and a.curve == b.curve
 
@@ -116,7 +116,7 @@ def test_warnings_for_probabilities_and_random_outputs(toy_set):
         def forward(self, x):
             return self.inner(x + 0.05 * torch.randn_like(x))
 
-    config = EvalConfig(model="m", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
+    config = EvalConfig.build(model="m", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
     assert any("probabilities" in w for w in evaluate_model(Softmaxed(), toy_set, config).warnings)
     assert any("different outputs" in w for w in evaluate_model(Noisy(), toy_set, config).warnings)
 
@@ -129,8 +129,8 @@ def test_write_atomic_leaves_no_temporary_files(tmp_path):
 def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkeypatch):
     from bastion.evaluate.stages import AttackStage, CleanStage, CurveStage
 
-    config = EvalConfig(model="tiny", data="toy", eps=0.03, steps=3, restarts=2, curve_points=4, batch_size=32,
-                        suite="autoattack", aa_steps=5, aa_queries=50)
+    config = EvalConfig.build(model="tiny", data="toy", eps=0.03, steps=3, restarts=2, curve_points=4, batch_size=32,
+                              suite="autoattack", aa_steps=5, aa_queries=50)
     uninterrupted = evaluate_model(_model(), toy_set, config)
 
     def interrupted(*args, **kwargs):
@@ -147,7 +147,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkey
     monkeypatch.undo()
     monkeypatch.setattr(AttackStage, "run", must_not_run)
     monkeypatch.setattr(CleanStage, "run", must_not_run)
-    resumed = evaluate_model(_model(), toy_set, EvalConfig(**{**config.to_dict(), "resume": True}), state_dir=tmp_path)
+    resumed = evaluate_model(_model(), toy_set, config, resume=True, state_dir=tmp_path)
     assert comparable(resumed) == comparable(uninterrupted)
     assert not (tmp_path / "state.pt").exists()
 
@@ -155,23 +155,22 @@ def test_an_interrupted_run_resumes_to_the_same_result(toy_set, tmp_path, monkey
 def test_a_state_from_other_settings_is_refused_not_discarded(toy_set, tmp_path, monkeypatch):
     from bastion.evaluate.stages import PerClassStage
 
-    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
+    config = EvalConfig.build(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
     monkeypatch.setattr(PerClassStage, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(_model(), toy_set, config, state_dir=tmp_path)
     monkeypatch.undo()
-    other = EvalConfig(model="tiny", data="toy", eps=0.1, steps=2, restarts=1, curve_points=0, resume=True,
-                       suite="pgd")
+    other = EvalConfig.build(model="tiny", data="toy", eps=0.1, steps=2, restarts=1, curve_points=0, suite="pgd")
     with pytest.raises(InputError, match=r"eps 0\.05 -> 0\.1"):
-        evaluate_model(_model(), toy_set, other, state_dir=tmp_path)
-    result = evaluate_model(_model(), toy_set, EvalConfig(**{**other.to_dict(), "resume": False}),
+        evaluate_model(_model(), toy_set, other, resume=True, state_dir=tmp_path)
+    result = evaluate_model(_model(), toy_set, EvalConfig.build(**other.to_dict()),
                             state_dir=tmp_path)  # starting over is what the caller asks for
     assert result.attacks[0].eps == 0.1
 
 
 def test_autoattack_suite_runs_each_member_on_the_points_still_robust(toy_set):
-    config = EvalConfig(model="tiny", data="toy", eps=0.02, steps=2, restarts=1, curve_points=0, suite="autoattack",
-                        aa_steps=5, aa_queries=50)
+    config = EvalConfig.build(model="tiny", data="toy", eps=0.02, steps=2, restarts=1, curve_points=0,
+                              suite="autoattack", aa_steps=5, aa_queries=50)
     result = evaluate_model(_model(), toy_set, config)
     names = [a.name for a in result.attacks]
     assert names == ["fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square"]
@@ -182,8 +181,8 @@ def test_autoattack_suite_runs_each_member_on_the_points_still_robust(toy_set):
 
 
 def test_min_norm_profile_in_the_report(toy_set):
-    config = EvalConfig(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=3, min_norm="fab",
-                        suite="pgd")
+    config = EvalConfig.build(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=3, min_norm="fab",
+                              suite="pgd")
     result = evaluate_model(_model(), toy_set, config)
     profile = result.stage_results("min-norm")[0]["section"]
     assert profile is not None and profile["attack"] == "fab"

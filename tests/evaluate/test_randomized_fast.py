@@ -28,10 +28,10 @@ class Noisy(nn.Module):
 def test_the_fast_suite_attacks_a_randomized_model_through_eot_and_reports_far_less_than_pgd():
     data = load_dataset("mnist-sample:eval", limit=64)
     torch.manual_seed(0)
-    plain = evaluate_model(Noisy().eval(), data, EvalConfig(model="noisy", data="mnist-sample:eval", eps=0.3,
-                                                            suite="pgd", curve_points=0, adaptive=False))
-    fast = evaluate_model(Noisy().eval(), data, EvalConfig(model="noisy", data="mnist-sample:eval", eps=0.3,
-                                                           suite="fast", curve_points=0))
+    plain = evaluate_model(Noisy().eval(), data, EvalConfig.build(model="noisy", data="mnist-sample:eval", eps=0.3,
+                                                                  suite="pgd", curve_points=0, adaptive=False))
+    fast = evaluate_model(Noisy().eval(), data, EvalConfig.build(model="noisy", data="mnist-sample:eval", eps=0.3,
+                                                                 suite="fast", curve_points=0))
     pgd = next(a for a in plain.attacks if a.name == "pgd")
     main_attack = next(a for a in fast.attacks if a.name == "apgd-fast")
     assert "EOT x" in main_attack.role

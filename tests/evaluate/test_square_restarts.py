@@ -24,9 +24,9 @@ class NoGrad(nn.Module):
 
 
 def test_square_restarts_while_it_keeps_breaking_points():
-    config = EvalConfig(model="no-grad", data="mnist-sample", eps=0.3, steps=3, restarts=1, suite="pgd",
-                        curve_points=0, batch_size=32, blackbox_queries=6, aa_queries=40, fgsm=False,
-                        stages={"escalation": {"square_restarts": 4}})
+    config = EvalConfig.build(model="no-grad", data="mnist-sample", eps=0.3, steps=3, restarts=1, suite="pgd",
+                              curve_points=0, batch_size=32, blackbox_queries=6, aa_queries=40, fgsm=False,
+                              stages={"escalation": {"square_restarts": 4}})
     result = evaluate_model(NoGrad().eval(), load_dataset("mnist-sample", limit=32), config)
     square = [a for a in result.attacks if a.role.startswith("escalation: gradient-free")]
     assert len(square) >= 2  # the first run broke points, so it ran again

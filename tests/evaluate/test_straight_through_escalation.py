@@ -37,8 +37,8 @@ def hidden_round() -> nn.Module:
 
 @pytest.mark.parametrize("kind", ["round", "detach"])
 def test_escalation_attacks_hidden_operations_straight_through(kind):
-    config = EvalConfig(model=f"hidden-{kind}", data="mnist-sample", eps=0.3, steps=10, restarts=1, suite="pgd",
-                        curve_points=3, batch_size=64)
+    config = EvalConfig.build(model=f"hidden-{kind}", data="mnist-sample", eps=0.3, steps=10, restarts=1, suite="pgd",
+                              curve_points=3, batch_size=64)
     result = evaluate_model(Hidden(kind), load_dataset("mnist-sample", limit=48), config)
     verdict = result.verdict
     assert verdict.flattering_accuracy >= 0.9 and "zero-gradients" in {f.check for f in verdict.fired}
@@ -71,8 +71,8 @@ def test_view_text_names_the_straight_through_operations():
 
 
 def test_after_the_fast_suite_attacked_the_view_escalation_adds_no_gradient_attack_through_it():
-    config = EvalConfig(model="hidden-round", data="mnist-sample", eps=0.1, suite="fast", curve_points=3,
-                        batch_size=64, aa_steps=5, aa_queries=50)  # eps 0.1: some points stay robust
+    config = EvalConfig.build(model="hidden-round", data="mnist-sample", eps=0.1, suite="fast", curve_points=3,
+                              batch_size=64, aa_steps=5, aa_queries=50)  # eps 0.1: some points stay robust
     result = evaluate_model(Hidden("round"), load_dataset("mnist-sample", limit=32), config)
     main_attack = next(a for a in result.attacks if a.name == "apgd-fast")
     assert "straight-through round" in main_attack.role and 0 < main_attack.fooled < main_attack.attacked

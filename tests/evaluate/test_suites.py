@@ -19,7 +19,7 @@ from tests.conftest import TinyCNN
 
 
 def _everything(suite: str) -> EvalConfig:
-    return EvalConfig(model="m", data="d", suite=suite, min_norm="fab", certify=True, detect=True)
+    return EvalConfig.build(model="m", data="d", suite=suite, min_norm="fab", certify=True, detect=True)
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
@@ -37,31 +37,32 @@ def test_no_two_stages_of_a_suite_share_a_name_or_a_random_stream(suite):
 
 
 def test_the_autoattack_suite_runs_each_member_as_a_stage_of_its_own():
-    names = [s.name for s in plan(EvalConfig(model="m", data="d", suite="autoattack", aa_version="standard"))]
+    names = [s.name for s in plan(EvalConfig.build(model="m", data="d", suite="autoattack", aa_version="standard"))]
     assert names == ["clean", "fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square", "checks", "escalation", "curve",
                      "per-class"]
-    assert [s.name for s in plan(EvalConfig(model="m", data="d", suite="pgd", fgsm=False))][:2] == ["clean", "pgd"]
+    names = [s.name for s in plan(EvalConfig.build(model="m", data="d", suite="pgd", fgsm=False))]
+    assert names[:2] == ["clean", "pgd"]
 
 
 def test_the_fast_suite_runs_apgd_fast_in_place_of_pgd_and_autoattack_and_is_the_default():
-    names = [s.name for s in plan(EvalConfig(model="m", data="d"))]
+    names = [s.name for s in plan(EvalConfig.build(model="m", data="d"))]
     assert names == ["clean", "probes", "fgsm", "apgd-fast", "checks", "escalation", "audit", "curve", "per-class"]
-    assert EvalConfig(model="m", data="d").suite == "fast"
-    fast = {s.name: s for s in plan(EvalConfig(model="m", data="d", aa_steps=7))}
+    assert EvalConfig.build(model="m", data="d").suite == "fast"
+    fast = {s.name: s for s in plan(EvalConfig.build(model="m", data="d", aa_steps=7))}
     assert fast["apgd-fast"].settings.params == {"steps": 7, "target_steps": 7}  # AutoAttack's iterations
     assert fast["audit"].settings.steps == 7
     model, data = _toy()
-    config = EvalConfig(model="m", data="d", suite="fast", eps=0.05, curve_points=0, steps=2, aa_steps=3, aa_queries=20,
-                        stages={"apgd-fast": {"steps": 5, "target_steps": 5, "n_targets": 1}})
+    config = EvalConfig.build(model="m", data="d", suite="fast", eps=0.05, curve_points=0, steps=2, aa_steps=3,
+                              aa_queries=20, stages={"apgd-fast": {"steps": 5, "target_steps": 5, "n_targets": 1}})
     result = evaluate_model(model, data, config).to_dict()
     attacks = [s for s in result["stages"] if s["name"] == "apgd-fast"]
     assert len(attacks) == 1 and 0.0 <= result["summary"]["robust_accuracy"] <= 1.0
 
 
 def test_flat_options_map_onto_the_stage_that_owns_them():
-    stages = {s.name: s for s in plan(EvalConfig(model="m", data="d", suite="autoattack", steps=7, restarts=3,
-                                                 curve_points=3, aa_steps=11, probe_points=9, class_floor=0.4,
-                                                 eps=0.2))}
+    stages = {s.name: s for s in plan(EvalConfig.build(model="m", data="d", suite="autoattack", steps=7, restarts=3,
+                                                       curve_points=3, aa_steps=11, probe_points=9, class_floor=0.4,
+                                                       eps=0.2))}
     assert stages["pgd"].settings.params == {"steps": 7, "n_restarts": 3, "loss": "ce"}
     assert stages["apgd-t"].settings.params["steps"] == 11
     assert stages["checks"].settings.probe_points == 9
@@ -142,8 +143,8 @@ def test_schema_1_and_2_reports_meet_in_history_compare_and_dashboard(tmp_path, 
 
     old = json.loads((Path(__file__).parent / "data" / "report_schema1.json").read_text())
     model, data = _toy()
-    new = evaluate_model(model, data, EvalConfig(model="zoo:mnist-cnn", data="mnist-sample", suite="pgd", steps=2,
-                                                 restarts=1, curve_points=0, certify=True, n0=10, n=32)).to_dict()
+    new = evaluate_model(model, data, EvalConfig.build(model="zoo:mnist-cnn", data="mnist-sample", suite="pgd", steps=2,
+                                                       restarts=1, curve_points=0, certify=True, n0=10, n=32)).to_dict()
     db = tmp_path / "bastion.db"
     store = RunStore(db)
     for report in (old, new):
@@ -177,16 +178,16 @@ def test_a_run_that_cannot_resume_names_what_changed(tmp_path, monkeypatch):
     from bastion.evaluate.stages import PerClassStage
 
     model, data = _toy()
-    config = EvalConfig(model="m", data="d", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
+    config = EvalConfig.build(model="m", data="d", eps=0.05, steps=2, restarts=1, curve_points=0, suite="pgd")
     monkeypatch.setattr(PerClassStage, "run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(model, data, config, state_dir=tmp_path)
     monkeypatch.undo()
     saved = (tmp_path / "state.pt").read_bytes()
-    other = EvalConfig(model="m", data="d", eps=0.1, steps=2, restarts=1, curve_points=0, suite="pgd", resume=True)
+    other = EvalConfig.build(model="m", data="d", eps=0.1, steps=2, restarts=1, curve_points=0, suite="pgd")
     with pytest.raises(InputError, match=r"eps 0\.05 -> 0\.1.*--overwrite"):
-        evaluate_model(model, data, other, state_dir=tmp_path)
+        evaluate_model(model, data, other, resume=True, state_dir=tmp_path)
     assert (tmp_path / "state.pt").read_bytes() == saved
     (tmp_path / "state.pt").write_bytes(b"not a torch file")
     with pytest.raises(InputError, match="cannot read .*--overwrite"):
-        evaluate_model(model, data, other, state_dir=tmp_path)
+        evaluate_model(model, data, other, resume=True, state_dir=tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -14,6 +15,9 @@ __all__ = ["DISTRIBUTED_COMMANDS", "main"]
 
 # The subcommands that share their work among torchrun's processes; the others refuse to run under it.
 DISTRIBUTED_COMMANDS = frozenset({"certify", "evaluate", "spatial", "train"})
+# The subcommands that build their parser from a registry when run: command -> (module, function of argv).
+_SELF_PARSED = {"attack": ("bastion.cli.attack", "run_attack_command"),
+                "evaluate": ("bastion.cli.evaluate", "run_evaluate_command")}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,16 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("bastion.progress").setLevel(logging.INFO)  # stage lines, and lines for a bar off a terminal
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        # Parsed before anything heavy loads: `bastion --help` and usage errors import no torch.
-        namespace = None if args and args[0] == "attack" else _parser().parse_args(args)
+        # Parsed before anything heavy loads: `bastion --help` and usage errors import no torch. The
+        # commands whose flags come from a registry (an attack's, the stages') parse their own.
+        namespace = None if args and args[0] in _SELF_PARSED else _parser().parse_args(args)
         from bastion.exiting import clean_exit
 
         with clean_exit():  # the process group and helper threads are gone before the process exits
             if namespace is None:
-                _refuse_under_torchrun("attack")
-                from bastion.cli.attack import run_attack_command
-
-                return run_attack_command(args[1:])
+                _refuse_under_torchrun(args[0])
+                module, function = _SELF_PARSED[args[0]]
+                return int(getattr(importlib.import_module(module), function)(args[1:]))
             _refuse_under_torchrun(namespace.command)
             code: int = namespace.handler(namespace)
             return code

@@ -21,97 +21,80 @@ from bastion.errors import InputError
 
 if TYPE_CHECKING:
     from bastion.distributed import World
+    from bastion.evaluate.flags import Flag
 
-__all__ = ["register"]
+__all__ = ["build_parser", "register", "run_evaluate_command"]
 
 _NOT_CONFIG = {"command", "handler", "config", "quiet", "overwrite", *HISTORY_KEYS}
 
 
 def register(commands: Any) -> None:
-    """Add the `evaluate` subcommand; every option can also come from a TOML file (--config)."""
-    parser = commands.add_parser(
-        "evaluate",
-        help="run the evaluation protocol and write a report",
+    """List `evaluate` in `bastion --help`; `run_evaluate_command` parses it, since its flags come from the stages."""
+    commands.add_parser("evaluate", help="run the evaluation protocol and write a report", add_help=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The run-level options, then each stage's own flags, generated from the stage registry (`Stage.flags`)."""
+    from bastion.defenses.ensemble import MODES
+    from bastion.evaluate.stage_flags import all_flags, flag_owners
+    from bastion.evaluate.suites import SUITES
+
+    parser = argparse.ArgumentParser(
+        prog="bastion evaluate",
         description="Clean accuracy, an FGSM sanity check, the main attack of the suite (by default the fast "
         "suite's apgd-fast, escalated on evidence and audited by AutoAttack on a sample; PGD with restarts in the "
         "pgd and autoattack suites), the gradient-masking checks, the accuracy-vs-eps curve and per-class "
-        "robustness; writes report.json and report.html. Flags override --config.",
+        "robustness; writes report.json and report.html. Flags override --config; a TOML file takes the same "
+        "names as keys (curve_points = 5) and [stages.NAME] tables of one stage's settings.",
     )
     parser.add_argument("--config", help="TOML file of options (keys as the flags, e.g. eps = \"8/255\")")
     add_model_options(parser)
     add_data_options(parser)
     add_threat_options(parser)
-    attack = parser.add_argument_group("attacks")
-    attack.add_argument("--steps", type=int, help="PGD steps, in the suites that run PGD (pgd, autoattack, "
-                        "extended; default 20); apgd-fast takes --aa-steps")
-    attack.add_argument("--restarts", type=int, help="PGD random restarts, in the suites that run PGD "
-                        "(default 5)")
-    attack.add_argument("--rel-step", type=float, help="PGD step size as a fraction of eps (default 2.5/steps)")
-    attack.add_argument("--loss", help="attack loss: ce (default), cw (C&W margin) or dlr (Croce & Hein's "
-                        "difference of logits ratio)")
-    attack.add_argument("--fgsm", action=argparse.BooleanOptionalAction, default=None, help="FGSM sanity check")
-    attack.add_argument("--suite", choices=["autoattack", "pgd", "extended", "deployed", "fast"],
-                        help="fast (default): apgd-fast (ODI, margin APGD, MALT-ranked targets), escalating by itself "
-                        "on evidence and audited by AutoAttack on a sample, for about a tenth of AutoAttack's cost; "
-                        "autoattack: PGD and the AutoAttack ensemble, the standard protocol, for numbers comparable "
-                        "with published AutoAttack results; pgd: PGD only (quick, not enough for a claim); "
-                        "extended: AutoAttack plus the threat models beyond the Lp ball (patch, spatial, "
-                        "corruptions, one-pixel, universal, HopSkipJump); deployed: no gradients (Square, "
-                        "HopSkipJump, transfer from --surrogate), chosen by itself for an .onnx model")
-    attack.add_argument("--extended-train-data", help="data spec the extended suite trains its patch and universal "
-                        "perturbation on (default: the first half of the evaluated points; the second half measures)")
-    attack.add_argument("--aa-steps", type=int, help="iterations of AutoAttack's gradient attacks and of apgd-fast "
-                        "(default 100)")
-    attack.add_argument("--aa-queries", type=int, help="Square's query budget in AutoAttack (default 5000)")
-    attack.add_argument("--min-norm", help="also run a minimal-norm attack (fab or cw) without a radius bound and "
-                        "report the norms it finds")
-    attack.add_argument("--aa-version", choices=["standard", "plus", "rand"], help="AutoAttack version (standard)")
-    defense = parser.add_argument_group("defenses and adaptive attacks")
-    defense.add_argument("--defense", action="append", help="a defense before (or after) the model, repeatable, in "
-                         "order: name:key=value,... e.g. jpeg:quality=75 (jpeg, bit-depth, round, median, "
-                         "gaussian, resize-pad, saturate, quantize-output)")
-    defense.add_argument("--ensemble", nargs="+", metavar="MODEL", help="evaluate an ensemble of these model specs "
-                         "(instead of --model); each member is reported next to it")
-    defense.add_argument("--ensemble-mode", choices=["logits", "probs", "vote"], help="how members combine (logits)")
-    defense.add_argument("--adaptive", action="store_true", default=None, help="run the adaptive attacks (BPDA, EOT, "
-                         "transfer, Square) even if no gradient-masking check fires")
-    defense.add_argument("--surrogate", metavar="MODEL", help="surrogate model spec for transfer attacks")
-    defense.add_argument("--surrogate-weights", metavar="FILE",
-                         help="state dict of a factory-built --surrogate (with an .onnx --model, --weights is taken "
-                              "as the surrogate's)")
-    defense.add_argument("--eot-samples", type=int, help="draws per EOT gradient for randomized models (10)")
-    detection = parser.add_argument_group("run-time detection")
-    detection.add_argument("--detect", action="store_true", default=None, help="calibrate the detectors (feature "
-                           "squeezing, confidence, entropy, margin) on clean data and report their detection rates "
-                           "of FGSM, PGD and an adaptive attack")
-    detection.add_argument("--detect-fpr", type=float, help="detectors' false-positive rate on clean data (0.05)")
-    detection.add_argument("--detect-calibration", metavar="DATA", help="clean data the thresholds are calibrated on "
-                           "(default: half of the evaluated points)")
-    smoothing = parser.add_argument_group("certification (randomized smoothing)")
-    smoothing.add_argument("--certify", action="store_true", default=None,
-                           help="also certify each point by randomized smoothing and attack the smoothed "
-                           "classifier with SmoothAdv (L2 threat models)")
-    smoothing.add_argument("--sigma", type=float, help="smoothing noise standard deviation (default 0.25)")
-    smoothing.add_argument("--n0", type=int, help="selection samples per point (default 100; 16 with --sequential)")
-    smoothing.add_argument("--n", type=int, help="estimation samples per point (default 10000); with --sequential "
-                           "the most a point may draw (default 30000)")
-    smoothing.add_argument("--alpha", type=float, help="certificate error probability (default 0.001)")
-    smoothing.add_argument("--sequential", action="store_true", default=None,
-                           help="decide certification at the table's radii and the threat model's with anytime-valid "
-                           "tests, each point stopping as soon as its answer is known (Voracek & Hein 2024)")
-    report = parser.add_argument_group("curve and report")
-    report.add_argument("--curve-points", type=int, help="points of the accuracy-vs-eps curve (default 9, 0 = none)")
-    report.add_argument("--curve-max", help="largest eps of the curve (default 2 x eps)")
-    report.add_argument("--curve-restarts", type=int, help="PGD restarts per curve point (default 1)")
-    report.add_argument("--class-floor", type=float, help="flag classes with robust accuracy under this")
-    report.add_argument("--gallery", type=int, help="adversarial examples shown in the HTML report (default 8)")
-    report.add_argument("--out", help="directory for report.json and report.html (default runs/)")
-    report.add_argument("--resume", action="store_true", default=None,
-                        help="continue an interrupted run from the stages saved in --out")
-    report.add_argument("--overwrite", action="store_true", help="replace the report of an earlier run in --out")
+    run = parser.add_argument_group("suite, defenses and output")
+    run.add_argument("--suite", choices=list(SUITES), help="fast (default): apgd-fast (ODI, margin APGD, MALT-ranked "
+                     "targets), escalating by itself on evidence and audited by AutoAttack on a sample, for about a "
+                     "tenth of AutoAttack's cost; autoattack: PGD and the AutoAttack ensemble, the standard protocol; "
+                     "pgd: PGD only (quick, not enough for a claim); extended: AutoAttack plus the threat models "
+                     "beyond the Lp ball; deployed: no gradients (Square, HopSkipJump, transfer from --surrogate), "
+                     "chosen by itself for an .onnx model")
+    run.add_argument("--defense", action="append", help="a defense before (or after) the model, repeatable, in "
+                     "order: name:key=value,... e.g. jpeg:quality=75 (bastion list defenses)")
+    run.add_argument("--ensemble", nargs="+", metavar="MODEL", help="evaluate an ensemble of these model specs "
+                     "(instead of --model); each member is reported next to it")
+    run.add_argument("--ensemble-mode", choices=list(MODES), help="how members combine (logits)")
+    run.add_argument("--out", help="directory for report.json and report.html (default runs/)")
+    run.add_argument("--resume", action="store_true", default=None,
+                     help="continue an interrupted run from the stages saved in --out")
+    run.add_argument("--overwrite", action="store_true", help="replace the report of an earlier run in --out")
     add_run_options(parser)
     add_history_options(parser)
-    parser.set_defaults(handler=run)
+    flags, owners = all_flags(), flag_owners()
+    for kind in dict.fromkeys(owners.values()):
+        group = parser.add_argument_group(f"{kind} stage")
+        for name, flag in flags.items():
+            if owners[name] == kind and flag.type is not dict:
+                add_flag(group, flag)
+    return parser
+
+
+def add_flag(group: Any, flag: Flag) -> None:
+    """One stage flag as an argparse option (its value is parsed and checked by the flag, after parsing)."""
+    shown = "" if flag.default in (None, False, "") else f" (default {flag.default})"
+    options: dict[str, Any] = {"dest": flag.name, "default": None, "help": flag.help + shown}
+    if flag.type is bool:
+        options["action"] = argparse.BooleanOptionalAction if flag.default else "store_true"
+    else:
+        options["type"] = flag.type if flag.type in (int, float) and flag.parse is None else str
+        options["metavar"] = flag.metavar
+        if flag.options():
+            options["choices"] = flag.options()
+    group.add_argument(flag.cli, **options)
+
+
+def run_evaluate_command(argv: list[str]) -> int:
+    """Parse `bastion evaluate ...` and run it (its flags need the stage registry, so not at `bastion --help`)."""
+    return run(build_parser().parse_args(argv))
 
 
 def options_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -143,12 +126,14 @@ def _evaluate(args: argparse.Namespace, world: World) -> int:
     from bastion.report import write_html
     from bastion.report.terminal import format_result
 
-    config = EvalConfig.from_options(options_from(args))
+    options = options_from(args)
+    resume = bool(options.pop("resume", False))  # how to run, not what: not part of the config
+    config = EvalConfig.from_options(options)
     history = prepare_history(args, out=config.out, config=args.config) if world.is_main else None
     out = check_out_dir(config.out)
     finished = None
     if world.is_main:
-        finished = _guard_earlier_run(out, resume=bool(config.resume), overwrite=args.overwrite)
+        finished = _guard_earlier_run(out, resume=resume, overwrite=args.overwrite)
         take_over_out_dir(out)
     if distributed.broadcast_object(finished is not None):
         if finished is not None:
@@ -157,7 +142,7 @@ def _evaluate(args: argparse.Namespace, world: World) -> int:
         return 0
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     progress = world.is_main and not args.quiet  # a bar in a terminal, a line every ~30 s elsewhere
-    result = evaluate(config, progress=progress, command=command)
+    result = evaluate(config, resume=resume, progress=progress, command=command)
     if history is None:
         return 0
     json_path = result.save(out / "report.json")

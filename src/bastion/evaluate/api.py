@@ -31,6 +31,7 @@ def evaluate_robustness(
     suite: str = "fast",
     seed: int = 0,
     out: str | Path | None = None,
+    resume: bool = False,
     progress: bool = False,
     **settings: Any,
 ) -> EvalResult:
@@ -47,10 +48,11 @@ def evaluate_robustness(
             "autoattack" (the standard protocol, for numbers comparable with published AutoAttack
             results), "pgd" (quick, not enough for a claim) or "extended".
         seed: Seed of every stage's random stream.
-        out: Folder where progress is saved after each stage (and resumed from with `resume=True`);
-            None keeps nothing.
+        out: Folder where progress is saved after each stage; None keeps nothing.
+        resume: Restore the stages a matching earlier run saved in `out` instead of running them again.
         progress: Show progress bars.
-        **settings: Any other `EvalConfig` option (`limit`, `steps`, `certify`, `defense`, `stages`, ...).
+        **settings: Any other run-level `EvalConfig` option (`limit`, `defense`, `stages`, ...) or stage
+            flag (`steps`, `certify`, `curve_points`, ...; `bastion.evaluate.flags`).
 
     Example:
         >>> import bastion
@@ -71,7 +73,8 @@ def evaluate_robustness(
         points = data
     else:
         raise InputError("data must be an ImageSet, a data spec string, or an (images, labels) pair of tensors")
-    config = EvalConfig(model=spec, data=name, eps=parse_eps(eps), norm=norm, suite=suite, seed=seed,
+    config = EvalConfig.build(model=spec, data=name, eps=parse_eps(eps), norm=norm, suite=suite, seed=seed,
                         out=str(out) if out is not None else "runs", **settings)
     unweighted = [spec] if spec and _factory_spec(spec) else []  # the API loads no --weights: a factory's own
-    return evaluate_model(loaded, points, config, progress=progress, state_dir=out, unweighted=unweighted)
+    return evaluate_model(loaded, points, config, resume=resume, progress=progress, state_dir=out,
+                          unweighted=unweighted)

@@ -2,7 +2,8 @@
 
 A stage declares the flags it owns in `Stage.flags` and maps their values onto its settings in
 `Stage.from_flags`; the evaluate CLI and the TOML schema are generated from the stage registry
-(`all_flags`), so adding a stage with a flag touches that stage's module and its registration only.
+(`bastion.evaluate.stage_flags`), so adding a stage with a flag touches that stage's module and its
+registration only.
 Another stage may read a flag it does not own by name (the curve reads `steps`, which the attack
 stage owns); a flag has one owner, one default and one check.
 
@@ -12,13 +13,13 @@ A flag's name is its TOML key (`curve_points`) and, with hyphens, its CLI flag (
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bastion.errors import InputError
 
-__all__ = ["Flag", "all_flags", "check_flag_values", "flag_defaults", "flag_owners"]
+__all__ = ["Flag", "closed_unit", "open_unit", "positive"]
 
 
 @dataclass(frozen=True)
@@ -117,55 +118,3 @@ def open_unit(value: float) -> bool:
 def closed_unit(value: float) -> bool:
     """A flag check: in [0, 1]."""
     return 0 <= value <= 1
-
-
-def flag_owners() -> dict[str, str]:
-    """Each flag's name -> the stage kind that owns it, over every registered stage (registration order).
-
-    Raises:
-        ValueError: When two stages declare the same flag (a programming error, caught by the contract test).
-    """
-    owners: dict[str, str] = {}
-    for kind, flag in _declared():
-        if flag.name in owners:
-            raise ValueError(f"flag {flag.name!r} is declared by stages {owners[flag.name]!r} and {kind!r}")
-        owners[flag.name] = kind
-    return owners
-
-
-def all_flags() -> dict[str, Flag]:
-    """Every registered stage's flags by name, in registration order."""
-    flag_owners()  # refuses duplicates
-    return {flag.name: flag for _, flag in _declared()}
-
-
-def flag_defaults() -> dict[str, Any]:
-    """Each flag's default value."""
-    return {name: flag.default for name, flag in all_flags().items()}
-
-
-def check_flag_values(values: Mapping[str, Any], reserved: Iterable[str] = ()) -> dict[str, Any]:
-    """The given flag values parsed and checked; an unknown name is refused in one line that lists the valid ones.
-
-    Args:
-        values: Flag name -> value (names with hyphens or underscores).
-        reserved: Other names that are valid where the values came from (the run-level options), listed in
-            the error message.
-    """
-    flags = all_flags()
-    checked = {}
-    for key, raw in values.items():
-        name = key.replace("-", "_")
-        if name not in flags:
-            valid = ", ".join(sorted({*flags, *reserved}))
-            raise InputError(f"unknown option {key!r}; valid: {valid}")
-        checked[name] = flags[name].value(raw)
-    return checked
-
-
-def _declared() -> list[tuple[str, Flag]]:
-    """(stage kind, flag) for every flag of every registered stage."""
-    import bastion.evaluate.stages  # noqa: F401  (registers every stage)
-    from bastion.evaluate.stage import STAGES
-
-    return [(kind, flag) for kind in STAGES.names() for flag in getattr(STAGES.get(kind), "flags", ())]

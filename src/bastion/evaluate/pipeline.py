@@ -63,16 +63,21 @@ _RUN_OPTIONS = ("norm", "eps", "seed", "batch_size", "defense", "ensemble", "ens
                 "subset_seed")
 
 
-def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None = None) -> EvalResult:
-    """Load the model (or ensemble) and data a config names, and evaluate them; progress is kept in `config.out`."""
+def evaluate(config: EvalConfig, *, resume: bool = False, progress: bool = False,
+             command: str | None = None) -> EvalResult:
+    """Load the model (or ensemble) and data a config names, and evaluate them; progress is kept in `config.out`.
+
+    With `resume`, the stages a matching earlier run saved in `config.out` are not run again.
+    """
     here = distributed.world()  # under torchrun: this rank's GPU (LOCAL_RANK) or the CPU
     options: dict[str, Any] = {"weights": config.weights, "mean": config.mean, "std": config.std,
                                "device": here.device if here.active and here.device else config.device}
     if config.weights and Path(config.model).suffix == ".onnx":
         # A deployed ONNX file carries its weights: --weights belongs to the PyTorch surrogate it came from.
-        if not config.surrogate:
+        if not config.flag("surrogate"):
             raise InputError("an .onnx model carries its own weights; --weights needs a --surrogate to go to")
-        config = replace(config, weights=None, surrogate_weights=config.surrogate_weights or config.weights)
+        weights = config.flag("surrogate_weights") or config.weights
+        config = replace(config, weights=None, options={**config.options, "surrogate_weights": weights})
         options["weights"] = None
     if config.ensemble:
         members = [load_model(spec, **options).module for spec in config.ensemble]
@@ -83,8 +88,8 @@ def evaluate(config: EvalConfig, *, progress: bool = False, command: str | None 
     unweighted = [s for s in (config.ensemble or [config.model]) if _factory_spec(s)] if not config.weights else []
     for spec in unweighted:
         logger.warning(unweighted_factory_warning(spec))
-    return evaluate_model(model, data, config, progress=progress, command=command, state_dir=config.out,
-                          unweighted=unweighted)
+    return evaluate_model(model, data, config, resume=resume, progress=progress, command=command,
+                          state_dir=config.out, unweighted=unweighted)
 
 
 def evaluate_model(
@@ -92,6 +97,7 @@ def evaluate_model(
     data: ImageSet,
     config: EvalConfig,
     *,
+    resume: bool = False,
     progress: bool = False,
     command: str | None = None,
     state_dir: str | Path | None = None,
@@ -104,10 +110,10 @@ def evaluate_model(
             `config.defense` is applied to it here.
         data: The evaluation points.
         config: Threat model, suite and stage settings (its `model` and `data` strings are only recorded).
+        resume: Restore the stages a matching earlier run saved in `state_dir` instead of running them.
         progress: Show progress bars.
         command: The command line, recorded in the provenance.
-        state_dir: Where to save progress after each stage (`state.pt`); with `config.resume`, the
-            stages a matching earlier run finished are not run again.
+        state_dir: Where to save progress after each stage (`state.pt`); None keeps none.
         unweighted: The model specs a factory built without weights (untrained unless the factory loads
             some itself): the report warns, and a clean accuracy not clearly above chance makes the
             verdict "meaningless".
@@ -120,10 +126,11 @@ def evaluate_model(
     device, dtype = model_device_dtype(model)
     config.check_input_shape(data.shape)  # an L2 ball over the whole box (eps >= sqrt(d)), before any stage runs
     threat = ThreatModel(config.norm, config.eps)
-    ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress, config.gallery)
+    ctx = EvalContext(model, data, threat, device, dtype, config.batch_size, config.seed, progress,
+                      config.flag("gallery"))
     counted = model.model if isinstance(model, Defended) else model
     identity = run_identity(config, fingerprint_model(model), data.fingerprint)
-    runner = Runner(plan(config, model), state_dir=state_dir, resume=config.resume, counted=counted,
+    runner = Runner(plan(config, model), state_dir=state_dir, resume=resume, counted=counted,
                     run_key=_hash(identity), identity=identity)
     records = runner.run(ctx)
     result = _assemble(ctx, config, records, command, list(unweighted or []))

@@ -1,11 +1,13 @@
 """Suites as data: ordered lists of stages with their settings, as AutoAttack's versions already are.
 
-A suite entry is (stage name, stage kind, settings). The `autoattack` kind is the one macro: it
+A suite entry (`Entry`) names a stage, its kind, its settings in the suite, the flags bound to an
+attack's parameters, and the flag that turns it on. The `autoattack` kind is the one macro: it
 expands into one attack stage per member of the chosen AutoAttack version (`VERSIONS`), so the
 report shows the robust accuracy after each member and a resumed run restarts at the member it
-stopped in. `plan` turns an `EvalConfig` into the stages to run: the suite, the flat options of the
-CLI and the TOML file mapped onto stage settings, the optional stages the options ask for, and the
-TOML's `[stages.NAME]` tables last (they override any setting of the stage called NAME).
+stopped in. `plan` turns an `EvalConfig` into the stages to run: the suite's entries the options
+turn on, each stage's settings from its kind's flags (`Stage.from_flags`: the stage owns the
+mapping) and the entry's bound ones, and the TOML's `[stages.NAME]` tables last (they override any
+setting of the stage called NAME).
 
 The `fast` suite replaces PGD and the AutoAttack members by one `apgd-fast` stage (ODI-started
 margin APGD, then targeted margin APGD on the MALT-nearest classes): AutoAttack's robust accuracy on
@@ -24,141 +26,133 @@ comparison of the two models' predictions.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from torch import nn
 
 from bastion.attacks.autoattack import member_specs
 from bastion.errors import InputError
-from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages import AttackSettings, find_ensemble
 from bastion.models import is_gradient_free
 
-__all__ = ["SUITES", "curve_grid", "plan"]
+if TYPE_CHECKING:
+    from bastion.evaluate.config import EvalConfig
 
-Entry = tuple[str, str, dict[str, Any]]
+__all__ = ["SUITES", "Entry", "plan"]
 
-_CORE: list[Entry] = [
-    ("clean", "clean", {}),
-    ("fgsm", "attack", {"attack": "fgsm", "role": "sanity check"}),
-    ("pgd", "attack", {"attack": "pgd", "params": {"steps": 20, "n_restarts": 5}, "role": "main attack"}),
+#: A condition on the run's options and model under which an entry runs.
+Condition = Callable[[Mapping[str, Any], "nn.Module | None"], bool]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stage of a suite.
+
+    Args:
+        name: The stage's name in the suite (its `[stages.NAME]` table, its random stream).
+        kind: The registered stage kind (`STAGES`), or `autoattack`, the one macro (a stage per
+            member of the `aa_version` flag's AutoAttack version).
+        settings: The stage's settings in this suite; the flags (`Stage.from_flags`, `bind`) go over them.
+        bind: Settings this entry takes from flags, setting -> flag name; `params.X` is the attack's
+            constructor argument X (an attack stage's flags depend on its attack, so the suite says).
+        when: The flag that must be set for the entry to run (`fgsm`, `certify`, ...), or a condition on
+            the options and the model; None: always.
+    """
+
+    name: str
+    kind: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    bind: Mapping[str, str] = field(default_factory=dict)
+    when: str | Condition | None = None
+
+    def wanted(self, options: Mapping[str, Any], model: nn.Module | None) -> bool:
+        """Whether this entry runs with these options on this model."""
+        if self.when is None:
+            return True
+        if isinstance(self.when, str):
+            return bool(options[self.when])
+        return self.when(options, model)
+
+    def settings_from(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The suite's settings under the stage kind's flags and this entry's bound ones (unset flags: none)."""
+        kind = typing.cast("type[Stage]", STAGES.get(self.kind))
+        flagged = {k: v for k, v in kind.from_flags(options).items() if v is not None}
+        merged: dict[str, Any] = {**self.settings, **flagged}
+        params = {**self.settings.get("params", {}), **flagged.get("params", {})}
+        for setting, flag in self.bind.items():
+            if options[flag] is None:
+                continue
+            if setting.startswith("params."):
+                params[setting.removeprefix("params.")] = options[flag]
+            else:
+                merged[setting] = options[flag]
+        if params or "params" in merged:
+            merged["params"] = params
+        return merged
+
+
+def _ensemble_model(options: Mapping[str, Any], model: nn.Module | None) -> bool:
+    return model is not None and find_ensemble(model) is not None
+
+
+_PGD = {"params.steps": "steps", "params.n_restarts": "restarts", "params.rel_step": "rel_step",
+        "params.loss": "loss"}
+_CORE = [
+    Entry("clean", "clean"),
+    Entry("fgsm", "attack", {"attack": "fgsm", "role": "sanity check"}, {"params.loss": "loss"}, when="fgsm"),
+    Entry("pgd", "attack", {"attack": "pgd", "params": {"steps": 20, "n_restarts": 5}, "role": "main attack"}, _PGD),
 ]
-_AUDIT: list[Entry] = [("checks", "checks", {}), ("escalation", "escalation", {}), ("curve", "curve", {})]
+#: The stages the options add after the curve, in order: ensemble members, minimal norms, certification.
+_OPTIONAL = [Entry("members", "members", when=_ensemble_model), Entry("min-norm", "min-norm", when="min_norm"),
+             Entry("certify", "certify", when="certify")]
+_AUDIT = [Entry("checks", "checks"), Entry("escalation", "escalation"), Entry("curve", "curve"), *_OPTIONAL]
+_LAST = [Entry("detection", "detection", when="detect"), Entry("per-class", "per-class")]
+_AUTOATTACK = Entry("autoattack", "autoattack")
+_SURROGATE = {"params.surrogate": "surrogate", "params.surrogate_weights": "surrogate_weights"}
 
 #: The suites `--suite` chooses from, in run order; `per-class` reads the final worst case, so it runs last.
 SUITES: dict[str, list[Entry]] = {
-    "pgd": [*_CORE, *_AUDIT, ("per-class", "per-class", {})],
-    "autoattack": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
-                   ("per-class", "per-class", {})],
-    "fast": [("clean", "clean", {}), ("probes", "probes", {}), _CORE[1],
-             ("apgd-fast", "attack", {"attack": "apgd-fast", "role": "main attack (AutoAttack-strength, fast)",
-                                      "adaptive": True}),
-             ("checks", "checks", {"blackbox_points": 64}), ("escalation", "escalation", {}), ("audit", "audit", {}),
-             ("curve", "curve", {"below_from_cascade": True}), ("per-class", "per-class", {})],
-    "extended": [*_CORE, ("autoattack", "autoattack", {"version": "standard"}), *_AUDIT,
-                 ("extended", "extended", {}), ("per-class", "per-class", {})],
-    "deployed": [("clean", "clean", {}), ("agreement", "agreement", {}),
-                 ("transfer", "attack", {"attack": "transfer", "params": {"steps": 40, "diversity": 0.5},
-                                         "role": "transfer from the surrogate (MI-FGSM, input diversity)"}),
-                 ("square", "attack", {"attack": "square", "params": {"n_queries": 5000},
-                                       "role": "gradient-free main attack"}),
-                 ("hopskipjump", "attack", {"attack": "hopskipjump", "params": {"n_queries": 1000},
-                                            "role": "label-only"}),
-                 ("per-class", "per-class", {})],
+    "pgd": [*_CORE, *_AUDIT, *_LAST],
+    "autoattack": [*_CORE, _AUTOATTACK, *_AUDIT, *_LAST],
+    "fast": [Entry("clean", "clean"), Entry("probes", "probes"), _CORE[1],
+             Entry("apgd-fast", "attack", {"attack": "apgd-fast", "role": "main attack (AutoAttack-strength, fast)",
+                                           "adaptive": True},
+                   {"eot_samples": "eot_samples", "params.steps": "aa_steps", "params.target_steps": "aa_steps"}),
+             Entry("checks", "checks", {"blackbox_points": 64}), Entry("escalation", "escalation"),
+             Entry("audit", "audit"), Entry("curve", "curve", {"below_from_cascade": True}), *_OPTIONAL, *_LAST],
+    "extended": [*_CORE, _AUTOATTACK, *_AUDIT, Entry("extended", "extended"), *_LAST],
+    "deployed": [Entry("clean", "clean"), Entry("agreement", "agreement", when="surrogate"),
+                 Entry("transfer", "attack", {"attack": "transfer", "params": {"steps": 40, "diversity": 0.5},
+                                              "role": "transfer from the surrogate (MI-FGSM, input diversity)"},
+                       {**_SURROGATE, "params.loss": "loss"}, when="surrogate"),
+                 Entry("square", "attack", {"attack": "square", "params": {"n_queries": 5000},
+                                            "role": "gradient-free main attack"}, {"params.n_queries": "aa_queries"}),
+                 Entry("hopskipjump", "attack", {"attack": "hopskipjump", "params": {"n_queries": 1000},
+                                                 "role": "label-only"}),
+                 *_LAST],
 }
-
-
-def curve_grid(config: EvalConfig) -> list[float]:
-    """The radii of the accuracy-vs-eps curve: `curve_points` from 0 to `curve_max`, with the threat model's eps."""
-    if config.curve_points == 0:
-        return []
-    top = config.curve_max if config.curve_max is not None else 2 * config.eps
-    if config.curve_points == 1:
-        return [config.eps]
-    grid = [float(v) for v in np.linspace(0.0, top, config.curve_points)]
-    if all(abs(v - config.eps) > 1e-9 for v in grid) and config.eps <= top:
-        grid = sorted([*grid, config.eps])
-    return grid
 
 
 def plan(config: EvalConfig, model: nn.Module | None = None) -> list[Stage]:
     """The stages an evaluation with `config` runs on `model`, in order."""
     suite = "deployed" if model is not None and is_gradient_free(model) else config.suite
-    entries = [e for e in SUITES[suite] if (config.fgsm or e[0] != "fgsm")
-               and (config.surrogate or e[0] not in ("agreement", "transfer"))]
-    settings = _flat_settings(config)
+    options = config.view()
     stages: list[Stage] = []
-    for name, kind, base in entries:
-        if kind == "autoattack":
-            version = config.aa_version if config.aa_version else base["version"]
-            for attack, params in member_specs(version, steps=config.aa_steps, n_queries=config.aa_queries):
+    for entry in SUITES[suite]:
+        if not entry.wanted(options, model):
+            continue
+        if entry.kind == "autoattack":
+            version = options["aa_version"]
+            for attack, params in member_specs(version, steps=options["aa_steps"], n_queries=options["aa_queries"]):
                 stages.append(_build(attack, "attack", {"attack": attack, "params": params,
                                                         "role": f"autoattack {version}"}))
             continue
-        stages.append(_build(name, kind, _merge(base, settings.get(name, {}))))
-        if name == "curve":
-            stages += _optional(config, model, settings)
-    if config.detect:
-        at = next((i for i, s in enumerate(stages) if s.kind == "per-class"), len(stages))
-        stages.insert(at, _build("detection", "detection", settings["detection"]))
+        stages.append(_build(entry.name, entry.kind, entry.settings_from(options)))
     return _override(stages, config.stages)
-
-
-def _flat_settings(config: EvalConfig) -> dict[str, dict[str, Any]]:
-    """Today's flat options (CLI flags, top-level TOML keys), mapped onto the settings of the stage that owns them."""
-    attack = {"steps": config.steps, "rel_step": config.rel_step, "loss": config.loss}
-    surrogate = {"surrogate": config.surrogate, "surrogate_weights": config.surrogate_weights}
-    return {
-        "fgsm": {"params": {"loss": config.loss}},
-        "agreement": {"surrogate": config.surrogate or "", "weights": config.surrogate_weights},
-        "transfer": {"params": {**surrogate, "loss": config.loss}},
-        "square": {"params": {"n_queries": config.aa_queries}},
-        "pgd": {"params": {"steps": config.steps, "n_restarts": config.restarts, "rel_step": config.rel_step,
-                           "loss": config.loss}},
-        "probes": {"probe_points": config.probe_points},
-        "apgd-fast": {"eot_samples": config.eot_samples,
-                      **({"params": {"steps": config.aa_steps, "target_steps": config.aa_steps}}
-                         if config.aa_steps else {})},
-        "audit": {"steps": config.aa_steps, "n_queries": config.aa_queries},
-        "checks": {**attack, **surrogate, "probe_points": config.probe_points,
-                   "blackbox_queries": config.blackbox_queries},
-        "escalation": {"adaptive": config.adaptive, "eot_samples": config.eot_samples, "steps": config.steps,
-                       **({"square_queries": config.aa_queries} if config.aa_queries else {}),
-                       "restarts": config.restarts, "loss": config.loss, "blackbox_queries": config.blackbox_queries,
-                       **surrogate},
-        "curve": {**attack, "grid": curve_grid(config), "restarts": config.curve_restarts},
-        "members": {**attack, "fgsm": config.fgsm, "restarts": config.restarts},
-        "min-norm": {"attack": config.min_norm or "fab", "grid": curve_grid(config) or [0.0, config.eps]},
-        "certify": {"sigma": config.sigma, "n0": config.n0, "n": config.n, "alpha": config.alpha,
-                    "sequential": config.sequential},
-        "extended": {"budget": dict(config.extended_budget), "train_data": config.extended_train_data,
-                     "data_root": config.data_root, "device": config.device},
-        "detection": {**attack, "fpr": config.detect_fpr, "calibration": config.detect_calibration,
-                      "adaptive_limit": config.detect_adaptive_limit, "data_root": config.data_root},
-        "per-class": {"floor": config.class_floor},
-    }
-
-
-def _merge(base: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
-    """A suite entry's settings under the flat options (an attack's params merged key by key)."""
-    merged = {**base, **flat}
-    if "params" in base or "params" in flat:
-        merged["params"] = {**base.get("params", {}), **flat.get("params", {})}
-    return merged
-
-
-def _optional(config: EvalConfig, model: nn.Module | None, settings: dict[str, dict[str, Any]]) -> list[Stage]:
-    """The stages the options add after the curve: ensemble members, minimal norms, certification."""
-    stages = []
-    if model is not None and find_ensemble(model) is not None:
-        stages.append(_build("members", "members", settings["members"]))
-    if config.min_norm:
-        stages.append(_build("min-norm", "min-norm", settings["min-norm"]))
-    if config.certify:
-        stages.append(_build("certify", "certify", settings["certify"]))
-    return stages
 
 
 def _build(name: str, kind: str, settings: dict[str, Any]) -> Stage:

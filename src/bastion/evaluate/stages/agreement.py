@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
@@ -41,6 +43,11 @@ class AgreementStage(Stage):
     Settings = AgreementSettings
     Result = SectionResult
     settings: AgreementSettings
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The surrogate it compares with."""
+        return {"surrogate": options["surrogate"] or "", "weights": options["surrogate_weights"]}
 
     def run(self, ctx: EvalContext) -> SectionResult:
         """Run both models on every point."""

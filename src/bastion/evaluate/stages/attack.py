@@ -10,6 +10,7 @@ from torch import nn
 from bastion.attacks import ATTACKS, Attack
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag, positive
 from bastion.evaluate.result import AttackRecord
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.shrink import shrunk_radius
@@ -18,6 +19,7 @@ from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.stages.probes import ProbesResult
 from bastion.evaluate.stages.views import adaptive_view, view_text
 from bastion.evaluate.validation import check_int
+from bastion.losses import LOSSES
 from bastion.passes import measuring
 
 __all__ = ["AttackSettings", "AttackStage", "AttackStageResult", "attack_stage"]
@@ -73,6 +75,18 @@ class AttackStage(Stage):
     Settings = AttackSettings
     Result = AttackStageResult
     settings: AttackSettings
+    #: Read by the suites' attack entries (`Entry.bind`) and by the stages that run attacks of their own.
+    flags = (
+        Flag("steps", 20, "PGD steps, in the suites that run PGD (pgd, autoattack, extended); apgd-fast takes "
+             "--aa-steps", int, minimum=1),
+        Flag("restarts", 5, "PGD random restarts, in the suites that run PGD", int, minimum=1),
+        Flag("rel_step", None, "PGD step size as a fraction of eps (default 2.5/steps)", float, check=positive,
+             expects="be > 0"),
+        Flag("loss", "ce", "attack loss: ce, cw (C&W margin) or dlr (Croce & Hein's difference of logits ratio)",
+             choices=lambda: list(LOSSES)),
+        Flag("fgsm", True, "FGSM sanity check", bool),
+        Flag("gallery", 8, "adversarial examples the attacks keep for the HTML report's gallery", int, minimum=0),
+    )
 
     def run(self, ctx: EvalContext) -> AttackStageResult:
         """Attack the points still robust at the threat model's eps."""

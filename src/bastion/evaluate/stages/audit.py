@@ -34,7 +34,9 @@ bound the far stratum's miss rate the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -43,6 +45,7 @@ from bastion.attacks.autoattack import VERSIONS, member_specs
 from bastion.errors import InputError
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag
 from bastion.evaluate.result import AttackRecord, Finding
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import STAGES, Stage, StageResult
@@ -159,6 +162,19 @@ class AuditStage(Stage):
     Settings = AuditSettings
     Result = AuditResult
     settings: AuditSettings
+    #: AutoAttack's budgets, shared with the `autoattack` suite's members and `apgd-fast` (`bastion.evaluate.suites`).
+    flags = (
+        Flag("aa_version", "standard", "AutoAttack version of the autoattack and extended suites",
+             choices=lambda: list(VERSIONS)),
+        Flag("aa_steps", None, "iterations of AutoAttack's gradient attacks and of apgd-fast (default 100)", int,
+             minimum=1),
+        Flag("aa_queries", None, "Square's query budget in AutoAttack (default 5000)", int, minimum=1),
+    )
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """AutoAttack's budgets."""
+        return {"steps": options["aa_steps"], "n_queries": options["aa_queries"]}
 
     def run(self, ctx: EvalContext) -> AuditResult:
         """Audit, and escalate after a miss.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bastion.evaluate.certification import certify_stage
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag, open_unit, positive
 from bastion.evaluate.stage import STAGES, SectionResult, Stage
 from bastion.evaluate.stages.certify_html import certify_section
 from bastion.evaluate.validation import check_fraction, check_int, check_positive
@@ -49,6 +52,23 @@ class CertifyStage(Stage):
     Settings = CertifySettings
     Result = SectionResult
     settings: CertifySettings
+    flags = (
+        Flag("certify", False, "also certify each point by randomized smoothing and attack the smoothed classifier "
+             "with SmoothAdv (L2 threat models)", bool),
+        Flag("sigma", 0.25, "smoothing noise standard deviation (pixel scale)", float, check=positive,
+             expects="be > 0"),
+        Flag("n0", None, "selection samples per point (default 100; 16 with --sequential)", int, minimum=1),
+        Flag("n", None, "estimation samples per point (default 10000); with --sequential the most a point may "
+             "draw (default 30000)", int, minimum=1),
+        Flag("alpha", 0.001, "certificate error probability", float, check=open_unit, expects="lie in (0, 1)"),
+        Flag("sequential", False, "decide certification at the table's radii and the threat model's with "
+             "anytime-valid tests, each point stopping as soon as its answer is known (Voracek & Hein 2024)", bool),
+    )
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The smoothing's and CERTIFY's settings."""
+        return {name: options[name] for name in ("sigma", "n0", "n", "alpha", "sequential")}
 
     def run(self, ctx: EvalContext) -> SectionResult:
         """Certify and compare; warnings join the evaluation's."""

@@ -10,13 +10,16 @@ so the robust accuracy never ignores a point known to be broken.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
 from bastion.attacks import PGD, Square, Transfer
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag
 from bastion.evaluate.result import AttackRecord, Finding
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult
@@ -31,7 +34,7 @@ __all__ = ["ChecksResult", "ChecksSettings", "ChecksStage", "count_check_hits"]
 
 @dataclass(frozen=True)
 class ChecksSettings:
-    """Attributes: see `bastion.evaluate.EvalConfig` (`probe_points`, `blackbox_queries`, `steps`, ...).
+    """Attributes: see the flags of the same names (`ChecksStage.flags`, `AttackStage.flags`, ...).
 
     `blackbox_points` caps the robust points of the black-box check below `probe_points` (the fast
     suite: its audit runs Square with AutoAttack's 5,000 queries on a sample of them anyway).
@@ -79,6 +82,18 @@ class ChecksStage(Stage):
     Settings = ChecksSettings
     Result = ChecksResult
     settings: ChecksSettings
+    flags = (
+        Flag("probe_points", 256, "most correctly classified points the gradient and large-eps checks use", int,
+             minimum=1),
+        Flag("blackbox_queries", 200, "query budget of the black-box check's Square attack (the escalation's: 5 "
+             "times it)", int, minimum=1),
+    )
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The checks' budgets, and PGD's and the surrogate's settings for the comparisons."""
+        names = ("steps", "rel_step", "loss", "surrogate", "surrogate_weights", "probe_points", "blackbox_queries")
+        return {name: options[name] for name in names}
 
     def run(self, ctx: EvalContext) -> ChecksResult:
         """Probe outputs and gradients, compare FGSM with PGD, try a huge eps, Square and transfer."""

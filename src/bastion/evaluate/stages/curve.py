@@ -17,6 +17,7 @@ evaluated); the verdict holds it against independent evidence instead
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,14 +26,16 @@ from torch import nn
 from bastion.attacks import PGD, Attack
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag
 from bastion.evaluate.result import CurvePoint
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.stages.curve_attack import attacked_below, curve_view
+from bastion.evaluate.stages.curve_grid import curve_grid
 from bastion.evaluate.validation import check_int, check_loss, check_rel_step
 from bastion.passes import measuring
-from bastion.threat import ThreatModel
+from bastion.threat import ThreatModel, parse_eps
 
 __all__ = ["CurveResult", "CurveSettings", "CurveStage", "curve_points"]
 
@@ -80,6 +83,18 @@ class CurveStage(Stage):
     Settings = CurveSettings
     Result = CurveResult
     settings: CurveSettings
+    flags = (
+        Flag("curve_points", 9, "points of the accuracy-vs-eps curve (0: no curve)", int, minimum=0),
+        Flag("curve_max", None, "largest eps of the curve (default 2 x eps)", float, parse=parse_eps,
+             check=lambda v: v >= 0, expects="be >= 0"),
+        Flag("curve_restarts", 1, "PGD restarts per curve point", int, minimum=1),
+    )
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The grid, and PGD's settings."""
+        return {"steps": options["steps"], "rel_step": options["rel_step"], "loss": options["loss"],
+                "grid": curve_grid(options), "restarts": options["curve_restarts"]}
 
     def run(self, ctx: EvalContext) -> CurveResult:
         """Draw the curve, through the adaptive view the cascade found it needs when there is one."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bastion.attacks import FGSM, PGD
 from bastion.data import load_dataset
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.detection import detection_stage
+from bastion.evaluate.flags import Flag, open_unit
 from bastion.evaluate.stage import STAGES, SectionResult, Stage
 from bastion.evaluate.stages.detection_html import detection_section_html
 from bastion.evaluate.validation import check_fraction, check_int, check_loss, check_rel_step
@@ -47,6 +50,23 @@ class DetectionStage(Stage):
     Settings = DetectionSettings
     Result = SectionResult
     settings: DetectionSettings
+    flags = (
+        Flag("detect", False, "calibrate the detectors (feature squeezing, confidence, entropy, margin) on clean data "
+             "and report their detection rates of FGSM, PGD and an adaptive attack", bool),
+        Flag("detect_fpr", 0.05, "detectors' false-positive rate on clean data", float, check=open_unit,
+             expects="lie in (0, 1)"),
+        Flag("detect_calibration", None, "clean data the thresholds are calibrated on (default: half of the "
+             "evaluated points)", metavar="DATA"),
+        Flag("detect_adaptive_limit", 500, "most points the adaptive attack on each detector runs on", int,
+             minimum=0),
+    )
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The calibration, and the attacks' settings."""
+        return {"steps": options["steps"], "rel_step": options["rel_step"], "loss": options["loss"],
+                "fpr": options["detect_fpr"], "calibration": options["detect_calibration"],
+                "adaptive_limit": options["detect_adaptive_limit"], "data_root": options["data_root"]}
 
     def run(self, ctx: EvalContext) -> SectionResult:
         """Calibrate, rate and attack every detector."""

@@ -12,6 +12,7 @@ accuracy becomes the evaluation's number.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -21,6 +22,7 @@ from bastion.attacks import FGSM, PGD, Attack, Square, Transfer
 from bastion.defenses import AdaptiveModel
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.distilled import distill_surrogate
+from bastion.evaluate.flags import Flag
 from bastion.evaluate.result import AttackRecord, Finding
 from bastion.evaluate.shards import counted_once
 from bastion.evaluate.stage import STAGES, Stage, StageResult
@@ -44,7 +46,8 @@ class EscalationSettings:
     times in all; `distill`: with no surrogate to transfer from and cut input gradients, distill one
     from the model's predictions (`bastion.evaluate.distilled`); `square_queries`: Square's budget
     when the input gradients are cut (zero or vanishing), where it is the attack that works, as in
-    AutoAttack (else 5 x `blackbox_queries`, the budget of its restarts); the rest as in `EvalConfig`.
+    AutoAttack (else 5 x `blackbox_queries`, the budget of its restarts); the rest as the flags of the
+    same names (`EscalationStage.flags`, `AttackStage.flags`, `ChecksStage.flags`).
     """
 
     adaptive: bool = False
@@ -87,6 +90,22 @@ class EscalationStage(Stage):
     Settings = EscalationSettings
     Result = EscalationResult
     settings: EscalationSettings
+    flags = (
+        Flag("adaptive", False, "run the adaptive attacks (BPDA, EOT, transfer, Square) even if no gradient-masking "
+             "check fires", bool),
+        Flag("surrogate", None, "surrogate model spec for transfer attacks (without one, a defended model's "
+             "undefended network)", metavar="MODEL"),
+        Flag("surrogate_weights", None, "state dict of a factory-built --surrogate (with an .onnx --model, "
+             "--weights is taken as the surrogate's)", metavar="FILE"),
+        Flag("eot_samples", 10, "draws per EOT gradient for randomized models", int, minimum=1),
+    )
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The adaptive attacks' budgets; Square's takes AutoAttack's when one is given."""
+        names = ("adaptive", "eot_samples", "steps", "restarts", "loss", "blackbox_queries", "surrogate",
+                 "surrogate_weights")
+        return {**{name: options[name] for name in names}, "square_queries": options["aa_queries"]}
 
     def run(self, ctx: EvalContext) -> EscalationResult:
         """Escalate, or record why not."""

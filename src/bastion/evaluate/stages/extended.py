@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.extended import DEFAULTS, ExtendedOptions, extended_stage
+from bastion.evaluate.flags import Flag
 from bastion.evaluate.stage import STAGES, SectionResult, Stage
 from bastion.evaluate.stages.extended_html import extended_sections
 
@@ -37,6 +39,18 @@ class ExtendedStage(Stage):
     Settings = ExtendedSettings
     Result = SectionResult
     settings: ExtendedSettings
+    flags = (
+        Flag("extended_train_data", None, "data spec the extended suite trains its patch and universal perturbation "
+             "on (default: the first half of the evaluated points; the second half measures)", metavar="DATA"),
+        Flag("extended_budget", {}, "the extended suite's budgets by name (TOML only; bastion.evaluate.extended)",
+             dict),
+    )
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The budgets and the training data."""
+        return {"budget": dict(options["extended_budget"]), "train_data": options["extended_train_data"],
+                "data_root": options["data_root"], "device": options["device"]}
 
     def run(self, ctx: EvalContext) -> SectionResult:
         """Run every section."""

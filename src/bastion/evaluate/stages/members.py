@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,6 +54,11 @@ class MembersStage(Stage):
     Settings = MembersSettings
     Result = SectionResult
     settings: MembersSettings
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The attacks' settings (each member runs FGSM and PGD as the suite does)."""
+        return {name: options[name] for name in ("steps", "rel_step", "loss", "fgsm", "restarts")}
 
     def run(self, ctx: EvalContext) -> SectionResult:
         """Evaluate each member behind the ensemble's defenses, on a copy of the context."""

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from bastion.attacks import ATTACKS
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag
 from bastion.evaluate.minnorm import norm_profile
 from bastion.evaluate.result import CurvePoint
 from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stages.curve_grid import curve_grid
 from bastion.render.blocks import as_dict, count, esc, note_html, num, section_html
 from bastion.threat import ThreatModel
 
@@ -57,6 +61,13 @@ class MinNormStage(Stage):
     Settings = MinNormSettings
     Result = MinNormResult
     settings: MinNormSettings
+    flags = (Flag("min_norm", None, "also run a minimal-norm attack (fab or cw) without a radius bound and report "
+                  "the norms it finds", choices=("fab", "cw")),)
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The attack, and the curve's radii to read the accuracy at."""
+        return {"attack": options["min_norm"] or "fab", "grid": curve_grid(options) or [0.0, options["eps"]]}
 
     def run(self, ctx: EvalContext) -> MinNormResult:
         """Attack every correct point without a radius bound."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.flags import Flag, closed_unit
 from bastion.evaluate.result import ClassRecord
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.clean import mean_of
@@ -42,6 +45,13 @@ class PerClassStage(Stage):
     Settings = PerClassSettings
     Result = PerClassResult
     settings: PerClassSettings
+    flags = (Flag("class_floor", None, "flag classes with robust accuracy under this (default half the overall)",
+                  float, check=closed_unit, expects="lie in [0, 1]"),)
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The floor."""
+        return {"floor": options["class_floor"]}
 
     def run(self, ctx: EvalContext) -> PerClassResult:
         """Split the correct and robust masks by label."""

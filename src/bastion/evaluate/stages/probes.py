@@ -10,7 +10,9 @@ works instead of spending its budget on gradients that cannot; the `checks` stag
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
@@ -65,6 +67,11 @@ class ProbesStage(Stage):
     Settings = ProbesSettings
     Result = ProbesResult
     settings: ProbesSettings
+
+    @classmethod
+    def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The checks' `probe_points`."""
+        return {"probe_points": options["probe_points"]}
 
     def run(self, ctx: EvalContext) -> ProbesResult:
         """Two calls on identical inputs, and margin and cross-entropy input gradients."""

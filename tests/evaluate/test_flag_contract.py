@@ -82,3 +82,15 @@ def test_a_bad_flag_value_or_name_is_one_line_naming_it(capsys):
 def test_the_suite_choices_come_from_the_suites():
     suite = next(a for a in build_parser()._actions if "--suite" in a.option_strings)
     assert list(suite.choices) == list(SUITES)
+
+
+def test_print_config_writes_every_option_at_its_default_and_reads_back(capsys, tmp_path):
+    import tomllib
+
+    assert main(["evaluate", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    table = tomllib.loads(text)["evaluate"]
+    for name, flag in FLAGS.items():
+        assert (name in table) == (flag.default is not None) and f"# {flag.help}" in text, name
+    config = EvalConfig.from_options(table)
+    assert config.flag_values() == EvalConfig.build().flag_values() and config.suite == "fast"

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "register", "run_evaluate_command"]
 
-_NOT_CONFIG = {"command", "handler", "config", "quiet", "overwrite", *HISTORY_KEYS}
+_NOT_CONFIG = {"command", "handler", "config", "print_config", "quiet", "overwrite", *HISTORY_KEYS}
 
 
 def register(commands: Any) -> None:
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "names as keys (curve_points = 5) and [stages.NAME] tables of one stage's settings.",
     )
     parser.add_argument("--config", help="TOML file of options (keys as the flags, e.g. eps = \"8/255\")")
+    parser.add_argument("--print-config", action="store_true", help="print a TOML file of every option at its "
+                        "default, grouped by the stage that owns it, and exit")
     add_model_options(parser)
     add_data_options(parser)
     add_threat_options(parser)
@@ -94,7 +96,13 @@ def add_flag(group: Any, flag: Flag) -> None:
 
 def run_evaluate_command(argv: list[str]) -> int:
     """Parse `bastion evaluate ...` and run it (its flags need the stage registry, so not at `bastion --help`)."""
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.print_config:
+        from bastion.evaluate.template import config_template
+
+        print(config_template(), end="")
+        return 0
+    return run(args)
 
 
 def options_from(args: argparse.Namespace) -> dict[str, Any]:

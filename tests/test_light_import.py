@@ -128,7 +128,8 @@ def test_a_registry_read_through_its_package_is_complete(package, registry, firs
 
 
 @pytest.mark.parametrize(("home", "registry"), [("bastion.attacks.base", "ATTACKS"),
-                                                ("bastion.train.base", "TRAINERS")])
+                                                ("bastion.train.base", "TRAINERS"),
+                                                ("bastion.models.formats", "FORMATS")])
 def test_a_lazy_registry_is_read_only_through_its_package(home, registry):
     """Outside its package a registry is imported from the package, whose `__getattr__` fills it first."""
     package = home.rsplit(".", 1)[0]

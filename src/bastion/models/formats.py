@@ -8,6 +8,7 @@ spec no format claims lists every registered one.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
@@ -47,6 +48,7 @@ FORMATS: Registry[ModelFormat] = Registry("model format")
 
 def ordered_formats() -> list[tuple[str, ModelFormat]]:
     """(name, format) of every registered format, in the order they are tried."""
+    importlib.import_module("bastion.models.builtin_formats")  # registers bastion's own before the first lookup
     found = [(name, FORMATS.create(name)) for name in FORMATS.names()]
     return sorted(found, key=lambda pair: (pair[1].order, pair[0]))
 

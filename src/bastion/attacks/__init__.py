@@ -13,7 +13,7 @@ from bastion.lazy import lazy_exports
 if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports each name on first access
     from bastion.attacks.apgd import APGD, APGDDLR
     from bastion.attacks.apgd_targeted import APGDT
-    from bastion.attacks.autoattack import VERSIONS, AutoAttack
+    from bastion.attacks.autoattack import AutoAttack
     from bastion.attacks.base import ATTACKS, Attack, AttackResult
     from bastion.attacks.cw import CW
     from bastion.attacks.fab import FAB, FABT
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time `__getattr__` imports e
     from bastion.attacks.smoothadv import SmoothAdv
     from bastion.attacks.square import Square
     from bastion.attacks.transfer import Transfer
+    from bastion.attacks.versions import VERSIONS
 
 __all__ = [
     "ATTACKS",
@@ -67,7 +68,7 @@ _HOMES = {
     "SmoothAdv": "bastion.attacks.smoothadv",
     "Square": "bastion.attacks.square",
     "Transfer": "bastion.attacks.transfer",
-    "VERSIONS": "bastion.attacks.autoattack",
+    "VERSIONS": "bastion.attacks.versions",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES, complete=("ATTACKS",))

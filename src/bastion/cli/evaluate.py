@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "order: name:key=value,... e.g. jpeg:quality=75 (bastion list defenses)")
     run.add_argument("--ensemble", nargs="+", metavar="MODEL", help="evaluate an ensemble of these model specs "
                      "(instead of --model); each member is reported next to it")
-    run.add_argument("--ensemble-mode", choices=list(MODES), help="how members combine (logits)")
+    run.add_argument("--ensemble-mode", choices=MODES.names(), help="how members combine (logits)")
     run.add_argument("--out", help="directory for report.json and report.html (default runs/)")
     run.add_argument("--resume", action="store_true", default=None,
                      help="continue an interrupted run from the stages saved in --out")

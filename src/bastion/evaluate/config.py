@@ -118,8 +118,7 @@ class EvalConfig:
             object.__setattr__(self, name, value)
         for spec in self.defense:
             build_defense(spec)
-        if self.ensemble_mode not in MODES:
-            raise InputError(f"unknown ensemble mode {self.ensemble_mode!r}; choose one of: {', '.join(MODES)}")
+        MODES.canonical(self.ensemble_mode)  # an unknown mode is refused, naming the registered ones
         if self.ensemble and self.model:
             raise InputError("give either --model or --ensemble (the ensemble's members), not both")
         if self.ensemble and self.weights:

@@ -41,7 +41,8 @@ from typing import Any
 import torch
 
 from bastion.attacks import ATTACKS
-from bastion.attacks.autoattack import VERSIONS, member_specs
+from bastion.attacks.autoattack import member_specs
+from bastion.attacks.versions import VERSIONS
 from bastion.errors import InputError
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
@@ -107,8 +108,7 @@ class AuditSettings:
         check_int("closest", self.closest, 0)
         if self.sample + self.closest < 1:
             raise InputError("an audit needs at least one point: give sample or closest >= 1")
-        if self.version not in VERSIONS:
-            raise InputError(f"unknown AutoAttack version {self.version!r}; choose one of: {', '.join(VERSIONS)}")
+        VERSIONS.canonical(self.version)  # an unknown version is refused, naming the registered ones
         check_int("eot_samples", self.eot_samples, 1)
         check_int("chunks", self.chunks, 1)
         check_int("sequential", self.sequential, 0)
@@ -165,7 +165,7 @@ class AuditStage(Stage):
     #: AutoAttack's budgets, shared with the `autoattack` suite's members and `apgd-fast` (`bastion.evaluate.suites`).
     flags = (
         Flag("aa_version", "standard", "AutoAttack version of the autoattack and extended suites",
-             choices=lambda: list(VERSIONS)),
+             choices=VERSIONS.names),
         Flag("aa_steps", None, "iterations of AutoAttack's gradient attacks and of apgd-fast (default 100)", int,
              minimum=1),
         Flag("aa_queries", None, "Square's query budget in AutoAttack (default 5000)", int, minimum=1),

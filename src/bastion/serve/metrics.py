@@ -2,8 +2,9 @@
 
 Each server owns its `CollectorRegistry`, so several servers (or tests) in one process never share
 counters. Requests and inputs are counted apart: `bastion_requests_total{route,status}` counts every
-HTTP response (404, 405, 413, 429 and 500 included; `CountRequests`), `bastion_inputs_total{outcome}`
-the guard's answers. The registry carries the `process_*` collector (CPU, memory, file descriptors).
+HTTP response (404, 405, 413, 429 and 500 included; `bastion.serve.middleware.CountRequests`),
+`bastion_inputs_total{outcome}` the guard's answers. The registry carries the `process_*` collector
+(CPU, memory, file descriptors).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.serve.drift import DriftState
 from bastion.serve.guarantee import GuaranteeState
 from bastion.serve.guard import Verdict
 
-__all__ = ["CountRequests", "ServeMetrics"]
+__all__ = ["ServeMetrics"]
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -119,33 +119,3 @@ class ServeMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
-
-
-class CountRequests:
-    """ASGI middleware counting every HTTP response in `counter` by route template and status.
-
-    Added outermost, it also counts what inner middleware answers (413) and what the app raises
-    (counted as 500, then re-raised to Starlette's error handler).
-    """
-
-    def __init__(self, app: ASGIApp, counter: Counter) -> None:
-        self.app, self.counter = app, counter
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on and count its response's status."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            route = scope.get("route")
-            self.counter.labels(route=getattr(route, "path", "unmatched"), status=str(status)).inc()

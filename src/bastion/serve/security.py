@@ -6,18 +6,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from bastion.errors import InputError
 from bastion.serve.payloads import RequestError
 
-__all__ = ["ApiKey", "BodyLimit", "RateLimiter", "read_key_file"]
+__all__ = ["ApiKey", "RateLimiter", "read_key_file"]
 
 
 def read_key_file(path: str | Path) -> str:
@@ -95,39 +92,3 @@ class RateLimiter:
             self._buckets[key] = (tokens - cost if spend else tokens, now)
             if len(self._buckets) > 100_000:  # forget idle clients rather than grow without bound
                 self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 3600}
-
-
-class BodyLimit:
-    """ASGI middleware answering 413 to bodies over `max_bytes` (declared or actually sent)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, refusing it once its body exceeds the limit."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _reject(send, 413, f"the body is larger than {self.max_bytes} bytes")
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise RequestError(413, f"the body is larger than {self.max_bytes} bytes")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-async def _reject(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""patch, universal, spatial and corruptions run as suites of stages: --resume and --overwrite as evaluate's.
+"""detect, patch, universal, spatial and corruptions run as suites of stages: --resume and --overwrite as evaluate's.
 
 For each command: a run interrupted after its first stage and resumed writes the same result as an
 uninterrupted run, without running the finished stage again; a second run into the same --out
@@ -18,6 +18,8 @@ from bastion.evaluate.stage import Stage
 from bastion.evaluate.stages import (
     CleanStage,
     CorruptionStage,
+    DetectorAdaptiveStage,
+    DetectorRatesStage,
     PatchFitStage,
     PatchMeasureStage,
     SpatialStage,
@@ -29,6 +31,11 @@ MODEL = ["--model", "zoo:mnist-cnn"]
 
 #: command -> (arguments, result file, stage class interrupted and the name of its stage, every stage class)
 COMMANDS: dict[str, tuple[list[str], str, tuple[type[Stage], str], list[type[Stage]]]] = {
+    "detect": (["--data", "mnist-sample:eval", "--limit", "40", "--calibration", "mnist-sample:train",
+                "--calibration-limit", "30", "--steps", "2", "--adaptive-steps", "2", "--adaptive-limit", "4",
+                "--detectors", "confidence,margin", "--fpr", "0.1", "--quiet"],
+               "detection.json", (DetectorAdaptiveStage, "adaptive-margin"),
+               [DetectorRatesStage, DetectorAdaptiveStage]),
     "patch": (["--data", "mnist-sample", "--limit", "16", "--steps", "3", "--train-batch", "4", "--placements", "2"],
               "patch.json", (PatchMeasureStage, "patch-measure"), [PatchFitStage, PatchMeasureStage]),
     "universal": (["--data", "mnist-sample:train", "--limit", "16", "--eval-limit", "16", "--method", "sgd",

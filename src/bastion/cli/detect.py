@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import shlex
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from bastion.cli.common import (
     load_model_from_args,
     require,
 )
+from bastion.cli.resumable import add_resume_options, run_resumable
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -33,7 +32,7 @@ def register(commands: Any) -> None:
         description="Feature squeezing (Xu et al., NDSS 2018), confidence, entropy and margin detectors, each "
         "calibrated on clean images to a false-positive rate; prints the detection rate of each attack's "
         "successful examples and of an adaptive attack that knows the detector (Carlini & Wagner 2017). Writes "
-        "detection.json and detection.html to --out.",
+        "detection.json and detection.html to --out; --resume continues an interrupted run.",
     )
     add_model_options(parser)
     add_data_options(parser)
@@ -54,6 +53,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--out", default="runs/detect", help="output directory (default runs/detect)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the attacks (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_resume_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -66,56 +66,49 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError("--adaptive-steps must be >= 0 and --adaptive-limit >= 1")
 
 
-def _steps(factory: Any, steps: int | None) -> dict[str, int]:
-    """--steps for the attacks that take a number of steps (FGSM has none)."""
-    return {"steps": steps} if steps is not None and "steps" in inspect.signature(factory).parameters else {}
-
-
 def run(args: argparse.Namespace) -> int:
-    """Calibrate, attack, rate; print the table and write detection.json and detection.html."""
-    from bastion.attacks import ATTACKS
-    from bastion.data import load_dataset
-    from bastion.detect import make_detector
-    from bastion.evaluate.context import EvalContext
-    from bastion.evaluate.detection import detection_stage
-    from bastion.models import model_device_dtype
+    """Calibrate, rate, attack adaptively, as stages (--resume continues them); write detection.json and .html."""
+    _check(args)
+    from bastion.evaluate.commands import detect_suite
+
+    stages = detect_suite(  # refuses unknown detectors, squeezers and attacks before any work
+        detectors=[name for name in args.detectors.split(",") if name.strip()],
+        squeezers=[s for s in args.squeezers.split(",") if s.strip()] if args.squeezers else None,
+        adaptive_steps=args.adaptive_steps, fpr=args.fpr, attacks=args.attack or ["pgd"], steps=args.steps,
+        calibration=args.calibration, calibration_limit=args.calibration_limit, data_root=args.data_root,
+        adaptive_limit=args.adaptive_limit)
+    return run_resumable(args, "detect", "detection.json", lambda main: _run(args, stages, main))
+
+
+def _run(args: argparse.Namespace, stages: list[Any], main: bool) -> int:
+    from bastion.evaluate.command_reports import detection_report
+    from bastion.evaluate.commands import run_suite
     from bastion.report.pages import render_detection_html
     from bastion.threat import ThreatModel
 
-    _check(args)
-    squeezers = [s for s in args.squeezers.split(",") if s.strip()] if args.squeezers else None
-    detectors = [make_detector(name, squeezers) for name in args.detectors.split(",") if name.strip()]
-    if not detectors:
-        raise InputError("--detectors names no detector")
-    attacks = [ATTACKS.create(name, **_steps(ATTACKS.get(name), args.steps)) for name in (args.attack or ["pgd"])]
     loaded = load_model_from_args(args)
     data = load_data_from_args(args)
-    calibration = (load_dataset(args.calibration, root=args.data_root, limit=args.calibration_limit, seed=args.seed)
-                   if args.calibration else None)
     threat = ThreatModel(args.norm or "linf", args.eps if args.eps is not None else 0.3)
-    device, dtype = model_device_dtype(loaded.module)
-    progress = not args.quiet and sys.stderr.isatty()
-    ctx = EvalContext(loaded.module, data, threat, device, dtype, batch_size=args.batch_size or 256, seed=args.seed,
-                      progress=progress)
-    section = detection_stage(ctx, fpr=args.fpr, detectors=detectors, calibration=calibration, attacks=attacks,
-                              adaptive_steps=args.adaptive_steps, adaptive_limit=args.adaptive_limit)
-    report = {"schema_version": 1, "kind": "detection",
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "provenance": {"model": loaded.spec, "model_fingerprint": loaded.fingerprint, "data": data.name,
-                             "data_fingerprint": data.fingerprint,
-                             "command": "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
-              "detection": section}
-    print(format_table(section))
+    run = run_suite(stages, loaded.module, data, threat=threat, seed=args.seed, batch_size=args.batch_size or 256,
+                    out=args.out, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
+    if not main:
+        return 0
+    command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = detection_report(run.ctx, adaptive_steps=args.adaptive_steps, model=loaded.spec,
+                              model_fingerprint=loaded.fingerprint, command=command)
+    print(format_table(report["detection"]))
     paths = _write(report, Path(args.out), render_detection_html(report))
+    run.finish()
     print("\n".join(["", "wrote:", *(f"  {p}" for p in paths)]))
     return 0
 
 
 def _write(report: dict[str, Any], out: Path, html: str) -> list[Path]:
+    """detection.html, then detection.json: the JSON, written last, marks the run finished (--resume)."""
     from bastion._io import write_atomic
 
-    return [write_atomic(out / "detection.json", json.dumps(report, indent=2, allow_nan=False) + "\n"),
-            write_atomic(out / "detection.html", html)]
+    html_path = write_atomic(out / "detection.html", html)
+    return [write_atomic(out / "detection.json", json.dumps(report, indent=2, allow_nan=False) + "\n"), html_path]
 
 
 def _fpr_cell(d: dict[str, Any]) -> str:

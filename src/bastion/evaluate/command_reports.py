@@ -1,12 +1,13 @@
 """The files of the commands beside `bastion evaluate`, read off their suites' stage results.
 
 Each function takes the context of a finished suite (`bastion.evaluate.commands.run_suite`) and
-returns the JSON-ready report the command writes (patch.json, universal.json, spatial.json,
-corruptions.json), with the keys those files have always had.
+returns the JSON-ready report the command writes (detection.json, patch.json, universal.json,
+spatial.json, corruptions.json), with the keys those files have always had.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from bastion.attacks.patch import Patch
@@ -15,13 +16,16 @@ from bastion.corruptions import mean_corruption_error
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.stages.clean import CleanResult
 from bastion.evaluate.stages.corruption import CorruptionStageResult
+from bastion.evaluate.stages.detection_parts import adaptive_warnings
+from bastion.evaluate.stages.detector_adaptive import DetectorAdaptiveResult
+from bastion.evaluate.stages.detector_rates import DetectorRatesResult
 from bastion.evaluate.stages.patch_fit import PatchFitResult
 from bastion.evaluate.stages.patch_measure import PatchMeasureResult
 from bastion.evaluate.stages.spatial import SpatialStageResult
 from bastion.evaluate.stages.universal_fit import UniversalFitResult
 from bastion.evaluate.stages.universal_score import UniversalScoreResult
 
-__all__ = ["corruptions_report", "learned_perturbation", "patch_report",
+__all__ = ["corruptions_report", "detection_report", "detection_section", "learned_perturbation", "patch_report",
            "spatial_report", "trained_patch", "universal_report"]
 
 R = TypeVar("R")
@@ -32,6 +36,33 @@ def _one(ctx: EvalContext, kind: type[R]) -> R:
     if found is None:
         raise ValueError(f"the suite ran no stage with a {kind.__name__}")  # a suite bug, not a user mistake
     return found
+
+
+def detection_section(ctx: EvalContext, adaptive_steps: int) -> dict[str, Any]:
+    """The detection section (`bastion.evaluate.stages.detection_run.detection_stage`'s form) from the stages."""
+    rates = _one(ctx, DetectorRatesResult)
+    adaptive = {r.detector: r for r in ctx.all_earlier(DetectorAdaptiveResult)}
+    section: dict[str, Any] = {"detectors": {}, "warnings": []}
+    for name, rated in rates.detectors.items():
+        entry = dict(rated)
+        if name in adaptive:
+            entry["adaptive"] = adaptive[name].row
+            section["warnings"] += adaptive_warnings(name, entry)
+        section["detectors"][name] = entry
+    section["settings"] = {**rates.settings, "adaptive_steps": adaptive_steps if adaptive else 0}
+    section["warnings"] += rates.warnings
+    section["seconds"] = rates.seconds + sum(r.seconds for r in adaptive.values())
+    return section
+
+
+def detection_report(ctx: EvalContext, *, adaptive_steps: int, model: str, model_fingerprint: str,
+                     command: str) -> dict[str, Any]:
+    """detection.json: the section with its provenance."""
+    return {"schema_version": 1, "kind": "detection",
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "provenance": {"model": model, "model_fingerprint": model_fingerprint, "data": ctx.data.name,
+                           "data_fingerprint": ctx.data.fingerprint, "command": command},
+            "detection": detection_section(ctx, adaptive_steps)}
 
 
 def patch_report(ctx: EvalContext, *, model: str, png_size: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The commands beside `bastion evaluate` as suites of stages, run by the evaluation's `Runner`.
 
-`bastion patch`, `universal`, `spatial` and `corruptions` each build their suite here and
+`bastion detect`, `patch`, `universal`, `spatial` and `corruptions` each build their suite here and
 run it with `run_suite`: the runner saves every finished stage to `state.pt` in the output folder,
 so an interrupted run resumes where it stopped (`resume`), a changed setting is refused in one line
 naming it, under torchrun every process takes its share of the chunks, and every stage draws its
@@ -20,12 +20,15 @@ from typing import Any
 from torch import nn
 
 from bastion.data import ImageSet
+from bastion.detect.detectors import make_detector
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.result import StageRecord
 from bastion.evaluate.runner import Runner
 from bastion.evaluate.stage import Stage
 from bastion.evaluate.stages.clean import CleanStage
 from bastion.evaluate.stages.corruption import CorruptionStage
+from bastion.evaluate.stages.detector_adaptive import DetectorAdaptiveStage
+from bastion.evaluate.stages.detector_rates import DetectorRatesStage
 from bastion.evaluate.stages.patch_fit import PatchFitStage
 from bastion.evaluate.stages.patch_measure import PatchMeasureStage
 from bastion.evaluate.stages.spatial import SPATIAL_METHODS, SpatialStage
@@ -35,7 +38,7 @@ from bastion.models import model_device_dtype
 from bastion.models.loading import fingerprint_model
 from bastion.threat import ThreatModel
 
-__all__ = ["SuiteRun", "corruptions_suite", "patch_suite", "run_suite", "spatial_suite",
+__all__ = ["SuiteRun", "corruptions_suite", "detect_suite", "patch_suite", "run_suite", "spatial_suite",
            "universal_suite"]
 
 
@@ -81,6 +84,21 @@ def run_suite(stages: Sequence[Stage], model: nn.Module, data: ImageSet, *, thre
     key = hashlib.sha256(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:20]
     runner = Runner(stages, state_dir=out, resume=resume, run_key=key, identity=full)
     return SuiteRun(ctx, runner.run(ctx), runner)
+
+
+def detect_suite(*, detectors: Sequence[str], squeezers: Sequence[str] | None = None, adaptive_steps: int = 100,
+                 **rates: Any) -> list[Stage]:
+    """Calibrate and rate the detectors, then one adaptive attack per detector (none when `adaptive_steps` is 0).
+
+    `rates` are `DetectorRatesSettings` (fpr, attacks, steps, calibration, adaptive_limit, ...).
+    """
+    squeezers = list(squeezers) if squeezers is not None else None
+    stages: list[Stage] = [DetectorRatesStage("rates", detectors=list(detectors), squeezers=squeezers, **rates)]
+    if adaptive_steps > 0:
+        names = dict.fromkeys(make_detector(d, squeezers).name for d in detectors)
+        stages += [DetectorAdaptiveStage(f"adaptive-{name}", detector=name, squeezers=squeezers, steps=adaptive_steps)
+                   for name in names]
+    return stages
 
 
 def patch_suite(*, split: bool, placements: int = 4, **fit: Any) -> list[Stage]:

@@ -9,6 +9,8 @@ from bastion.evaluate.stages.clean import CleanResult, CleanStage
 from bastion.evaluate.stages.corruption import CorruptionStage
 from bastion.evaluate.stages.curve import CurveResult, CurveSettings, CurveStage, curve_points
 from bastion.evaluate.stages.detection import DetectionSettings, DetectionStage
+from bastion.evaluate.stages.detector_adaptive import DetectorAdaptiveStage
+from bastion.evaluate.stages.detector_rates import DetectorRatesStage
 from bastion.evaluate.stages.escalation import EscalationResult, EscalationSettings, EscalationStage
 from bastion.evaluate.stages.extended import ExtendedSettings, ExtendedStage
 from bastion.evaluate.stages.members import MembersSettings, MembersStage, find_ensemble
@@ -43,6 +45,8 @@ __all__ = [
     "CurveStage",
     "DetectionSettings",
     "DetectionStage",
+    "DetectorAdaptiveStage",
+    "DetectorRatesStage",
     "EscalationResult",
     "EscalationSettings",
     "EscalationStage",

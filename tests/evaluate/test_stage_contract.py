@@ -60,6 +60,9 @@ CASES: dict[str, list[tuple[str, str, dict]]] = {
     "universal-fit": [("universal-fit", "universal-fit", {"method": "sgd", "epochs": 1, "batch_size": 8})],
     "universal-score": [("universal-fit", "universal-fit", {"method": "sgd", "epochs": 1, "batch_size": 8}),
                         ("universal-score", "universal-score", {"split": True})],
+    "detector-rates": [("rates", "detector-rates", {"fpr": 0.2, "steps": 2, "adaptive_limit": 3})],
+    "detector-adaptive": [("rates", "detector-rates", {"fpr": 0.2, "steps": 2, "adaptive_limit": 3}),
+                          ("adaptive-margin", "detector-adaptive", {"detector": "margin", "steps": 2})],
 }
 
 

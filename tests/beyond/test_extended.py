@@ -9,10 +9,10 @@ from bastion.data import ImageSet
 from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.extended import DEFAULTS, ExtendedOptions, extended_stage
-from bastion.evaluate.result import stage_result
+from bastion.evaluate.report_schema import attack_rows, stage_result
 from bastion.evaluate.stages import CleanStage
 from bastion.evaluate.stages.extended_html import extended_sections
+from bastion.evaluate.stages.extended_run import DEFAULTS, ExtendedOptions, extended_stage
 from bastion.threat import ThreatModel
 
 TINY = {"patch_steps": 3, "patch_placements": 2, "spatial_angles": 3, "spatial_translations": 3, "spatial_steps": 2,
@@ -74,10 +74,10 @@ def test_suite_extended_adds_its_sections_to_report_json_and_html(tiny_cnn, tmp_
     config = EvalConfig.build(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=0, batch_size=8,
                               suite="extended", aa_steps=2, aa_queries=20, extended_budget=TINY)
     report = json.loads(evaluate_model(tiny_cnn, toy_data(tiny_cnn), config, state_dir=tmp_path).to_json())
-    assert [s["name"] for s in stage_result(report, "extended")["section"]["sections"]] == NAMES
-    assert stage_result(report, "extended")["section"]["settings"]["patch_steps"] == TINY["patch_steps"]
-    assert any(a["role"].startswith("autoattack") for a in report["attacks"])  # the standard suite still runs
-    assert EvalResult.from_dict(report).stage_results("extended") == [stage_result(report, "extended")]
+    assert [s["name"] for s in stage_result(report, "extended")["sections"]] == NAMES
+    assert stage_result(report, "extended")["settings"]["patch_steps"] == TINY["patch_steps"]
+    assert any(a["role"].startswith("autoattack") for a in attack_rows(report))  # the standard suite still runs
+    assert EvalResult.from_dict(report).stage_results["extended"].to_dict() == stage_result(report, "extended")
     html = write_html(report, tmp_path / "report.html").read_text()
     assert 'id="extended"' in html and 'id="extended-spatial"' in html
 
@@ -97,7 +97,7 @@ def test_evaluate_command_runs_the_extended_suite(tmp_path):
                  "--out", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    sections = {s["name"]: s for s in stage_result(report, "extended")["section"]["sections"]}
+    sections = {s["name"]: s for s in stage_result(report, "extended")["sections"]}
     assert sections["patch"]["details"]["split"].startswith("trained on 16 points of mnist-sample:train")
     assert sections["patch"]["attacked"] <= 6
     assert 'id="extended-patch"' in (out / "report.html").read_text()

@@ -9,9 +9,9 @@ from bastion.certify import Smooth, SmoothedClassifier, certified_accuracy, summ
 from bastion.certify.summary import parse_radii
 from bastion.data import ImageSet
 from bastion.errors import InputError
-from bastion.evaluate.certification import certify_stage, l2_radius_covering
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.stages.certify_html import certify_section
+from bastion.evaluate.stages.certify_run import certify_stage, l2_radius_covering
 from bastion.models.checks import checked_logits
 from bastion.report.pages import render_certify_html
 from bastion.threat import ThreatModel

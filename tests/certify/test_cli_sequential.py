@@ -121,7 +121,7 @@ def test_evaluate_certifies_sequentially_at_the_threat_radius(tmp_path):
                  "--sigma", "0.5", "--quiet", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     stage = next(s for s in report["stages"] if s["name"] == "certify")
-    section = stage["result"]["section"]
+    section = stage["result"]
     assert section["settings"]["procedure"] == "sequential" and section["threat_radius"] == pytest.approx(0.56)
     assert section["threat_radius"] in section["settings"]["decided_radii"]
     assert all(len(r["decisions"]) == 6 and r["samples"] == 16 + r["n"] for r in section["rows"])

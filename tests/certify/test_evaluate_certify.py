@@ -1,7 +1,7 @@
 import json
 
 from bastion.cli import main
-from bastion.evaluate.result import stage_result
+from bastion.evaluate.report_schema import stage_result
 from tests.certify.test_cli import NETS
 
 
@@ -14,7 +14,7 @@ def test_evaluate_with_certify(tmp_path, capsys):
                  "--certify", "--sigma", "0.25", "--n0", "20", "--n", "200", "--out", str(out), "--quiet"])
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
-    cert = stage_result(report, "certify")["section"]
+    cert = stage_result(report, "certify")
     assert cert["settings"]["n"] == 200 and len(cert["rows"]) == 6
     what = [c["what"] for c in cert["comparison"]]
     assert any("SmoothAdv" in w for w in what) and any("base model: empirical" in w for w in what)

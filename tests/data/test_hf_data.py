@@ -13,6 +13,7 @@ from bastion.cli import main
 from bastion.data import load_dataset
 from bastion.data.hf import parse_hf_data_spec
 from bastion.errors import InputError
+from bastion.evaluate.report_schema import class_rows
 
 datasets = pytest.importorskip("datasets")
 
@@ -95,4 +96,4 @@ def test_evaluate_end_to_end_on_an_hf_dataset(saved, tmp_path):
     assert hf["provenance"]["data"]["fingerprint"] == ref["provenance"]["data"]["fingerprint"]
     assert [hf["summary"][k] for k in ("clean_accuracy", "robust_accuracy")] == [
         ref["summary"][k] for k in ("clean_accuracy", "robust_accuracy")]
-    assert hf["per_class"][0]["name"] == "d0"
+    assert class_rows(hf)[0]["name"] == "d0"

@@ -7,8 +7,8 @@ import torch
 from bastion.attacks import FGSM, PGD
 from bastion.data import ImageSet
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.detection import AdversarialSet, collect_adversarial, detection_stage
 from bastion.evaluate.stages.detection_html import detection_section_html
+from bastion.evaluate.stages.detection_run import AdversarialSet, collect_adversarial, detection_stage
 from bastion.threat import ThreatModel
 
 

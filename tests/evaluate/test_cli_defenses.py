@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bastion.cli import main
-from bastion.evaluate.result import stage_result
+from bastion.evaluate.report_schema import stage_result
 
 FAST = ["--data", "mnist-sample", "--limit", "16", "--eps", "0.3", "--suite", "pgd", "--steps", "5", "--restarts",
         "1", "--curve-points", "0", "--quiet"]
@@ -34,7 +34,7 @@ def test_evaluate_an_ensemble_of_model_specs(tmp_path, monkeypatch):
                  "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["model"] == "ensemble[probs](zoo:mnist-cnn, zoo:mnist-cnn-at)"
-    members = stage_result(report, "members")["section"]["members"]
+    members = stage_result(report, "members")["members"]
     assert [m["name"] for m in members] == ["zoo:mnist-cnn", "zoo:mnist-cnn-at"]
 
 

@@ -16,6 +16,7 @@ from bastion.attacks import PGD, Square
 from bastion.data import load_dataset
 from bastion.evaluate import STAGES, EvalConfig, EvalResult, evaluate_model
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.report_schema import attack_rows
 from bastion.evaluate.result import Finding, passes_per_point
 from bastion.evaluate.stages.checks import ChecksResult
 from bastion.evaluate.stages.curve import curve_points
@@ -70,7 +71,7 @@ def test_the_curve_counts_what_it_spent_and_the_attack_rows_add_up_to_their_stag
         spent = sum(p.passes.get("forward_samples", 0) for p in result.curve)
         assert 0 < spent <= curve["passes"]["forward_samples"]
         html, text = render_html(report), format_result(report)
-        for row in (a for a in report["attacks"] if a["name"] in ("fgsm", "apgd-fast")):  # one row: the whole stage
+        for row in (a for a in attack_rows(report) if a["name"] in ("fgsm", "apgd-fast")):  # one row: the whole stage
             shown = passes_per_point(row["passes"], report["summary"]["n_samples"])
             stage = next(s for s in report["stages"] if s["name"] == row["stage"])
             assert shown == pytest.approx(stage["passes_per_point"])

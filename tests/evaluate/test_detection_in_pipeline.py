@@ -7,7 +7,7 @@ import pytest
 from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.evaluate import EvalConfig, evaluate_model
-from bastion.evaluate.result import stage_result
+from bastion.evaluate.report_schema import stage_result
 from bastion.models import load_model
 from bastion.report.html import render_html
 from bastion.report.terminal import format_result
@@ -23,7 +23,7 @@ def report():
 
 
 def test_every_detector_is_rated_on_fgsm_pgd_and_the_adaptive_attack(report):
-    section = stage_result(report, "detection")["section"]
+    section = stage_result(report, "detection")
     assert section["settings"]["attacks"] == ["fgsm", "pgd"] and section["settings"]["fpr"] == 0.05
     assert set(section["detectors"]) == {"feature-squeezing", "confidence", "entropy", "margin"}
     for entry in section["detectors"].values():

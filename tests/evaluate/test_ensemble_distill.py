@@ -37,7 +37,7 @@ def test_an_ensemble_is_attacked_as_one_model_next_to_each_member(data):
     assert not torch.equal(members[0][0].weight, members[1][0].weight)  # differently seeded
     ensemble = Ensemble(members, mode="logits", names=["seed-0", "seed-1"])
     result = evaluate_model(ensemble, data, _config())
-    section = result.stage_results("members")[0]["section"]
+    section = result.stage_results["members"].to_dict()
     assert section is not None and section["mode"] == "logits"
     assert [m["name"] for m in section["members"]] == ["seed-0", "seed-1"]
     for member, model in zip(section["members"], members, strict=True):

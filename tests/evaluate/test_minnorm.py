@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bastion.evaluate.minnorm import norm_profile
+from bastion.evaluate.stages.min_norm import norm_profile
 
 
 def test_accuracy_read_off_minimal_norms():

@@ -1,6 +1,7 @@
 """The evaluation protocol's invariants on small models, and the report's JSON round trip."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from bastion._io import write_atomic
 from bastion.data import ImageSet
 from bastion.errors import InputError
 from bastion.evaluate import EvalConfig, EvalResult, evaluate_model
+from bastion.evaluate.report_schema import attack_rows, curve_rows
 from tests.conftest import TinyCNN
 from tests.evaluate.comparable import comparable
 
@@ -86,8 +88,11 @@ def test_gallery_shows_real_adversarial_examples(result):
 def test_json_round_trip(result, tmp_path):
     path = result.save(tmp_path / "report.json")
     data = json.loads(path.read_text())
-    for key in ("schema_version", "summary", "attacks", "curve", "per_class", "warnings", "provenance"):
+    for key in ("schema_version", "summary", "stages", "warnings", "provenance"):
         assert key in data
+    assert not {"attacks", "curve", "per_class", "class_floor"} & set(data)  # each result once: in its stage
+    assert data["schema_version"] == 3 and attack_rows(data) == [asdict(a) for a in result.attacks]
+    assert [p["eps"] for p in curve_rows(data)] == [p.eps for p in result.curve] and result.curve
     assert set(data["summary"]) >= {"clean_accuracy", "robust_accuracy", "norm", "eps", "n_samples"}
     assert data["provenance"]["model"]["fingerprint"] and data["provenance"]["data"]["fingerprint"]
     assert EvalResult.load(path) == result
@@ -184,7 +189,7 @@ def test_min_norm_profile_in_the_report(toy_set):
     config = EvalConfig.build(model="tiny", data="toy", eps=0.05, steps=2, restarts=1, curve_points=3, min_norm="fab",
                               suite="pgd")
     result = evaluate_model(_model(), toy_set, config)
-    profile = result.stage_results("min-norm")[0]["section"]
+    profile = result.stage_results["min-norm"].to_dict()
     assert profile is not None and profile["attack"] == "fab"
     assert [p["eps"] for p in profile["curve"]] == [p.eps for p in result.curve]
     accuracy = [p["accuracy"] for p in profile["curve"]]

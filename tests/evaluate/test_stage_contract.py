@@ -6,7 +6,9 @@ to `CASES`: the test that CASES covers the registry fails until then).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from dataclasses import asdict
 
 import pytest
@@ -15,6 +17,7 @@ import torch
 from bastion.data import ImageSet
 from bastion.defenses import Ensemble
 from bastion.evaluate import STAGES, Runner
+from bastion.evaluate import stage as stage_module
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.stage import Stage
 from bastion.report import render_html
@@ -124,8 +127,19 @@ def test_result_round_trips_through_json(kind, uninterrupted):
     for stage, record in zip(_stages(kind), records, strict=True):
         text = json.dumps(record.result, allow_nan=False)
         rebuilt = stage.Result.from_dict(json.loads(text))
+        assert type(rebuilt) is type(ctx.results[stage.name]) is stage.Result
         assert rebuilt == ctx.results[stage.name]
         assert rebuilt.to_dict() == record.result
+
+
+def test_every_result_is_typed(kind, uninterrupted):
+    """No free-form `{"section": ...}` results: each field of a stage's result is named and typed."""
+    ctx, records = uninterrupted
+    assert not hasattr(stage_module, "SectionResult")
+    result = ctx.results[records[-1].name]
+    hints = typing.get_type_hints(type(result))
+    names = [f.name for f in dataclasses.fields(result)]
+    assert names and names != ["section"] and all(hints[n] is not typing.Any for n in names)
 
 
 def test_renders_a_terminal_row_and_an_html_section(kind, uninterrupted):

@@ -278,7 +278,7 @@ def test_evaluate_a_deployed_onnx_model_without_gradients(onnx_file, tmp_path, c
     report = json.loads((out / "report.json").read_text())
     names = [s["name"] for s in report["stages"]]
     assert names == ["clean", "agreement", "transfer", "square", "hopskipjump", "per-class"]
-    agreement = next(s for s in report["stages"] if s["kind"] == "agreement")["result"]["section"]
+    agreement = next(s for s in report["stages"] if s["kind"] == "agreement")["result"]
     assert agreement["rate"] == 1.0 and agreement["max_logit_diff"] < 1e-4  # a faithful float32 export
     assert any("without gradients" in w for w in report["warnings"])
     assert report["summary"]["robust_accuracy"] < report["summary"]["clean_accuracy"]  # transfer breaks points

@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace, attack: Any) -> tuple[dict[str, Any], dict[st
     import torch
 
     from bastion.epsrange import check_eps
-    from bastion.evaluate.minnorm import norm_profile
+    from bastion.evaluate.stages.min_norm import norm_profile
     from bastion.models import model_device_dtype
     from bastion.progress import progress_bar, stage_finished, stage_started
     from bastion.threat import ThreatModel

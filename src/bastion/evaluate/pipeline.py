@@ -31,18 +31,10 @@ from bastion.defenses import Defended, Ensemble, apply_defenses
 from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
+from bastion.evaluate.report_schema import SCHEMA_VERSION, attack_rows
 from bastion.evaluate.result import AttackRecord, CleanRecord, EvalResult, GalleryItem, StageRecord, Summary
 from bastion.evaluate.runner import Runner
-from bastion.evaluate.stages import (
-    AttackStageResult,
-    AuditResult,
-    ChecksResult,
-    CleanResult,
-    CurveResult,
-    EscalationResult,
-    MinNormResult,
-    PerClassResult,
-)
+from bastion.evaluate.stages import AuditResult, ChecksResult, CleanResult, CurveResult, EscalationResult, MinNormResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.suites import plan
 from bastion.evaluate.verdict import build_verdict
@@ -150,23 +142,15 @@ def _hash(identity: dict[str, Any]) -> str:
 
 def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], command: str | None,
               unweighted: list[str]) -> EvalResult:
-    """The report: the stable top-level keys read off the stages' results, and the stages themselves."""
+    """The report: its header and verdict read off the stages' results, and the stages themselves."""
     clean = ctx.earlier(CleanResult)
     if clean is None:
         raise InputError("a suite must begin with the clean stage")
-    checks, escalation = ctx.earlier(ChecksResult), ctx.earlier(EscalationResult)
-    curve, per_class = ctx.earlier(CurveResult), ctx.earlier(PerClassResult)
-    records: list[AttackRecord] = []
-    for result in ctx.results.values():
-        if isinstance(result, AttackStageResult):
-            records.append(result.record)
-        elif isinstance(result, (EscalationResult, AuditResult)):
-            records += result.records
-    if records and records[0].name == "fgsm":  # the first attack saw every correct point: its number is its own
-        records[0] = replace(records[0], standalone_accuracy=records[0].robust_accuracy)
+    checks, escalation, curve = ctx.earlier(ChecksResult), ctx.earlier(EscalationResult), ctx.earlier(CurveResult)
+    view = {"schema_version": SCHEMA_VERSION, "stages": [{"kind": s.kind, "result": s.result} for s in stages]}
+    records = [AttackRecord(**row) for row in attack_rows(view)]  # the report's attack table, as its readers read it
     n = len(ctx.data)
     robust = mean_of(ctx.robust)
-    points = curve.points if curve is not None else []
     summary = Summary(clean.top1, robust, ctx.threat.norm.name, ctx.threat.eps, n,
                       config.model_id(type(ctx.model).__name__), config.data or ctx.data.name)
     notes = [unweighted_factory_warning(spec) for spec in unweighted]
@@ -180,10 +164,6 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
         created_at=created.isoformat(timespec="seconds"),
         summary=summary,
         clean=CleanRecord(top1=clean.top1, top5=clean.top5, n_correct=clean.n_correct),
-        attacks=records,
-        curve=points,
-        per_class=per_class.classes if per_class else [],
-        class_floor=per_class.floor if per_class else 0.0,
         gallery=[_gallery_item(e, ctx.threat) for e in ctx.gallery()],
         warnings=notes + ctx.warnings + protocol_warnings(clean.top1, records, ctx.threat.eps) + _deployed(ctx.model),
         provenance=provenance,

@@ -1,48 +1,33 @@
 """Typed results of an evaluation and their JSON form (`report.json`, versioned by `schema_version`).
 
-The stable top-level keys, for scripts and CI: `schema_version`, `summary`, `attacks`, `curve`,
-`per_class`, `warnings`, `provenance` and `verdict` (the gradient-masking verdict, its findings and
-the robust accuracy before and after escalation). The JSON is the source of truth; the HTML and the
+The stable top-level keys, for scripts and CI: `schema_version`, `summary`, `clean`, `warnings`,
+`provenance`, `verdict` (the gradient-masking verdict, its findings and the robust accuracy before
+and after escalation) and `stages`: every stage in run order with its settings, seconds, passes (in
+total and per point) and its own typed result. The JSON is the source of truth; the HTML and the
 terminal table are rendered from it.
 
-Schema 2 adds `stages`: every stage in run order with its settings, seconds, passes (in total and
-per point) and its own result. What schema 1 kept in keys of its own (`min_norm`, `certify`,
-`ensemble`, `extended`, `detection`, `curve_settings`) is now the result of the stage that made it
-(kinds `min-norm`, `certify`, `members`, `extended`, `detection`, `curve`). `from_dict` reads both
-versions: a schema-1 report gets its stages rebuilt from those keys (`legacy_stages`).
+Schema 3 keeps each result once, in its stage: the attack table, the curve and the per-class rows
+are read off the stages (`EvalResult.attacks`, `.curve`, `.per_class`; for the JSON,
+`bastion.evaluate.report_schema.attack_rows` and its neighbours), and `EvalResult.stage_results`
+gives every stage's typed result by name. `from_dict` reads schemas 1 and 2 too
+(`bastion.evaluate.report_schema.upgrade`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bastion._io import write_atomic
 from bastion.errors import InputError
+from bastion.evaluate.report_schema import SCHEMA_VERSION, attack_rows, class_floor, class_rows, curve_rows, upgrade
+from bastion.evaluate.stage import STAGES, Stage, StageResult
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "AttackRecord",
-    "StageRecord",
-    "legacy_stages",
-    "passes_per_point",
-    "stage_records",
-    "stage_result",
-    "ClassRecord",
-    "CleanRecord",
-    "CurvePoint",
-    "EvalResult",
-    "Finding",
-    "GalleryItem",
-    "Summary",
-    "Verdict",
-    "write_atomic",
-]
-
-SCHEMA_VERSION = 2
-_READABLE = (1, 2)
+__all__ = ["SCHEMA_VERSION", "AttackRecord", "ClassRecord", "CleanRecord", "CurvePoint", "EvalResult", "Finding",
+           "GalleryItem", "StageRecord", "Summary", "Verdict", "passes_per_point", "write_atomic"]
 
 
 @dataclass(frozen=True)
@@ -229,10 +214,6 @@ class EvalResult:
     created_at: str
     summary: Summary
     clean: CleanRecord
-    attacks: list[AttackRecord]
-    curve: list[CurvePoint]
-    per_class: list[ClassRecord]
-    class_floor: float
     gallery: list[GalleryItem]
     warnings: list[str]
     provenance: dict[str, Any]
@@ -241,9 +222,39 @@ class EvalResult:
     stages: list[StageRecord] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
-    def stage_results(self, kind: str) -> list[dict[str, Any]]:
-        """The results of every stage of `kind`, in run order."""
-        return [s.result for s in self.stages if s.kind == kind]
+    @cached_property
+    def stage_results(self) -> dict[str, StageResult]:
+        """Every stage's typed result by stage name, in run order (stages of kinds not registered here left out).
+
+        Example:
+            >>> result.stage_results["certify"].summary.certified_accuracy
+        """
+        kinds = {s.kind: cast("type[Stage]", STAGES.get(s.kind)) for s in self.stages if s.kind in STAGES}
+        return {s.name: kinds[s.kind].Result.from_dict(s.result) for s in self.stages if s.kind in kinds}
+
+    def _stages_view(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "stages": [{"kind": s.kind, "result": s.result}
+                                                                    for s in self.stages]}
+
+    @property
+    def attacks(self) -> list[AttackRecord]:
+        """The attack table: every attack record of every stage, in run order."""
+        return [AttackRecord(**row) for row in attack_rows(self._stages_view())]
+
+    @property
+    def curve(self) -> list[CurvePoint]:
+        """The accuracy-vs-eps curve (empty when no curve stage ran)."""
+        return [CurvePoint(**point) for point in curve_rows(self._stages_view())]
+
+    @property
+    def per_class(self) -> list[ClassRecord]:
+        """Clean and robust accuracy of each class (empty when the per-class stage did not run)."""
+        return [ClassRecord(**row) for row in class_rows(self._stages_view())]
+
+    @property
+    def class_floor(self) -> float:
+        """The robust accuracy under which a class is flagged (0 when the per-class stage did not run)."""
+        return class_floor(self._stages_view())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary, `schema_version` first."""
@@ -256,22 +267,12 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        """Rebuild from `to_dict()` output; refuses reports of another schema version."""
-        version = data.get("schema_version")
-        if version not in _READABLE:
-            raise InputError(
-                f"report schema_version {version!r} is not supported "
-                f"(this bastion reads {', '.join(map(str, _READABLE))})"
-            )
-        fields = {k: v for k, v in data.items() if k not in _LEGACY_KEYS}
-        fields["schema_version"] = SCHEMA_VERSION
-        fields["stages"] = [StageRecord(**s) for s in data.get("stages", [])] or [
-            StageRecord(**s) for s in legacy_stages(data)]
+        """Rebuild from `to_dict()` output, or from a report of an earlier schema (`report_schema.upgrade`)."""
+        data = upgrade(data)
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["stages"] = [StageRecord(**s) for s in data.get("stages", [])]
         fields["summary"] = Summary(**data["summary"])
         fields["clean"] = CleanRecord(**data["clean"])
-        fields["attacks"] = [AttackRecord(**a) for a in data["attacks"]]
-        fields["curve"] = [CurvePoint(**p) for p in data["curve"]]
-        fields["per_class"] = [ClassRecord(**c) for c in data["per_class"]]
         fields["gallery"] = [GalleryItem(**g) for g in data["gallery"]]
         if isinstance(data.get("verdict"), dict):
             verdict = dict(data["verdict"])
@@ -292,32 +293,3 @@ class EvalResult:
     def save(self, path: str | Path) -> Path:
         """Write report.json atomically."""
         return write_atomic(path, self.to_json())
-
-
-_LEGACY_KEYS = {"curve_settings": "curve", "min_norm": "min-norm", "certify": "certify", "ensemble": "members",
-                "extended": "extended", "detection": "detection"}
-
-
-def legacy_stages(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stage records of a schema-1 report, rebuilt from its per-feature keys (as far as they go)."""
-    stages = []
-    for key, kind in _LEGACY_KEYS.items():
-        value = report.get(key)
-        if not isinstance(value, dict) or not value:
-            continue
-        result = {"points": report.get("curve", []), "settings": value} if kind == "curve" else {"section": value}
-        stages.append({"name": kind, "kind": kind, "settings": {}, "seconds": float(value.get("seconds", 0.0) or 0.0),
-                       "passes": {}, "passes_per_point": {}, "headline": "", "result": result})
-    return stages
-
-
-def stage_records(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The report's stages in run order (schema 2), or those a schema-1 report's per-feature keys describe."""
-    stages = [s for s in report.get("stages") or [] if isinstance(s, dict)]  # read leniently
-    return stages or legacy_stages(report)
-
-
-def stage_result(report: dict[str, Any], kind: str) -> dict[str, Any]:
-    """The result of the report's first stage of `kind` (empty when none ran)."""
-    results = (s.get("result") for s in stage_records(report) if s.get("kind") == kind)
-    return next((r for r in results if isinstance(r, dict)), {})

@@ -35,7 +35,7 @@ def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | No
     findings = ([chance] if chance is not None else []) + (list(checks.findings) if checks is not None else [])
     if curve is not None and curve.points:
         bounds = min_norm.bounds() if min_norm is not None else None
-        source = f"the minimal norms of {min_norm.section.get('attack')}" if min_norm is not None else ""
+        source = f"the minimal norms of {min_norm.attack}" if min_norm is not None else ""
         findings.append(masking.curve_evidence_finding(curve.points, bounds, source))
     if audit is not None and audit.finding is not None:
         findings.append(audit.finding)

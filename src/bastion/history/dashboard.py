@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from bastion._io import write_atomic
 from bastion.errors import InputError
+from bastion.evaluate.report_schema import curve_rows
 from bastion.history.charts import overlay_chart, run_ticks
 from bastion.history.record import RunRecord, per_class_robust
 from bastion.history.store import RunStore
@@ -52,9 +53,8 @@ def _groups(runs: Sequence[RunRecord]) -> list[tuple[tuple[str, str, str], list[
 
 def _curve(run: RunRecord) -> tuple[list[float], list[float]]:
     xs, ys = [], []
-    for point in run.result.get("curve") or []:
-        if isinstance(point, dict) and isinstance(point.get("eps"), (int, float)) \
-                and isinstance(point.get("accuracy"), (int, float)):
+    for point in curve_rows(run.result):  # report.json of any schema version
+        if isinstance(point.get("eps"), (int, float)) and isinstance(point.get("accuracy"), (int, float)):
             xs.append(float(point["eps"]))
             ys.append(float(point["accuracy"]))
     return xs, ys

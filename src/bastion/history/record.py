@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bastion.errors import InputError
-from bastion.evaluate.result import stage_result
+from bastion.evaluate.report_schema import attack_rows, class_rows, stage_result
 
 __all__ = ["KINDS", "RunRecord", "certified_key", "from_result", "per_class_robust"]
 
@@ -98,7 +98,7 @@ def _certified(metrics: dict[str, float], table: Any) -> None:
 def per_class_robust(result: dict[str, Any]) -> dict[str, float]:
     """Robust accuracy per class name of an evaluation report (classes without points left out)."""
     values: dict[str, float] = {}
-    for row in result.get("per_class") or []:
+    for row in class_rows(result):
         value = _number(_get(row, "robust_accuracy"))
         if value is not None and _get(row, "n") != 0:
             values[str(row.get("name", row.get("label")))] = value
@@ -110,13 +110,13 @@ def _evaluate_fields(result: dict[str, Any]) -> dict[str, Any]:
     _put(metrics, "clean_accuracy", _get(result, "summary", "clean_accuracy"))
     _put(metrics, "robust_accuracy", _get(result, "summary", "robust_accuracy"))
     _put(metrics, "top5_accuracy", _get(result, "clean", "top5"))
-    for attack in result.get("attacks") or []:
-        if isinstance(attack, dict) and attack.get("name"):
+    for attack in attack_rows(result):
+        if attack.get("name"):
             _put(metrics, f"after/{attack['name']}", attack.get("robust_accuracy"))
     classes = per_class_robust(result)
     if classes:
         metrics["min_class_robust_accuracy"] = min(classes.values())
-    _certified(metrics, _get(stage_result(result, "certify").get("section"), "summary", "certified_accuracy"))
+    _certified(metrics, _get(stage_result(result, "certify"), "summary", "certified_accuracy"))
     norm, eps = _get(result, "summary", "norm"), _number(_get(result, "summary", "eps"))
     spec, fingerprint = _evaluated_identity(result)
     return {"metrics": metrics, "norm": norm, "eps": eps,

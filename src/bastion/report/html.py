@@ -14,7 +14,8 @@ from typing import Any
 
 from bastion._io import write_atomic
 from bastion.errors import InputError
-from bastion.evaluate.result import passes_per_point, stage_records, stage_result
+from bastion.evaluate.report_schema import attack_rows, class_floor, class_rows, curve_rows, stage_records, stage_result
+from bastion.evaluate.result import passes_per_point
 from bastion.evaluate.stage import STAGES
 from bastion.render.blocks import (
     CSS,
@@ -80,7 +81,7 @@ def _attacks(report: dict[str, Any]) -> str:
     n_points = max(1.0, num(as_dict(report.get("summary")).get("n_samples")) or 1.0)
     standalone = as_dict(report.get("robust_accuracy_standalone"))
     rows = []
-    for index, attack in enumerate(map(as_dict, as_list(report.get("attacks"))), start=1):
+    for index, attack in enumerate(attack_rows(report), start=1):
         alone = attack.get("standalone_accuracy", standalone.get(str(attack.get("name"))))
         passes, seconds = as_dict(attack.get("passes")), num(attack.get("seconds"))
         calls = f"{count(passes.get('forward'))} / {count(passes.get('backward'))}"
@@ -117,13 +118,13 @@ def _attacks(report: dict[str, Any]) -> str:
 
 def _curve(report: dict[str, Any], summary: dict[str, Any]) -> str:
     points = sorted(
-        (p for p in map(as_dict, as_list(report.get("curve"))) if num(p.get("eps")) is not None),
+        (p for p in curve_rows(report) if num(p.get("eps")) is not None),
         key=lambda p: float(p["eps"]),
     )
     if not points:
         return section_html("robustness-curve", "Robustness curve", note_html("No curve was computed."))
     eps, series = num(summary.get("eps")), {"robust accuracy": [num_or_nan(p.get("accuracy")) for p in points]}
-    profile = as_dict(stage_result(report, "min-norm").get("section"))
+    profile = stage_result(report, "min-norm")
     read_off = {num(p.get("eps")): num_or_nan(p.get("accuracy")) for p in map(as_dict, as_list(profile.get("curve")))}
     if read_off and all(num(p["eps"]) in read_off for p in points):
         series[f"read off {profile.get('attack', 'minimal')} norms"] = [read_off[num(p["eps"])] for p in points]
@@ -151,10 +152,10 @@ def _curve(report: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def _per_class(report: dict[str, Any]) -> str:
-    classes = list(map(as_dict, as_list(report.get("per_class"))))
+    classes = class_rows(report)
     if not classes:
         return section_html("per-class-accuracy", "Per-class accuracy", note_html("No per-class results."))
-    floor = num(report.get("class_floor"))
+    floor = class_floor(report)
     labels = [str(c.get("name", c.get("label", "?"))) for c in classes]
     groups = {key: [num_or_nan(c.get(f"{key}_accuracy")) for c in classes] for key in ("clean", "robust")}
     chart = bar_chart(
@@ -199,7 +200,7 @@ def _figure(item: dict[str, Any], names: dict[Any, Any]) -> str:
 
 
 def _gallery(report: dict[str, Any]) -> str:
-    names = {c.get("label"): c.get("name") for c in map(as_dict, as_list(report.get("per_class")))}
+    names = {c.get("label"): c.get("name") for c in class_rows(report)}
     figures = "".join(_figure(item, names) for item in map(as_dict, as_list(report.get("gallery"))))
     intro = note_html("Clean input, adversarial input, and the perturbation amplified (mid grey = unchanged).")
     return section_html(
@@ -253,7 +254,7 @@ def render_html(report: dict[str, Any]) -> str:
     Missing optional keys render as "—" or a short note, so partial reports still produce a page.
 
     Args:
-        report: The report, as written by the evaluation pipeline (schema_version 1 or 2).
+        report: The report, as written by the evaluation pipeline (any schema_version: see `report_schema`).
 
     Returns:
         The HTML text.

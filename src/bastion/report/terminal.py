@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.evaluate.result import stage_records, stage_result
+from bastion.evaluate.report_schema import attack_rows, class_floor, class_rows, curve_rows, stage_records, stage_result
 
 __all__ = ["format_result"]
 
@@ -36,21 +36,22 @@ def format_result(report: dict[str, Any]) -> str:
             _per_point(a["passes"].get("forward_samples", 0) / n, a["passes"].get("backward_samples", 0) / n),
             f"{a['seconds']:.1f}",
         ]
-        for a in report["attacks"]
+        for a in attack_rows(report)
     ]
     lines += _table(["attack", "role", "attacked", "fooled", "robust acc", "passes/pt f/b", "seconds"], rows)
     lines.append(f"passes/pt f/b: forward/backward passes through the classifier / the {n} points evaluated, in "
                  "every table; a stage's rows add up to its line under stages")
-    if report.get("curve"):
-        lines += ["", "accuracy vs eps: " + "  ".join(f"{p['eps']:.3g}:{p['accuracy']:.1%}" for p in report["curve"])]
-    flagged = [c for c in report.get("per_class", []) if c["flagged"]]
+    curve = curve_rows(report)
+    if curve:
+        lines += ["", "accuracy vs eps: " + "  ".join(f"{p['eps']:.3g}:{p['accuracy']:.1%}" for p in curve)]
+    flagged = [c for c in class_rows(report) if c["flagged"]]
     if flagged:
         names = ", ".join(f"{c['name']} ({c['robust_accuracy']:.1%})" for c in flagged)
-        lines.append(f"classes under the floor {report['class_floor']:.1%}: {names}")
+        lines.append(f"classes under the floor {class_floor(report):.1%}: {names}")
     lines += _stage_lines(report)
-    lines += _ensemble_lines(stage_result(report, "members").get("section"))
-    lines += _extended_lines(stage_result(report, "extended").get("section"))
-    lines += _detection_lines(stage_result(report, "detection").get("section"))
+    lines += _ensemble_lines(stage_result(report, "members"))
+    lines += _extended_lines(stage_result(report, "extended"))
+    lines += _detection_lines(stage_result(report, "detection"))
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
 
@@ -88,8 +89,8 @@ def _verdict_lines(verdict: Any) -> list[str]:
     return lines if fired else [head + ": no sign of gradient masking"]
 
 
-def _ensemble_lines(ensemble: Any) -> list[str]:
-    if not isinstance(ensemble, dict):
+def _ensemble_lines(ensemble: dict[str, Any]) -> list[str]:
+    if ensemble.get("robust_accuracy") is None:  # no members stage, or a model that is no ensemble
         return []
     rows = [["ensemble", f"{ensemble['clean_accuracy']:.2%}", f"{ensemble['robust_accuracy']:.2%}"]]
     rows += [[m["name"], f"{m['clean_accuracy']:.2%}", f"{m['robust_accuracy']:.2%}"] for m in ensemble["members"]]

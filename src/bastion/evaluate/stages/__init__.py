@@ -1,19 +1,19 @@
 """The evaluation's stages, one module each; importing this package registers them all in `STAGES`."""
 
-from bastion.evaluate.stages.agreement import AgreementSettings, AgreementStage
+from bastion.evaluate.stages.agreement import AgreementResult, AgreementSettings, AgreementStage
 from bastion.evaluate.stages.attack import AttackSettings, AttackStage, AttackStageResult, attack_stage
 from bastion.evaluate.stages.audit import AuditResult, AuditSettings, AuditStage
-from bastion.evaluate.stages.certify import CertifySettings, CertifyStage
+from bastion.evaluate.stages.certify import CertifyResult, CertifySettings, CertifyStage
 from bastion.evaluate.stages.checks import ChecksResult, ChecksSettings, ChecksStage
 from bastion.evaluate.stages.clean import CleanResult, CleanStage
 from bastion.evaluate.stages.corruption import CorruptionStage
 from bastion.evaluate.stages.curve import CurveResult, CurveSettings, CurveStage, curve_points
-from bastion.evaluate.stages.detection import DetectionSettings, DetectionStage
+from bastion.evaluate.stages.detection import DetectionResult, DetectionSettings, DetectionStage
 from bastion.evaluate.stages.detector_adaptive import DetectorAdaptiveStage
 from bastion.evaluate.stages.detector_rates import DetectorRatesStage
 from bastion.evaluate.stages.escalation import EscalationResult, EscalationSettings, EscalationStage
-from bastion.evaluate.stages.extended import ExtendedSettings, ExtendedStage
-from bastion.evaluate.stages.members import MembersSettings, MembersStage, find_ensemble
+from bastion.evaluate.stages.extended import ExtendedResult, ExtendedSettings, ExtendedStage
+from bastion.evaluate.stages.members import MembersResult, MembersSettings, MembersStage, find_ensemble
 from bastion.evaluate.stages.min_norm import MinNormResult, MinNormSettings, MinNormStage
 from bastion.evaluate.stages.patch_fit import PatchFitStage
 from bastion.evaluate.stages.patch_measure import PatchMeasureStage
@@ -24,6 +24,7 @@ from bastion.evaluate.stages.universal_fit import UniversalFitStage
 from bastion.evaluate.stages.universal_score import UniversalScoreStage
 
 __all__ = [
+    "AgreementResult",
     "AgreementSettings",
     "AgreementStage",
     "AttackSettings",
@@ -32,6 +33,7 @@ __all__ = [
     "AuditResult",
     "AuditSettings",
     "AuditStage",
+    "CertifyResult",
     "CertifySettings",
     "CertifyStage",
     "ChecksResult",
@@ -43,6 +45,7 @@ __all__ = [
     "CurveResult",
     "CurveSettings",
     "CurveStage",
+    "DetectionResult",
     "DetectionSettings",
     "DetectionStage",
     "DetectorAdaptiveStage",
@@ -50,8 +53,10 @@ __all__ = [
     "EscalationResult",
     "EscalationSettings",
     "EscalationStage",
+    "ExtendedResult",
     "ExtendedSettings",
     "ExtendedStage",
+    "MembersResult",
     "MembersSettings",
     "MembersStage",
     "MinNormResult",

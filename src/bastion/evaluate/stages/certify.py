@@ -6,14 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bastion.evaluate.certification import certify_stage
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag, open_unit, positive
-from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages.certify_html import certify_section
+from bastion.evaluate.stages.certify_result import CertifyResult
+from bastion.evaluate.stages.certify_run import certify_stage
 from bastion.evaluate.validation import check_fraction, check_int, check_positive
 
-__all__ = ["CertifySettings", "CertifyStage"]
+__all__ = ["CertifyResult", "CertifySettings", "CertifyStage"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class CertifyStage(Stage):
 
     kind = "certify"
     Settings = CertifySettings
-    Result = SectionResult
+    Result = CertifyResult
     settings: CertifySettings
     flags = (
         Flag("certify", False, "also certify each point by randomized smoothing and attack the smoothed classifier "
@@ -70,27 +71,27 @@ class CertifyStage(Stage):
         """The smoothing's and CERTIFY's settings."""
         return {name: options[name] for name in ("sigma", "n0", "n", "alpha", "sequential")}
 
-    def run(self, ctx: EvalContext) -> SectionResult:
+    def run(self, ctx: EvalContext) -> CertifyResult:
         """Certify and compare; warnings join the evaluation's."""
         s = self.settings
-        section = certify_stage(ctx, sigma=s.sigma, n0=s.n0, n=s.n, alpha=s.alpha, sequential=s.sequential)
-        ctx.warnings.extend(section.get("warnings", []))
-        return SectionResult(section=section)
+        result = CertifyResult.from_section(
+            certify_stage(ctx, sigma=s.sigma, n0=s.n0, n=s.n, alpha=s.alpha, sequential=s.sequential))
+        ctx.warnings.extend(result.warnings)
+        return result
 
     @classmethod
-    def headline(cls, result: SectionResult) -> str:
+    def headline(cls, result: CertifyResult) -> str:
         """Certified accuracy at the threat model, and the smoothed classifier's clean accuracy."""
-        s = result.section
-        summary = s.get("summary", {})
-        text = (f"certified accuracy {s.get('certified_at_threat', 0):.2%} at the threat model (L2 radius "
-                f"{s.get('threat_radius', 0):.3g}, sigma {s.get('settings', {}).get('sigma')}); smoothed "
-                f"accuracy {summary.get('accuracy', 0):.2%}, abstain {summary.get('abstain_rate', 0):.1%}")
-        if summary.get("saved"):
-            text += (f"; {summary.get('samples_per_point', 0):,.0f} samples per point, {summary['saved']:.1f}x fewer "
-                     "than fixed n")
+        summary = result.summary
+        text = (f"certified accuracy {result.certified_at_threat:.2%} at the threat model (L2 radius "
+                f"{result.threat_radius:.3g}, sigma {result.settings.get('sigma')}); smoothed "
+                f"accuracy {summary.accuracy:.2%}, abstain {summary.abstain_rate:.1%}")
+        if summary.saved:
+            per_point = summary.samples_per_point or 0
+            text += f"; {per_point:,.0f} samples per point, {summary.saved:.1f}x fewer than fixed n"
         return text
 
     @classmethod
-    def html_section(cls, result: SectionResult) -> str:
+    def html_section(cls, result: CertifyResult) -> str:
         """The certified-robustness section."""
-        return certify_section(result.section)
+        return certify_section(result.to_dict())

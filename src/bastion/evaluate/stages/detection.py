@@ -9,13 +9,14 @@ from typing import Any
 from bastion.attacks import FGSM, PGD
 from bastion.data import load_dataset
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.detection import detection_stage
 from bastion.evaluate.flags import Flag, open_unit
-from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages.detection_html import detection_section_html
+from bastion.evaluate.stages.detection_result import DetectionResult
+from bastion.evaluate.stages.detection_run import detection_stage
 from bastion.evaluate.validation import check_fraction, check_int, check_loss, check_rel_step
 
-__all__ = ["DetectionSettings", "DetectionStage"]
+__all__ = ["DetectionResult", "DetectionSettings", "DetectionStage"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class DetectionStage(Stage):
 
     kind = "detection"
     Settings = DetectionSettings
-    Result = SectionResult
+    Result = DetectionResult
     settings: DetectionSettings
     flags = (
         Flag("detect", False, "calibrate the detectors (feature squeezing, confidence, entropy, margin) on clean data "
@@ -68,31 +69,30 @@ class DetectionStage(Stage):
                 "fpr": options["detect_fpr"], "calibration": options["detect_calibration"],
                 "adaptive_limit": options["detect_adaptive_limit"], "data_root": options["data_root"]}
 
-    def run(self, ctx: EvalContext) -> SectionResult:
+    def run(self, ctx: EvalContext) -> DetectionResult:
         """Calibrate, rate and attack every detector."""
         s = self.settings
         calibration = load_dataset(s.calibration, root=s.data_root) if s.calibration else None
         attacks = [FGSM(loss=s.loss), PGD(steps=s.steps, rel_step=s.rel_step, loss=s.loss)]
-        section = detection_stage(ctx, fpr=s.fpr, calibration=calibration, attacks=attacks,
-                                  adaptive_limit=s.adaptive_limit)
-        ctx.warnings.extend(f"detection: {w}" for w in section.get("warnings", []))
-        return SectionResult(section=section)
+        result = DetectionResult.from_section(detection_stage(ctx, fpr=s.fpr, calibration=calibration,
+                                                              attacks=attacks, adaptive_limit=s.adaptive_limit))
+        ctx.warnings.extend(f"detection: {w}" for w in result.warnings)
+        return result
 
     @classmethod
-    def headline(cls, result: SectionResult) -> str:
+    def headline(cls, result: DetectionResult) -> str:
         """Each detector's PGD and adaptive detection rates."""
         parts = []
-        for name, entry in result.section.get("detectors", {}).items():
-            pgd = entry.get("attacks", {}).get("pgd", {}).get("rate")
-            adaptive = entry.get("adaptive", {}).get("rate")
+        for name, entry in result.detectors.items():
+            pgd = entry.attacks["pgd"].rate if "pgd" in entry.attacks else None
+            adaptive = entry.adaptive.rate if entry.adaptive is not None else None
             parts.append(f"{name} {_rate(pgd)} / {_rate(adaptive)}")
-        fpr = result.section.get("settings", {}).get("fpr", 0.05)
-        return f"detected (PGD / adaptive) at {fpr:.0%} false positives: " + ", ".join(parts)
+        return f"detected (PGD / adaptive) at {result.fpr:.0%} false positives: " + ", ".join(parts)
 
     @classmethod
-    def html_section(cls, result: SectionResult) -> str:
+    def html_section(cls, result: DetectionResult) -> str:
         """The detectors' table."""
-        return detection_section_html(result.section)
+        return detection_section_html(result.to_dict())
 
 
 def _rate(value: object) -> str:

@@ -1,4 +1,4 @@
-"""The extended suite's threat models beyond the Lp ball as one stage (see `bastion.evaluate.extended`)."""
+"""The extended suite's threat models beyond the Lp ball as one stage (see `extended_run`)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ from typing import Any
 
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.extended import DEFAULTS, ExtendedOptions, extended_stage
 from bastion.evaluate.flags import Flag
-from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages.extended_html import extended_sections
+from bastion.evaluate.stages.extended_run import DEFAULTS, ExtendedOptions, extended_stage
+from bastion.evaluate.stages.extended_sections import ExtendedSection
+from bastion.evaluate.stages.sparse import SparseResult
 
-__all__ = ["ExtendedSettings", "ExtendedStage"]
+__all__ = ["ExtendedResult", "ExtendedSettings", "ExtendedStage"]
 
 
 @dataclass(frozen=True)
 class ExtendedSettings:
-    """Attributes: budget (keys of `bastion.evaluate.extended.DEFAULTS`), train_data, data_root, device."""
+    """Attributes: budget (keys of `extended_run.DEFAULTS`), train_data, data_root, device."""
 
     budget: dict[str, Any] = field(default_factory=dict)
     train_data: str | None = None
@@ -31,13 +33,21 @@ class ExtendedSettings:
             raise InputError(f"unknown extended-suite setting(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
 
 
+@dataclass(frozen=True)
+class ExtendedResult(SparseResult):
+    """The budgets every section ran with (`DEFAULTS` and the given ones), and each section in run order."""
+
+    settings: dict[str, Any]
+    sections: list[ExtendedSection]
+
+
 @STAGES.register("extended")
 class ExtendedStage(Stage):
     """Patch, spatial, corruptions, one-pixel, universal and HopSkipJump, each with its own threat model."""
 
     kind = "extended"
     Settings = ExtendedSettings
-    Result = SectionResult
+    Result = ExtendedResult
     settings: ExtendedSettings
     flags = (
         Flag("extended_train_data", None, "data spec the extended suite trains its patch and universal perturbation "
@@ -52,24 +62,24 @@ class ExtendedStage(Stage):
         return {"budget": dict(options["extended_budget"]), "train_data": options["extended_train_data"],
                 "data_root": options["data_root"], "device": options["device"]}
 
-    def run(self, ctx: EvalContext) -> SectionResult:
+    def run(self, ctx: EvalContext) -> ExtendedResult:
         """Run every section."""
         s = self.settings
         options = ExtendedOptions(extended_budget=dict(s.budget), extended_train_data=s.train_data,
                                   data_root=s.data_root, device=s.device)
-        return SectionResult(section=extended_stage(ctx, options))
+        return ExtendedResult.from_section(extended_stage(ctx, options))
 
     @classmethod
-    def headline(cls, result: SectionResult) -> str:
+    def headline(cls, result: ExtendedResult) -> str:
         """Each section's success rate."""
         parts = []
-        for section in result.section.get("sections", []):
-            rate = section.get("success_rate")
-            outcome = "skipped" if section.get("skipped") else (f"{rate:.1%}" if isinstance(rate, float) else "-")
-            parts.append(f"{section.get('name')} {outcome}")
+        for section in result.sections:
+            rate = section.success_rate
+            outcome = "skipped" if section.skipped else (f"{rate:.1%}" if rate is not None else "-")
+            parts.append(f"{section.name} {outcome}")
         return "success: " + ", ".join(parts) if parts else "no section ran"
 
     @classmethod
-    def html_section(cls, result: SectionResult) -> str:
+    def html_section(cls, result: ExtendedResult) -> str:
         """The overview and one section per threat model."""
-        return "\n".join(extended_sections(result.section))
+        return "\n".join(extended_sections(result.to_dict()))

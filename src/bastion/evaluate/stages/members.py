@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -11,13 +11,13 @@ from torch import nn
 from bastion.attacks import FGSM, PGD, Attack
 from bastion.defenses import Defended, Ensemble
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import attack_stage
 from bastion.evaluate.stages.clean import CleanStage, mean_of
 from bastion.evaluate.validation import check_int, check_loss, check_rel_step
-from bastion.render.blocks import as_dict, as_list, esc, note_html, pct, section_html
+from bastion.render.blocks import esc, note_html, pct, section_html
 
-__all__ = ["MembersSettings", "MembersStage", "find_ensemble"]
+__all__ = ["MemberRecord", "MembersResult", "MembersSettings", "MembersStage", "find_ensemble"]
 
 
 def find_ensemble(model: nn.Module) -> Ensemble | None:
@@ -42,6 +42,26 @@ class MembersSettings:
         check_loss(self.loss)
 
 
+@dataclass(frozen=True)
+class MemberRecord:
+    """One member alone: its clean and robust accuracy under the attacks named."""
+
+    name: str
+    clean_accuracy: float
+    robust_accuracy: float
+    attacks: list[str]
+
+
+@dataclass(frozen=True)
+class MembersResult(StageResult):
+    """The ensemble (combined by `mode`) and each of its members; all None / empty when the model is no ensemble."""
+
+    mode: str | None = None
+    members: list[MemberRecord] = field(default_factory=list)
+    clean_accuracy: float | None = None
+    robust_accuracy: float | None = None
+
+
 @STAGES.register("members")
 class MembersStage(Stage):
     """Clean and robust accuracy of each member of an ensemble (the ensemble itself is the cascade's model).
@@ -52,7 +72,7 @@ class MembersStage(Stage):
 
     kind = "members"
     Settings = MembersSettings
-    Result = SectionResult
+    Result = MembersResult
     settings: MembersSettings
 
     @classmethod
@@ -60,11 +80,11 @@ class MembersStage(Stage):
         """The attacks' settings (each member runs FGSM and PGD as the suite does)."""
         return {name: options[name] for name in ("steps", "rel_step", "loss", "fgsm", "restarts")}
 
-    def run(self, ctx: EvalContext) -> SectionResult:
+    def run(self, ctx: EvalContext) -> MembersResult:
         """Evaluate each member behind the ensemble's defenses, on a copy of the context."""
         ensemble = find_ensemble(ctx.model)
         if ensemble is None:
-            return SectionResult(section={})
+            return MembersResult()
         s = self.settings
         attacks: list[Attack] = ([FGSM(loss=s.loss)] if s.fgsm else []) + [
             PGD(steps=s.steps, n_restarts=s.restarts, rel_step=s.rel_step, loss=s.loss)]
@@ -74,25 +94,21 @@ class MembersStage(Stage):
             clean = CleanStage().run(sub)
             for attack in attacks:
                 attack_stage(sub, attack, "ensemble member", stream=f"{name}/{attack.name}")
-            members.append({"name": name, "clean_accuracy": clean.top1, "robust_accuracy": mean_of(sub.robust),
-                            "attacks": [a.name for a in attacks]})
-        return SectionResult(section={"mode": ensemble.mode, "members": members,
-                                      "clean_accuracy": mean_of(ctx.correct),
-                                      "robust_accuracy": mean_of(ctx.robust)})
+            members.append(MemberRecord(name, clean.top1, mean_of(sub.robust), [a.name for a in attacks]))
+        return MembersResult(ensemble.mode, members, mean_of(ctx.correct), mean_of(ctx.robust))
 
     @classmethod
-    def headline(cls, result: SectionResult) -> str:
+    def headline(cls, result: MembersResult) -> str:
         """Each member's robust accuracy beside the ensemble's."""
-        s = result.section
-        if not s:
+        if result.robust_accuracy is None:
             return "the model is not an ensemble"
-        members = ", ".join(f"{m['name']} {m['robust_accuracy']:.1%}" for m in s.get("members", []))
-        return f"ensemble ({s.get('mode')}) {s.get('robust_accuracy', 0):.1%} robust; members alone: {members}"
+        members = ", ".join(f"{m.name} {m.robust_accuracy:.1%}" for m in result.members)
+        return f"ensemble ({result.mode}) {result.robust_accuracy:.1%} robust; members alone: {members}"
 
     @classmethod
-    def html_section(cls, result: SectionResult) -> str:
+    def html_section(cls, result: MembersResult) -> str:
         """The ensemble's clean and robust accuracy next to each member's."""
-        return ensemble_section(result.section) if result.section else ""
+        return ensemble_section(result) if result.robust_accuracy is not None else ""
 
 
 def _deployed(model: nn.Module, ensemble: Ensemble, member: nn.Module) -> nn.Module:
@@ -102,14 +118,11 @@ def _deployed(model: nn.Module, ensemble: Ensemble, member: nn.Module) -> nn.Mod
     return member
 
 
-def ensemble_section(ensemble: dict[str, Any]) -> str:
+def ensemble_section(ensemble: MembersResult) -> str:
     """The ensemble's clean and robust accuracy next to each member's."""
-    rows: list[tuple[object, object, object]] = [
-        ("ensemble", ensemble.get("clean_accuracy"), ensemble.get("robust_accuracy"))
-    ]
-    rows += [
-        (m.get("name"), m.get("clean_accuracy"), m.get("robust_accuracy"))
-        for m in map(as_dict, as_list(ensemble.get("members")))
+    rows: list[tuple[str, float | None, float | None]] = [
+        ("ensemble", ensemble.clean_accuracy, ensemble.robust_accuracy),
+        *((m.name, m.clean_accuracy, m.robust_accuracy) for m in ensemble.members),
     ]
     body = "".join(
         f'<tr><td>{"<b>" + esc(n) + "</b>" if i == 0 else esc(n)}</td><td class="num">{pct(c)}</td>'
@@ -121,7 +134,7 @@ def ensemble_section(ensemble: dict[str, Any]) -> str:
         f"</th></tr></thead><tbody>{body}</tbody></table>"
     )
     intro = note_html(
-        f"Combined by {esc(ensemble.get('mode', '?'))}; the ensemble is attacked as one model, each member "
+        f"Combined by {esc(ensemble.mode or '?')}; the ensemble is attacked as one model, each member "
         "alone with the standard attacks (FGSM, PGD)."
     )
     return section_html("ensemble", "Ensemble and its members", intro + table)

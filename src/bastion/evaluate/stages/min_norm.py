@@ -8,19 +8,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from bastion.attacks import ATTACKS
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag
-from bastion.evaluate.minnorm import norm_profile
 from bastion.evaluate.result import CurvePoint
-from bastion.evaluate.stage import STAGES, SectionResult, Stage
+from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages.curve_grid import curve_grid
-from bastion.render.blocks import as_dict, count, esc, note_html, num, section_html
+from bastion.evaluate.stages.sparse import SparseResult
+from bastion.render.blocks import count, esc, note_html, section_html
 from bastion.threat import ThreatModel
 
-__all__ = ["MinNormResult", "MinNormSettings", "MinNormStage"]
+__all__ = ["MinNormResult", "MinNormSettings", "MinNormStage", "NormBound", "norm_profile"]
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,63 @@ class MinNormSettings:
 
 
 @dataclass(frozen=True)
-class MinNormResult(SectionResult):
-    """The minimal-norm profile (its `section`), and the accuracy read off it at each radius: a typed handle."""
+class NormBound:
+    """The robust accuracy at radius `eps` that the minimal norms allow (an upper bound)."""
+
+    eps: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class MinNormResult(SparseResult):
+    """The minimal-norm profile: the attack, the norms it found on the correct points, and the accuracy read off them.
+
+    Attributes:
+        attack: The minimal-norm attack's name; settings: its settings.
+        attacked: Correct points attacked; found: those the attack found an adversarial example for.
+        median, mean: Of the norms found (None when none was found).
+        quantiles: q10, q25, q50, q75 and q90 of the norms found.
+        curve: The accuracy at each radius of the grid (`bounds()` as curve points).
+    """
+
+    attack: str
+    settings: dict[str, Any]
+    attacked: int
+    found: int
+    median: float | None
+    mean: float | None
+    quantiles: dict[str, float]
+    curve: list[NormBound]
 
     def bounds(self) -> list[CurvePoint]:
         """The robust accuracy at each radius of the grid that the minimal norms allow (an upper bound)."""
-        return [CurvePoint(eps=float(c["eps"]), accuracy=float(c["accuracy"])) for c in self.section.get("curve", [])]
+        return [CurvePoint(eps=float(c.eps), accuracy=float(c.accuracy)) for c in self.curve]
+
+
+def norm_profile(norms: Tensor, fooled: Tensor, correct: Tensor, grid: list[float]) -> dict[str, Any]:
+    """Distribution of minimal adversarial norms, and robust accuracy as a function of eps read off them.
+
+    A point counts as robust at radius r when it is classified correctly and the attack found no
+    adversarial example of norm <= r. This is an upper bound on the true robust accuracy at r (an
+    attack finds *a* small perturbation, not necessarily the smallest), like every attack's number.
+
+    Args:
+        norms: (N,) norm of each point's adversarial perturbation (any value where not fooled).
+        fooled: (N,) the attack found an adversarial example.
+        correct: (N,) the point is classified correctly without attack.
+        grid: Radii at which to read the accuracy.
+
+    Returns:
+        JSON-ready: `attacked`, `found`, `median`, `mean`, `quantiles` and `curve` (eps, accuracy).
+    """
+    n = len(correct)
+    found = norms[fooled & correct].float()
+    quantiles = {f"q{int(q * 100)}": float(torch.quantile(found, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)} \
+        if found.numel() else {}
+    curve = [{"eps": float(r), "accuracy": float((correct & ~(fooled & (norms <= r + 1e-6))).float().mean()) if n
+              else 0.0} for r in grid]
+    return {"attacked": int(correct.sum()), "found": int(found.numel()), "median": quantiles.get("q50"),
+            "mean": float(found.mean()) if found.numel() else None, "quantiles": quantiles, "curve": curve}
 
 
 @STAGES.register("min-norm")
@@ -82,29 +134,25 @@ class MinNormStage(Stage):
         shard.merge(norms, fooled)
         grid = list(self.settings.grid) or [0.0, ctx.threat.eps]
         profile = norm_profile(norms, fooled, ctx.correct, grid)
-        return MinNormResult(section={"attack": attack.name, "settings": attack.settings(), **profile})
+        return MinNormResult.from_section({"attack": attack.name, "settings": attack.settings(), **profile})
 
     @classmethod
     def headline(cls, result: MinNormResult) -> str:
         """The median minimal norm and how many points the attack broke."""
-        p = result.section
-        median = p.get("median")
-        text = f"{p.get('attack')}: minimal adversarial norm found on {p.get('found')} of {p.get('attacked')} points"
-        return text + (f", median {median:.4g}" if isinstance(median, (int, float)) else "")
+        text = f"{result.attack}: minimal adversarial norm found on {result.found} of {result.attacked} points"
+        return text + (f", median {result.median:.4g}" if result.median is not None else "")
 
     @classmethod
     def html_section(cls, result: MinNormResult) -> str:
         """The norm quantiles, and the accuracy at each radius read off the norms."""
-        p = as_dict(result.section)
-        if p.get("median") is None:
+        if result.median is None:
             return ""
-        quantiles = ", ".join(f"{esc(k)} {num(v) or 0:.4g}" for k, v in as_dict(p.get("quantiles")).items())
-        rows = "".join(f'<tr><td class="num">{num(c.get("eps")) or 0:.4g}</td>'
-                       f'<td class="num">{num(c.get("accuracy")) or 0:.1%}</td></tr>'
-                       for c in map(as_dict, p.get("curve") or []))
+        quantiles = ", ".join(f"{esc(k)} {v:.4g}" for k, v in result.quantiles.items())
+        rows = "".join(f'<tr><td class="num">{c.eps:.4g}</td><td class="num">{c.accuracy:.1%}</td></tr>'
+                       for c in result.curve)
         table = (f'<table><thead><tr><th class="num">radius</th><th class="num">accuracy read off the norms</th>'
                  f"</tr></thead><tbody>{rows}</tbody></table>")
-        text = (f"Minimal adversarial norms found by {esc(p.get('attack'))} on {count(p.get('found'))} of "
-                f"{count(p.get('attacked'))} points: median {num(p.get('median')) or 0:.4g} ({quantiles}). "
+        text = (f"Minimal adversarial norms found by {esc(result.attack)} on {count(result.found)} of "
+                f"{count(result.attacked)} points: median {result.median:.4g} ({quantiles}). "
                 "An upper bound on the robust accuracy at every radius, from one run.")
         return section_html("min-norm", "Minimal adversarial norms", note_html(text) + table)

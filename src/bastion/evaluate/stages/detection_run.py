@@ -1,4 +1,4 @@
-"""The evaluation's detection stage: detectors calibrated on clean data, rated on attacks, then attacked."""
+"""The detection stage's work: detectors calibrated on clean data, rated on attacks, then attacked."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from bastion.detect.calibrate import calibrate
 from bastion.detect.detectors import Detector, make_detector
 from bastion.detect.rates import detection_rates, fpr_warnings
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.detection_parts import adaptive_row, adaptive_warnings, clean_images, correct_mask, images_of
+from bastion.evaluate.stages.detection_parts import (
+    adaptive_row,
+    adaptive_warnings,
+    clean_images,
+    correct_mask,
+    images_of,
+)
 
 __all__ = ["DEFAULT_DETECTORS", "AdversarialSet", "collect_adversarial", "detection_stage"]
 

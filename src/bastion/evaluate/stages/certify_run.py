@@ -1,4 +1,4 @@
-"""The evaluation's certification stage: randomized smoothing next to the empirical attacks."""
+"""The certify stage's work: randomized smoothing next to the empirical attacks, as a JSON-ready section."""
 
 from __future__ import annotations
 

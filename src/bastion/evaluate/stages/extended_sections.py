@@ -1,29 +1,10 @@
-"""The `extended` suite: threat models beyond the Lp ball, each as its own section of the report.
-
-`bastion evaluate --suite extended` runs the standard protocol (FGSM, PGD, AutoAttack) and then this
-stage, whose sections each state their threat model, budget and success rate:
-
-- adversarial patch (Brown et al., 2017): trained on the first half of the evaluated points (or on
-  the `extended_train_data` spec when the config names one) and measured pasted at random places on
-  the second half (or on all evaluated points), so it is never measured on images it saw;
-- spatial (Engstrom et al., ICML 2019): worst rotation and translation by grid search and by first-order
-  steps, and the per-point worst case of both;
-- common corruptions (Hendrycks & Dietterich, ICLR 2019): accuracy per corruption and severity, and the
-  mCE against `baseline_model` when one is given;
-- one-pixel (Su et al., 2019), universal perturbation (Moosavi-Dezfooli et al., 2017) and HopSkipJump
-  (Chen et al., 2020), when those attacks are installed: a section says "skipped" otherwise.
-
-Budgets default to moderate values and can be set per run with the config's `extended_budget` (a
-table in the TOML config file, or `EvalConfig(extended_budget={...})`; the keys of `DEFAULTS`); the
-report records the values used.
-"""
+"""The sections of the extended suite, one threat model beyond the Lp ball each (see `extended_run`)."""
 
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,7 +14,6 @@ from bastion.attacks.patch import EOT, AdversarialPatch, evaluate_patch, patch_g
 from bastion.attacks.spatial import SpatialBounds, SpatialGrid, SpatialPGD
 from bastion.corruptions import CORRUPTIONS, corruption_accuracy, mean_corruption_error
 from bastion.data import load_dataset
-from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.shards import sum_over_processes
 from bastion.models import load_model, model_device_dtype
@@ -41,20 +21,7 @@ from bastion.passes import PassCount
 from bastion.render.png import image_to_data_uri, perturbation_to_data_uri
 from bastion.threat import ThreatModel
 
-__all__ = ["DEFAULTS", "ExtendedOptions", "ExtendedSection", "extended_stage"]
-
-#: Budgets of the extended sections; override any of them with `EvalConfig(extended_budget={...})`.
-DEFAULTS: dict[str, Any] = {
-    "patch_size": 0.1, "patch_shape": "square", "patch_steps": 300, "patch_target": None, "patch_placements": 4,
-    "patch_train_limit": 2000,
-    "spatial_angle": 30.0, "spatial_translation": 3.0, "spatial_angles": 31, "spatial_translations": 5,
-    "spatial_steps": 20, "spatial_restarts": 1,
-    "corruptions": None, "severities": [1, 2, 3, 4, 5], "baseline_model": None,
-    "max_points": 100, "onepixel_pixels": 1, "onepixel_population": 100, "onepixel_steps": 30,
-    "universal_method": "sgd", "universal_epochs": 20, "universal_eps": None, "hsj_queries": 1000,
-    "gallery": 4,
-}
-
+__all__ = ["SECTIONS", "ExtendedOptions", "ExtendedSection"]
 
 @dataclass(frozen=True)
 class ExtendedSection:
@@ -94,14 +61,6 @@ class ExtendedOptions:
     extended_train_data: str | None = None
     data_root: str | None = None
     device: str = "auto"
-
-
-def _settings(config: ExtendedOptions) -> dict[str, Any]:
-    given = dict(config.extended_budget or {})
-    unknown = sorted(set(given) - set(DEFAULTS))
-    if unknown:
-        raise InputError(f"unknown extended-suite setting(s) {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}")
-    return {**DEFAULTS, **given}
 
 
 def _points(ctx: EvalContext, limit: int | None = None) -> Tensor:
@@ -294,7 +253,8 @@ def _universal(ctx: EvalContext, config: ExtendedOptions, s: dict[str, Any]) -> 
                  "perturbation_png": perturbation_to_data_uri(fit.delta, scale=max(1, 112 // side))})
 
 
-_SECTIONS: list[tuple[str, str, Callable[[EvalContext, ExtendedOptions, dict[str, Any]], ExtendedSection]]] = [
+#: Every section of the extended suite in run order: name, title, and the function that runs it.
+SECTIONS: list[tuple[str, str, Callable[[EvalContext, ExtendedOptions, dict[str, Any]], ExtendedSection]]] = [
     ("patch", "Adversarial patch", _patch),
     ("spatial", "Spatial robustness", _spatial),
     ("corruptions", "Common corruptions", _corruptions),
@@ -302,22 +262,3 @@ _SECTIONS: list[tuple[str, str, Callable[[EvalContext, ExtendedOptions, dict[str
     ("universal", "Universal adversarial perturbation", _universal),
     ("hopskipjump", "HopSkipJump", _hopskipjump),
 ]
-
-
-def extended_stage(ctx: EvalContext, config: ExtendedOptions) -> dict[str, Any]:
-    """Run every section of the extended suite; a JSON-ready dict `{"settings": ..., "sections": [...]}`.
-
-    A section whose attack module is not installed is recorded as skipped, with the reason.
-    """
-    settings = _settings(config)
-    sections = []
-    for name, title, run in _SECTIONS:
-        start = time.perf_counter()
-        try:
-            section = run(ctx, config, settings)
-        except ModuleNotFoundError as error:
-            if not (error.name or "").startswith("bastion."):
-                raise
-            section = ExtendedSection(name, title, "—", {}, skipped=f"not available: {error}")
-        sections.append({**asdict(section), "seconds": time.perf_counter() - start})
-    return {"settings": settings, "sections": sections}

@@ -203,9 +203,11 @@ def case_progress_and_seconds(work: Path) -> dict[str, list[str]]:
         return {"progress": [message], "attack-seconds": [message]}
     early = [line for at, line in stamped if at < end - 5 and line.startswith("bastion: INFO:")]
     progress = [] if early else [f"no progress line more than 5 s before the end ({len(stamped)} lines on stderr)"]
+    from bastion.evaluate.report_schema import attack_rows  # report.json of any schema version
+
     report = json.loads((out / "report.json").read_text())
     seconds = [f"attack row {a['name']} ({a.get('stage', '?')}) spent {a['passes']} passes in {a['seconds']} s"
-               for a in report["attacks"]
+               for a in attack_rows(report)
                if sum(v for k, v in a["passes"].items() if k.endswith("samples")) > 0 and not a["seconds"] > 0]
     return {"progress": progress, "attack-seconds": seconds}
 

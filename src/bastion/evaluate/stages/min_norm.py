@@ -14,10 +14,9 @@ from bastion.attacks import ATTACKS
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag
-from bastion.evaluate.result import CurvePoint
 from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages.curve_grid import curve_grid
-from bastion.evaluate.stages.sparse import SparseResult
+from bastion.evaluate.stages.min_norm_result import MinNormResult, NormBound
 from bastion.render.blocks import count, esc, note_html, section_html
 from bastion.threat import ThreatModel
 
@@ -38,40 +37,6 @@ class MinNormSettings:
             raise InputError(f"{self.attack} does not minimize the norm; use fab or cw")
         if any(not (isinstance(e, (int, float)) and math.isfinite(e) and e >= 0) for e in self.grid):
             raise InputError(f"min-norm radii must be finite and >= 0, got {self.grid}")
-
-
-@dataclass(frozen=True)
-class NormBound:
-    """The robust accuracy at radius `eps` that the minimal norms allow (an upper bound)."""
-
-    eps: float
-    accuracy: float
-
-
-@dataclass(frozen=True)
-class MinNormResult(SparseResult):
-    """The minimal-norm profile: the attack, the norms it found on the correct points, and the accuracy read off them.
-
-    Attributes:
-        attack: The minimal-norm attack's name; settings: its settings.
-        attacked: Correct points attacked; found: those the attack found an adversarial example for.
-        median, mean: Of the norms found (None when none was found).
-        quantiles: q10, q25, q50, q75 and q90 of the norms found.
-        curve: The accuracy at each radius of the grid (`bounds()` as curve points).
-    """
-
-    attack: str
-    settings: dict[str, Any]
-    attacked: int
-    found: int
-    median: float | None
-    mean: float | None
-    quantiles: dict[str, float]
-    curve: list[NormBound]
-
-    def bounds(self) -> list[CurvePoint]:
-        """The robust accuracy at each radius of the grid that the minimal norms allow (an upper bound)."""
-        return [CurvePoint(eps=float(c.eps), accuracy=float(c.accuracy)) for c in self.curve]
 
 
 def norm_profile(norms: Tensor, fooled: Tensor, correct: Tensor, grid: list[float]) -> dict[str, Any]:

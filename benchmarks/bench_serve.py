@@ -15,6 +15,7 @@ client's p50 with batching over --no-batching (<= 1.25), the throughput with bat
 without at 8+ clients (>= 1.3), and the guard's CPU per request over the bare server's (<= 1.5).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_serve.py [--requests 2000] [--clients 1 8 32 64] [--processes 4]
+        [--server-cpus 0 --client-cpus 1 ...]   (pinning keeps the load generators off the server's CPU)
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def start_server(kind: str, port: int) -> subprocess.Popen[str]:
                    "--port", str(port), "--max-items", "64"] + (["--no-batching"] if kind == "guard, no batching"
                                                                  else [])
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if SERVER_CPUS:
+        command = ["taskset", "-c", ",".join(map(str, SERVER_CPUS)), *command]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
@@ -157,12 +160,19 @@ def measure(pool: Any, pid: int, port: int, requests: int, clients: int, process
             "cpu_ms": 1000 * cpu / max(1, len(latencies)), "failed": float(sum(r[1] for r in results))}
 
 
+def _pin_clients() -> None:
+    if CLIENT_CPUS:
+        os.sched_setaffinity(0, CLIENT_CPUS)
+
+
 def run(args: argparse.Namespace) -> None:
+    pinned = (f"; server pinned to CPUs {SERVER_CPUS}, load generators to {CLIENT_CPUS}" if SERVER_CPUS or CLIENT_CPUS
+              else "")
     print(f"{args.requests} one-image OIP requests per row, {args.processes} load-generator processes, loopback; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}")
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}{pinned}")
     print(f"{'server':<20}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'failed':>8}")
     table: dict[tuple[str, int], dict[str, float]] = {}
-    with multiprocessing.get_context("fork").Pool(args.processes) as pool:
+    with multiprocessing.get_context("fork").Pool(args.processes, initializer=_pin_clients) as pool:
         for kind in ("guard, batching", "guard, no batching", "bare"):
             port = free_port()
             proc = start_server(kind, port)
@@ -196,6 +206,8 @@ def _bodies() -> list[bytes]:
 
 
 BODIES: list[bytes] = []
+SERVER_CPUS: list[int] = []
+CLIENT_CPUS: list[int] = []
 
 
 def main() -> None:
@@ -203,8 +215,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per row")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--processes", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--server-cpus", type=int, nargs="+", default=[], help="pin the servers to these CPUs")
+    parser.add_argument("--client-cpus", type=int, nargs="+", default=[], help="pin the load generators to these CPUs")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    SERVER_CPUS.extend(args.server_cpus)
+    CLIENT_CPUS.extend(args.client_cpus)
     if args.bare_server is not None:
         import uvicorn
 

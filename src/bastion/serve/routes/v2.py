@@ -20,6 +20,31 @@ from bastion.serve.server import GuardedServer
 __all__ = ["router"]
 
 router = APIRouter()
+# The infer routes come first: FastAPI tries the routes in order, and inference is the hot path.
+
+
+async def _infer(name: str, version: str | None, request: Request) -> JSONResponse:
+    server = served(request)
+    check_model(server, name, version)
+    who = authorize(server, request, server.api_key)
+    limit(server, who, 1)  # before the body is read: a flood is refused without parsing anything
+    parsed, x = decode_infer(await request.body(), server.input_shape, server.config.limits.max_items)
+    limit(server, who, len(x) - 1)  # the limit counts inputs
+    verdicts = await guard_inputs(server, "infer", x)
+    # A JSONResponse skips FastAPI's generic encoder: the payload is plain JSON types already.
+    return JSONResponse(infer_response(server.name, server.fingerprint[:12], parsed, verdicts, guarantee(server)))
+
+
+@router.post("/v2/models/{name}/infer")
+async def infer(name: str, request: Request) -> JSONResponse:
+    """Guarded inference on an OIP v2 tensor of images."""
+    return await _infer(name, None, request)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer")
+async def version_infer(name: str, version: str, request: Request) -> JSONResponse:
+    """`infer` on one version."""
+    return await _infer(name, version, request)
 
 
 @router.get("/v2/health/live")
@@ -80,27 +105,3 @@ async def model_ready(name: str, request: Request) -> JSONResponse:
 async def version_ready(name: str, version: str, request: Request) -> JSONResponse:
     """`model_ready` of one version."""
     return _ready(served(request), name, version)
-
-
-async def _infer(name: str, version: str | None, request: Request) -> JSONResponse:
-    server = served(request)
-    check_model(server, name, version)
-    who = authorize(server, request, server.api_key)
-    limit(server, who, 1)  # before the body is read: a flood is refused without parsing anything
-    parsed, x = decode_infer(await request.body(), server.input_shape, server.config.limits.max_items)
-    limit(server, who, len(x) - 1)  # the limit counts inputs
-    verdicts = await guard_inputs(server, "infer", x)
-    # A JSONResponse skips FastAPI's generic encoder: the payload is plain JSON types already.
-    return JSONResponse(infer_response(server.name, server.fingerprint[:12], parsed, verdicts, guarantee(server)))
-
-
-@router.post("/v2/models/{name}/infer")
-async def infer(name: str, request: Request) -> JSONResponse:
-    """Guarded inference on an OIP v2 tensor of images."""
-    return await _infer(name, None, request)
-
-
-@router.post("/v2/models/{name}/versions/{version}/infer")
-async def version_infer(name: str, version: str, request: Request) -> JSONResponse:
-    """`infer` on one version."""
-    return await _infer(name, version, request)

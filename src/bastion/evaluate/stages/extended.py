@@ -52,7 +52,7 @@ class ExtendedStage(Stage):
     flags = (
         Flag("extended_train_data", None, "data spec the extended suite trains its patch and universal perturbation "
              "on (default: the first half of the evaluated points; the second half measures)", metavar="DATA"),
-        Flag("extended_budget", {}, "the extended suite's budgets by name (TOML only; bastion.evaluate.extended)",
+        Flag("extended_budget", {}, "the extended suite's budgets by name (TOML only; stages.extended_run.DEFAULTS)",
              dict),
     )
 

@@ -1,6 +1,6 @@
 """The extended suite's sections of the HTML report (patch, spatial, corruptions, one-pixel, universal, HopSkipJump).
 
-Rendered from the report's `extended` entry (`bastion.evaluate.extended.extended_stage`), with the
+Rendered from the extended stage's result (`bastion.evaluate.stages.extended_run.extended_stage`), with the
 look, escaping and offline guarantees of `bastion.report.html`: images must be PNG data URIs.
 """
 

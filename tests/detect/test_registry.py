@@ -69,3 +69,10 @@ def test_a_new_registration_is_listed_built_and_named_in_errors(constant):
     assert constant in DETECTORS.names() and isinstance(make_detector("CONST"), _Constant)
     with pytest.raises(InputError, match="constant"):
         make_detector("oracle")
+
+
+def test_the_evaluation_calibrates_every_registered_detector_by_default():
+    from bastion.detect.registry import DETECTORS
+    from bastion.evaluate.stages.detection_run import DEFAULT_DETECTORS
+
+    assert sorted(DEFAULT_DETECTORS) == DETECTORS.names()

@@ -8,6 +8,7 @@ from typing import Any
 
 from bastion.attacks import FGSM, PGD
 from bastion.data import load_dataset
+from bastion.detect.registry import DETECTORS
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag, open_unit
 from bastion.evaluate.stage import STAGES, Stage
@@ -52,8 +53,8 @@ class DetectionStage(Stage):
     Result = DetectionResult
     settings: DetectionSettings
     flags = (
-        Flag("detect", False, "calibrate the detectors (feature squeezing, confidence, entropy, margin) on clean data "
-             "and report their detection rates of FGSM, PGD and an adaptive attack", bool),
+        Flag("detect", False, f"calibrate the detectors ({', '.join(DETECTORS.names())}) on clean data and report "
+             "their detection rates of FGSM, PGD and an adaptive attack", bool),
         Flag("detect_fpr", 0.05, "detectors' false-positive rate on clean data", float, check=open_unit,
              expects="lie in (0, 1)"),
         Flag("detect_calibration", None, "clean data the thresholds are calibrated on (default: half of the "

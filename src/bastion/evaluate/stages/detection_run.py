@@ -27,6 +27,7 @@ from bastion.evaluate.stages.detection_parts import (
 
 __all__ = ["DEFAULT_DETECTORS", "AdversarialSet", "collect_adversarial", "detection_stage"]
 
+#: The detectors a run calibrates by default (every one of `DETECTORS`, the one Xu et al. propose first).
 DEFAULT_DETECTORS = ("feature-squeezing", "confidence", "entropy", "margin")
 
 
@@ -83,7 +84,7 @@ def detection_stage(
         adversarial: By attack name, adversarial examples already found (e.g. collected by the
             cascade); None runs `attacks` on the held-out correct points here.
         fpr: Target false-positive rate in (0, 1).
-        detectors: Detector names ("feature-squeezing", "confidence", "entropy", "margin") or objects.
+        detectors: Detector names (any of `DETECTORS.names()`) or objects.
         calibration: Clean calibration images; None splits `ctx.data`.
         attacks: Attacks run when `adversarial` is None; None gives PGD with its defaults.
         adaptive_steps: Steps of the adaptive attack; 0 skips it.

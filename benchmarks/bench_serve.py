@@ -82,8 +82,8 @@ def start_server(kind: str, port: int) -> subprocess.Popen[str]:
         command = [sys.executable, __file__, "--bare-server", str(port)]
     else:
         command = [sys.executable, "-m", "bastion", "serve", "--model", MODEL, "--device", "cpu", "--fpr", "0.05",
-                   "--port", str(port), "--max-items", "64"] + (["--no-batching"] if kind == "guard, no batching"
-                                                                 else [])
+                   "--port", str(port), "--max-items", "64", *GUARD_ARGS] + (["--no-batching"] if kind ==
+                                                                                "guard, no batching" else [])
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     if SERVER_CPUS:
         command = ["taskset", "-c", ",".join(map(str, SERVER_CPUS)), *command]
@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> None:
     pinned = (f"; server pinned to CPUs {SERVER_CPUS}, load generators to {CLIENT_CPUS}" if SERVER_CPUS or CLIENT_CPUS
               else "")
     print(f"{args.requests} one-image OIP requests per row, {args.processes} load-generator processes, loopback; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}{pinned}")
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}{pinned}"
+          + (f"; guard flags: {' '.join(GUARD_ARGS)}" if GUARD_ARGS else ""))
     print(f"{'server':<20}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'failed':>8}")
     table: dict[tuple[str, int], dict[str, float]] = {}
     with multiprocessing.get_context("fork").Pool(args.processes, initializer=_pin_clients) as pool:
@@ -207,6 +208,7 @@ def _bodies() -> list[bytes]:
 
 BODIES: list[bytes] = []
 SERVER_CPUS: list[int] = []
+GUARD_ARGS: list[str] = []
 CLIENT_CPUS: list[int] = []
 
 
@@ -217,8 +219,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="load-generator processes")
     parser.add_argument("--server-cpus", type=int, nargs="+", default=[], help="pin the servers to these CPUs")
     parser.add_argument("--client-cpus", type=int, nargs="+", default=[], help="pin the load generators to these CPUs")
+    parser.add_argument("--guard-args", default="", help="more `bastion serve` flags for the guard, e.g. "
+                        "'--squeezers bit-depth:1'")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    GUARD_ARGS.extend(args.guard_args.split())
     SERVER_CPUS.extend(args.server_cpus)
     CLIENT_CPUS.extend(args.client_cpus)
     if args.bare_server is not None:

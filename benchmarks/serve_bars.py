@@ -32,11 +32,13 @@ from bastion.serve import GuardedServer, build_server, load_config
 from bastion.threat import ThreatModel
 
 MODEL = "zoo:mnist-cnn-at"
+SQUEEZERS: list[str] = []
 
 
 def server_on(calibration: Tensor, on_drift: str, fpr: float) -> GuardedServer:
     config = load_config(None, {"model": {"spec": MODEL, "device": "cpu"},
-                                "guard": {"calibration": "benchmark split", "fpr": fpr, "on_drift": on_drift}})
+                                "guard": {"calibration": "benchmark split", "fpr": fpr, "on_drift": on_drift,
+                                          "squeezers": SQUEEZERS or None}})
     return build_server(config, calibration=calibration)
 
 
@@ -64,7 +66,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="inputs per micro-batch")
     parser.add_argument("--steps", type=int, default=20, help="PGD steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="exchangeable rows' shuffles")
+    parser.add_argument("--squeezers", help="feature squeezers, e.g. bit-depth:1 (default: the detector's)")
     args = parser.parse_args()
+    SQUEEZERS.extend(s for s in (args.squeezers or "").split(",") if s)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     data = load_dataset("mnist-sample:eval")

@@ -33,6 +33,9 @@ average M_t is a test martingale, and Ville's inequality (1939) bounds a false a
 
     P(exists t: M_t >= 1 / delta) <= delta.                                                       (2)
 
+The bets are restarted every 500 inputs with decreasing weights (`bastion.serve.restarts`), so a
+change after a long clean stretch is caught about as fast as one at the start.
+
 After an alarm the guarantee stays broken until the guard is recalibrated or the monitor reset. The
 bets are one-sided: traffic more typical than the calibration set (larger p-values) keeps every
 flag-rate promise and raises no alarm. `flag_rate_bound` reports, per signal, the
@@ -52,6 +55,7 @@ import numpy as np
 from scipy.stats import beta as beta_law
 
 from bastion.errors import InputError
+from bastion.serve.restarts import RestartedMixture
 
 __all__ = ["GuaranteeMonitor", "GuaranteeState", "UrnPValues", "bet_log_factors", "level_bounds",
            "mixture_log_wealth"]
@@ -212,7 +216,7 @@ class GuaranteeMonitor:
         with self._lock:
             self._urn = UrnPValues(self.n, len(self.names))
             self._rng = np.random.default_rng(self.seed)
-            self._log_wealth = np.zeros(len(self.weights))
+            self._mixture = RestartedMixture(self.weights)
             self._log_mixture = 0.0
             self._inputs = self._since = 0
             self._broken_why: str | None = None
@@ -229,7 +233,7 @@ class GuaranteeMonitor:
             u = self._urn.update(below, self._rng.random(p.shape))                # (B, D)
             linear, threshold = bet_log_factors(u, self.levels)                     # (B, D, .)
             factors = np.concatenate([linear, threshold], axis=2).reshape(len(p), -1)
-            mixture, self._log_wealth = mixture_log_wealth(factors, self.weights, self._log_wealth)
+            mixture = self._mixture.update(factors)
             start, self._inputs = self._inputs, self._inputs + len(p)
             self._log_mixture = float(mixture[-1])
             if self._broken_why is not None:
@@ -238,7 +242,7 @@ class GuaranteeMonitor:
             if not len(crossed):
                 return False
             self._since = start + int(crossed[0]) + 1
-            share = self._log_wealth.reshape(len(self.names), -1).max(axis=1)
+            share = self._mixture.best_bets().reshape(len(self.names), -1).max(axis=1)
             name = self.names[int(np.argmax(share))]
             self._broken_why = (f"traffic is not exchangeable with the calibration set: {name} p-values run lower "
                                 f"than exchangeable traffic's (e-value {math.exp(float(mixture[crossed[0]])):.4g} >= "

@@ -94,3 +94,51 @@ def test_print_config_writes_every_option_at_its_default_and_reads_back(capsys, 
         assert (name in table) == (flag.default is not None) and f"# {flag.help}" in text, name
     config = EvalConfig.from_options(table)
     assert config.flag_values() == EvalConfig.build().flag_values() and config.suite == "fast"
+
+
+def test_a_new_stage_with_a_flag_needs_only_its_module_and_a_suite_entry(monkeypatch, capsys):
+    """The CLI, the TOML keys, the config and the plan pick a new stage's flag up from the registry alone."""
+    from collections.abc import Mapping
+    from dataclasses import dataclass
+    from typing import Any
+
+    from bastion.evaluate.flags import Flag
+    from bastion.evaluate.stage import Stage, StageResult
+    from bastion.evaluate.suites import Entry
+
+    @dataclass(frozen=True)
+    class EchoSettings:
+        times: int = 1
+
+    class EchoStage(Stage):
+        kind = "echo-test"
+        Settings = EchoSettings
+        Result = StageResult
+        flags = (Flag("echo_times", 1, "how often the echo stage echoes", int, minimum=1),)
+
+        @classmethod
+        def from_flags(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+            return {"times": options["echo_times"]}
+
+        def run(self, ctx: Any) -> StageResult:
+            return StageResult()
+
+        @classmethod
+        def headline(cls, result: Any) -> str:
+            return "echo"
+
+    STAGES.register("echo-test", EchoStage)
+    try:
+        monkeypatch.setitem(SUITES, "pgd", [*SUITES["pgd"], Entry("echo", "echo-test", when="echo_times")])
+        args = build_parser().parse_args(["--model", "m", "--data", "d", "--echo-times", "3"])
+        assert "--echo-times" in build_parser().format_help()
+        from_cli = EvalConfig.build(model="m", data="d", suite="pgd", echo_times=args.echo_times)
+        from_toml = EvalConfig.from_options({"model": "m", "data": "d", "suite": "pgd", "echo_times": 3})
+        for config in (from_cli, from_toml):
+            echo = next(s for s in plan(config) if s.name == "echo")
+            assert echo.settings == EchoSettings(times=3)
+        with pytest.raises(InputError, match="echo_times must be an integer >= 1, got 0"):
+            EvalConfig.build(echo_times=0)
+    finally:
+        STAGES.unregister("echo-test")
+    assert "echo_times" not in all_flags()

@@ -47,7 +47,7 @@ def test_an_earlier_report_is_kept_unless_asked(tmp_path, capsys):
     report = (out / "report.json").read_bytes()
     assert {p.name for p in out.iterdir()} == {"report.json", "report.html"}
     capsys.readouterr()
-    _fails(capsys, [*QUICK, "--no-db", "--out", str(out), "--eps", "0.2"], "holds the report of an earlier evaluation")
+    _fails(capsys, [*QUICK, "--no-db", "--out", str(out), "--eps", "0.2"], "holds the results of an earlier `bastion evaluate` run")
     assert (out / "report.json").read_bytes() == report
     _fails(capsys, [*QUICK, "--no-db", "--out", str(out), "--resume", "--overwrite"], "give one of them")
     assert main([*QUICK, "--no-db", "--out", str(out), "--eps", "0.2", "--overwrite"]) == 0

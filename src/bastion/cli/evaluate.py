@@ -17,6 +17,7 @@ from bastion.cli.common import (
     take_over_out_dir,
 )
 from bastion.cli.history_options import HISTORY_KEYS, add_history_options, prepare_history
+from bastion.cli.resumable import earlier_run
 from bastion.errors import InputError
 
 if TYPE_CHECKING:
@@ -167,26 +168,15 @@ def _guard_earlier_run(out: Path, *, resume: bool, overwrite: bool) -> Path | No
     leaves a finished one alone (its report.json, no saved stages: the report's history run is
     recorded already); --overwrite replaces it.
     """
-    from bastion.evaluate.runner import STATE_NAME
+    report = earlier_run(out, "report.json", resume=resume, overwrite=overwrite, command="evaluate")
+    if report is not None and not (out / "report.html").exists():  # killed between the two files
+        import json
 
-    if resume and overwrite:
-        raise InputError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-    earlier = [name for name in ("report.json", STATE_NAME) if (out / name).exists()]
-    if earlier and not resume and not overwrite:
-        what = "the report" if earlier[0] == "report.json" else "the saved stages"
-        raise InputError(f"--out {out} holds {what} of an earlier evaluation ({earlier[0]}): give --resume to "
-                         "continue it, --overwrite to replace it, or another --out")
-    if resume and earlier == ["report.json"]:
-        report = out / "report.json"
-        if not (out / "report.html").exists():  # killed between the two files: the page follows from the JSON
-            import json
+        from bastion.report import write_html
 
-            from bastion.report import write_html
-
-            try:
-                write_html(json.loads(report.read_text(encoding="utf-8")), out / "report.html")
-            except (OSError, ValueError) as error:
-                raise InputError(f"--resume: {report} of the finished run cannot be read ({error}); give "
-                                 "--overwrite to run it again") from None
-        return report
-    return None
+        try:
+            write_html(json.loads(report.read_text(encoding="utf-8")), out / "report.html")
+        except (OSError, ValueError) as error:
+            raise InputError(f"--resume: {report} of the finished run cannot be read ({error}); give "
+                             "--overwrite to run it again") from None
+    return report

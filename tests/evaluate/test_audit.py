@@ -14,6 +14,7 @@ from bastion.data import load_dataset
 from bastion.errors import InputError
 from bastion.evaluate import STAGES, Runner
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.records import AttackKind
 from bastion.evaluate.stages import AuditResult, AuditStage
 from bastion.evaluate.stages.audit import clean_margins
 from bastion.evaluate.verdict import build_verdict
@@ -47,6 +48,7 @@ def test_a_cascade_that_missed_points_is_caught_and_the_run_escalates(escalate):
     assert not ctx.robust[audit.missed].any()  # a miss counts as broken
     roles = [r.role for r in audit.records]
     assert roles[0].startswith("audit:")
+    assert [r.kind for r in audit.records] == [AttackKind.AUDIT] + [AttackKind.AUDIT_ESCALATION] * (len(roles) - 1)
     members = [name for name, _ in member_specs("standard")]
     escalated_with = [r.name for r in audit.records[1:]]
     assert escalated_with == (members if escalate == "all" else [m for m in members if m in audit.finders])
@@ -136,7 +138,7 @@ def test_misses_near_the_boundary_alone_escalate_on_the_near_stratum_only():
     assert "on the robust points nearest the boundary" in AuditStage.headline(audit)
     # A fired audit finding names the same scope as its action in the verdict.
     fired = replace(audit, finding=replace(audit.finding, fired=True))
-    verdict = build_verdict(None, None, 0.5, ctx.model, audit=fired)
+    verdict = build_verdict([fired], 0.5, ctx.model)
     assert verdict.escalated and verdict.fired[0].action == f"escalated: {audit.escalation_text()}"
     assert audit.records[-1].robust_accuracy == ctx.robust.float().mean().item()
     with pytest.raises(InputError, match="near_share"):

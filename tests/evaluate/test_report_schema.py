@@ -17,6 +17,7 @@ from bastion.data import ImageSet
 from bastion.errors import InputError
 from bastion.evaluate import STAGES, EvalResult, Runner
 from bastion.evaluate.context import EvalContext
+from bastion.evaluate.records import AttackKind
 from bastion.evaluate.report_schema import (
     attack_rows,
     class_floor,
@@ -34,7 +35,7 @@ from bastion.report.terminal import format_result
 from bastion.threat import ThreatModel
 from tests.conftest import TinyCNN
 
-PGD = {"attack": "pgd", "params": {"steps": 3, "n_restarts": 1}, "role": "main attack"}
+PGD = {"attack": "pgd", "params": {"steps": 3, "n_restarts": 1}, "role": "main attack", "kind": "main"}
 PLAN = [("clean", "clean", {}), ("fgsm", "attack", {"attack": "fgsm"}), ("pgd", "attack", PGD),
         ("curve", "curve", {"grid": [0.0, 0.05, 0.1], "steps": 3}), ("per-class", "per-class", {}),
         ("min-norm", "min-norm", {"attack": "fab", "grid": [0.0, 0.05]}),
@@ -72,9 +73,20 @@ def _copies(v3: dict) -> dict:
             "class_floor": by_kind["per-class"]["floor"]}
 
 
+def _without_kinds(report: dict) -> dict:
+    """The report as written before attack records (and attack stages' settings) had a kind."""
+    old = copy.deepcopy(report)
+    attack_stages = [s for s in old.get("stages", []) if s["kind"] == "attack"]
+    for row in [*old.get("attacks", []), *(s["result"]["record"] for s in attack_stages)]:
+        del row["kind"]
+    for stage in attack_stages:
+        del stage["settings"]["kind"]
+    return old
+
+
 def _v2(v3: dict) -> dict:
     stages = [{**s, "result": {"section": s["result"]}} if s["kind"] in SECTIONS else s for s in v3["stages"]]
-    return copy.deepcopy({**v3, "schema_version": 2, **_copies(v3), "stages": stages})
+    return _without_kinds({**v3, "schema_version": 2, **_copies(v3), "stages": stages})
 
 
 def _v1(v3: dict) -> dict:
@@ -82,7 +94,11 @@ def _v1(v3: dict) -> dict:
     by_kind = {s["kind"]: s["result"] for s in v3["stages"]}
     old.update(_copies(v3), schema_version=1, curve_settings=by_kind["curve"]["settings"])
     old.update({key: by_kind[kind] for kind, key in SECTIONS.items()})
-    return copy.deepcopy(old)
+    return _without_kinds(old)
+
+
+OLD = [_v1, _v2, _without_kinds]
+OLD_IDS = ["schema-1", "schema-2", "schema-3-before-kinds"]
 
 
 def _section(html: str, name: str) -> str:
@@ -99,7 +115,7 @@ def test_schema_3_keeps_each_result_once(v3):
     assert [p["eps"] for p in curve_rows(v3)] == [0.0, 0.05, 0.1] and len(class_rows(v3)) == 4
 
 
-@pytest.mark.parametrize("old", [_v1, _v2], ids=["schema-1", "schema-2"])
+@pytest.mark.parametrize("old", OLD, ids=OLD_IDS)
 def test_an_earlier_schema_reads_as_schema_3(v3, old):
     report = old(v3)
     assert upgrade(report)["schema_version"] == 3 and not {"attacks", "curve", "per_class"} & set(upgrade(report))
@@ -119,6 +135,15 @@ def test_an_earlier_schema_reads_as_schema_3(v3, old):
     assert saved["schema_version"] == 3 and "attacks" not in saved and EvalResult.from_dict(saved) == loaded
 
 
+def test_a_report_written_before_kinds_gets_its_records_kinds_from_their_roles(v3):
+    old = _without_kinds(v3)
+    assert "kind" not in old["stages"][1]["result"]["record"] and upgrade(old) is not old
+    assert [r["kind"] for r in attack_rows(old)] == ["attack", "main"] == [r["kind"] for r in attack_rows(v3)]
+    assert [r.kind for r in EvalResult.from_dict(old).attacks] == [AttackKind.ATTACK, AttackKind.MAIN]
+    assert old == _without_kinds(v3)  # upgraded into a new dict, the one read left as it was
+    assert EvalResult.from_dict(old).to_dict()["stages"][2]["result"]["record"]["kind"] == "main"  # saved with it
+
+
 def test_eval_result_hands_out_typed_results_by_stage_name(v3):
     result = EvalResult.from_dict(v3)
     assert list(result.stage_results) == [name for name, _, _ in PLAN]
@@ -129,7 +154,7 @@ def test_eval_result_hands_out_typed_results_by_stage_name(v3):
     assert result.to_dict() == v3  # the stages are the whole report: nothing added, nothing lost
 
 
-@pytest.mark.parametrize("old", [_v1, _v2], ids=["schema-1", "schema-2"])
+@pytest.mark.parametrize("old", OLD, ids=OLD_IDS)
 def test_the_report_pages_read_every_schema_alike(v3, old):
     report = old(v3)
     page, expected = render_html(report), render_html(v3)
@@ -139,7 +164,7 @@ def test_the_report_pages_read_every_schema_alike(v3, old):
     assert text.split("\nstages (")[0] == format_result(v3).split("\nstages (")[0]  # summary, attacks, curve
 
 
-@pytest.mark.parametrize("old", [_v1, _v2], ids=["schema-1", "schema-2"])
+@pytest.mark.parametrize("old", OLD, ids=OLD_IDS)
 def test_the_history_store_reads_every_schema_alike(v3, old, tmp_path):
     expected = from_result("evaluate", v3).metrics
     assert {"after/fgsm", "after/pgd", "min_class_robust_accuracy", "certified_accuracy@0"} <= set(expected)

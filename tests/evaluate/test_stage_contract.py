@@ -16,21 +16,31 @@ import torch
 
 from bastion.data import ImageSet
 from bastion.defenses import Ensemble
-from bastion.evaluate import STAGES, Runner
+from bastion.errors import InputError
+from bastion.evaluate import STAGES, SUITES, EvalConfig, Runner, plan
 from bastion.evaluate import stage as stage_module
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.stage import Stage
+from bastion.evaluate.records import AttackKind, AttackRecord, Finding
+from bastion.evaluate.report_schema import attack_rows, attack_table, kind_of_role
+from bastion.evaluate.stage import Stage, json_ready
 from bastion.report import render_html
 from bastion.report.terminal import format_result
 from bastion.threat import ThreatModel
 from tests.conftest import TinyCNN
 from tests.evaluate.comparable import without_clocks
 
-ATTACK = {"attack": "pgd", "params": {"steps": 3, "n_restarts": 1}, "role": "main attack"}
+ATTACK = {"attack": "pgd", "params": {"steps": 3, "n_restarts": 1}, "role": "main attack", "kind": "main"}
 CHECKS = {"probe_points": 12, "blackbox_queries": 15, "steps": 3}
 EXTENDED = {"patch_steps": 2, "patch_placements": 1, "spatial_angles": 3, "spatial_translations": 3,
             "spatial_steps": 1, "corruptions": ["contrast"], "severities": [1], "max_points": 3,
             "onepixel_population": 6, "onepixel_steps": 1, "hsj_queries": 30, "gallery": 1, "universal_epochs": 1}
+
+#: The kinds of the attack records of each stage kind's result besides `attack` (whose one record has its
+#: settings' kind); the other stage kinds hold none.
+RECORD_KINDS = {"escalation": {AttackKind.ESCALATION, AttackKind.MASKING_CHECK, AttackKind.OVERHEAD},
+                "audit": {AttackKind.AUDIT, AttackKind.AUDIT_ESCALATION}}
+#: The stage kinds whose results report findings to the verdict.
+FINDING_KINDS = {"checks", "audit"}
 
 #: For each stage kind: the stages before it that it reads (with small settings), then the stage itself.
 CASES: dict[str, list[tuple[str, str, dict]]] = {
@@ -180,3 +190,43 @@ def test_resumes_to_the_same_result_after_a_kill_in_the_stage(kind, uninterrupte
     assert _results(resumed) == _results(expected)
     runner.finish()
     assert not (tmp_path / "state.pt").exists()
+
+
+def test_the_report_and_the_verdict_read_it_through_one_interface(kind, uninterrupted):
+    """Attack records typed by kind, findings through `verdict_findings`, and one attack table for every reader.
+
+    The role a report written before kinds holds upgrades to the kind written now (`kind_of_role`).
+    """
+    ctx, records = uninterrupted
+    results = [ctx.results[r.name] for r in records]
+    for stage, result in zip(_stages(kind), results, strict=True):
+        rows = result.attack_records()
+        assert all(isinstance(r, AttackRecord) and isinstance(r.kind, AttackKind) for r in rows)
+        if stage.kind == "attack":
+            assert [r.kind for r in rows] == [stage.settings.kind]
+        else:
+            assert {r.kind for r in rows} <= RECORD_KINDS.get(stage.kind, set())
+        assert all(kind_of_role(r.role) is r.kind for r in rows)
+        findings = result.verdict_findings()
+        assert all(isinstance(f, Finding) for f in findings) and bool(findings) == (stage.kind in FINDING_KINDS)
+    report = {"schema_version": 3, "stages": [asdict(r) for r in records]}
+    assert attack_rows(report) == [json_ready(r) for r in attack_table(results)]
+    assert all(isinstance(row["kind"], str) for row in attack_rows(report))  # JSON values, not enums
+
+
+def test_every_attack_kind_is_written_by_a_suite_or_a_stage():
+    """Each kind but the attack stage's default is a suite entry's, or one a stage writes (`RECORD_KINDS`)."""
+    torch.manual_seed(0)
+    deployed = TinyCNN().eval()
+    deployed.gradient_free = True
+    written = set().union(*RECORD_KINDS.values())
+    for suite in SUITES:
+        config = EvalConfig.build(model="m", data="d", suite=suite, surrogate="tests.conftest:seeded_tiny_cnn")
+        stages = plan(config, deployed if suite == "deployed" else None)
+        written |= {s.settings.kind for s in stages if s.kind == "attack"}
+        assert all(kind_of_role(s.settings.role) is s.settings.kind for s in stages if s.kind == "attack")
+    assert written == set(AttackKind) - {AttackKind.ATTACK}
+    assert STAGES.get("attack")().settings.kind is AttackKind.ATTACK
+    assert STAGES.get("attack")(kind="sanity").settings.kind is AttackKind.SANITY  # a TOML table gives the value
+    with pytest.raises(InputError, match="unknown attack kind 'nonsense'; choose one of: attack, sanity"):
+        STAGES.get("attack")(kind="nonsense")

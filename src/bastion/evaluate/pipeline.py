@@ -31,10 +31,10 @@ from bastion.defenses import Defended, Ensemble, apply_defenses
 from bastion.errors import InputError
 from bastion.evaluate.config import EvalConfig
 from bastion.evaluate.context import EvalContext, Example
-from bastion.evaluate.report_schema import SCHEMA_VERSION, attack_rows
-from bastion.evaluate.result import AttackRecord, CleanRecord, EvalResult, GalleryItem, StageRecord, Summary
+from bastion.evaluate.report_schema import attack_table
+from bastion.evaluate.result import CleanRecord, EvalResult, GalleryItem, StageRecord, Summary
 from bastion.evaluate.runner import Runner
-from bastion.evaluate.stages import AuditResult, ChecksResult, CleanResult, CurveResult, EscalationResult, MinNormResult
+from bastion.evaluate.stages import CleanResult
 from bastion.evaluate.stages.clean import mean_of
 from bastion.evaluate.suites import plan
 from bastion.evaluate.verdict import build_verdict
@@ -142,13 +142,16 @@ def _hash(identity: dict[str, Any]) -> str:
 
 def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], command: str | None,
               unweighted: list[str]) -> EvalResult:
-    """The report: its header and verdict read off the stages' results, and the stages themselves."""
+    """The report: its header and verdict read off the stages' results, and the stages themselves.
+
+    The attack table and the findings are read through every result's interface
+    (`StageResult.attack_records`, `StageResult.verdict_findings`), as the report's readers read them.
+    """
     clean = ctx.earlier(CleanResult)
     if clean is None:
         raise InputError("a suite must begin with the clean stage")
-    checks, escalation, curve = ctx.earlier(ChecksResult), ctx.earlier(EscalationResult), ctx.earlier(CurveResult)
-    view = {"schema_version": SCHEMA_VERSION, "stages": [{"kind": s.kind, "result": s.result} for s in stages]}
-    records = [AttackRecord(**row) for row in attack_rows(view)]  # the report's attack table, as its readers read it
+    results = list(ctx.results.values())
+    records = attack_table(results)
     n = len(ctx.data)
     robust = mean_of(ctx.robust)
     summary = Summary(clean.top1, robust, ctx.threat.norm.name, ctx.threat.eps, n,
@@ -168,8 +171,7 @@ def _assemble(ctx: EvalContext, config: EvalConfig, stages: list[StageRecord], c
         warnings=notes + ctx.warnings + protocol_warnings(clean.top1, records, ctx.threat.eps) + _deployed(ctx.model),
         provenance=provenance,
         config=config.to_dict(),
-        verdict=build_verdict(checks, escalation, robust, ctx.model, curve=curve, audit=ctx.earlier(AuditResult),
-                              min_norm=ctx.earlier(MinNormResult), chance=chance),
+        verdict=build_verdict(results, robust, ctx.model, chance=chance),
         stages=stages,
     )
 

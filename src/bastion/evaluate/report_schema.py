@@ -9,19 +9,28 @@
   result itself), and no top-level copies. The attack table, the curve and the per-class rows are
   read off the stages (`attack_rows`, `curve_rows`, `class_rows`).
 
+Attack records gained their `kind` (`AttackKind`) within schema 3: `upgrade` gives the records of
+a report written before it the kind their role names, the one place a role string is read.
+
 `upgrade` turns a report of any version into schema 3's shape; every reader (the HTML and terminal
 reports, the history store, `EvalResult.from_dict`) reads through it, so reports and history
-databases written by earlier versions keep working.
+databases written by earlier versions keep working. The attack table is read through the stages'
+typed results (`StageResult.attack_records`), never through role strings or attack names.
 """
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from bastion.errors import InputError
+from bastion.evaluate.records import AttackKind, AttackRecord
+from bastion.evaluate.stage import STAGES, Stage, StageResult, json_ready
 
-__all__ = ["READABLE", "SCHEMA_VERSION", "attack_rows", "class_floor", "class_rows", "curve_rows",
-           "legacy_stages", "stage_records", "stage_result", "upgrade"]
+__all__ = ["READABLE", "SCHEMA_VERSION", "attack_rows", "attack_table", "class_floor", "class_rows", "curve_rows",
+           "kind_of_role", "legacy_stages", "stage_records", "stage_result", "upgrade"]
 
 SCHEMA_VERSION = 3
 READABLE = (1, 2, 3)
@@ -31,8 +40,15 @@ _LEGACY_KEYS = {"curve_settings": "curve", "min_norm": "min-norm", "certify": "c
                 "extended": "extended", "detection": "detection"}
 #: The top-level copies schema 3 dropped.
 _COPIES = ("attacks", "curve", "per_class", "class_floor")
-#: The stage kinds whose results hold rows of the attack table, and the key they hold them under.
-_ATTACK_ROWS = {"attack": "record", "escalation": "records", "audit": "records"}
+#: Where the reports written before attack records had a kind hold them: stage kind -> key of a record or a list.
+_UNKINDED = {"attack": "record", "escalation": "records", "audit": "records"}
+#: The kind of such a record, by the start of its role (the first that matches); none matching: `ATTACK`.
+_ROLE_KINDS = (("escalation", AttackKind.ESCALATION), ("masking check", AttackKind.MASKING_CHECK),
+               ("overhead", AttackKind.OVERHEAD), ("audit escalation", AttackKind.AUDIT_ESCALATION),
+               ("audit", AttackKind.AUDIT), ("autoattack", AttackKind.AUTOATTACK), ("sanity", AttackKind.SANITY),
+               ("main", AttackKind.MAIN), ("gradient-free", AttackKind.MAIN), ("transfer", AttackKind.TRANSFER),
+               ("label-only", AttackKind.QUERY))
+_STANDARD = {kind.value for kind in AttackKind if kind.standard}
 
 
 def _record(name: str, kind: str, result: dict[str, Any], seconds: float = 0.0) -> dict[str, Any]:
@@ -70,7 +86,9 @@ def upgrade(report: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"report schema_version {version!r} is not supported "
                          f"(this bastion reads {', '.join(map(str, READABLE))})")
     if version == SCHEMA_VERSION:
-        return report
+        if all("kind" in row for stage in _list(report.get("stages")) for row in _unkinded(stage)):
+            return report
+        return {**report, "stages": [_with_kinds(s) for s in _list(report.get("stages"))]}
     stages = [dict(s) for s in _list(report.get("stages"))]
     if not stages:
         stages = legacy_stages(report)
@@ -79,7 +97,28 @@ def upgrade(report: dict[str, Any]) -> dict[str, Any]:
         if isinstance(result, dict) and set(result) == {"section"}:
             stage["result"] = _dict(result["section"])
     kept = {k: v for k, v in report.items() if k not in _COPIES and k not in _LEGACY_KEYS}
-    return {**kept, "schema_version": SCHEMA_VERSION, "stages": stages}
+    return {**kept, "schema_version": SCHEMA_VERSION, "stages": [_with_kinds(s) for s in stages]}
+
+
+def kind_of_role(role: str) -> AttackKind:
+    """The kind of an attack record written before records had one, read off its role."""
+    return next((kind for start, kind in _ROLE_KINDS if role.startswith(start)), AttackKind.ATTACK)
+
+
+def _unkinded(stage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attack records of a stage laid out as before records had a kind."""
+    key, result = _UNKINDED.get(str(stage.get("kind"))), _dict(stage.get("result"))
+    return [] if key is None else _list([result.get(key)] if key == "record" else result.get(key))
+
+
+def _with_kinds(stage: dict[str, Any]) -> dict[str, Any]:
+    """The stage with a kind on each of its attack records (a new dict when any lacked one)."""
+    if all("kind" in row for row in _unkinded(stage)):
+        return stage
+    kinded = [row if "kind" in row else {**row, "kind": kind_of_role(str(row.get("role", ""))).value}
+              for row in _unkinded(stage)]
+    result, key = _dict(stage.get("result")), _UNKINDED[str(stage.get("kind"))]
+    return {**stage, "result": {**result, key: kinded[0] if key == "record" else kinded}}
 
 
 def stage_records(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,22 +135,40 @@ def stage_result(report: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((r for r in results if isinstance(r, dict)), {})
 
 
-def attack_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The attack table: every attack record of every stage, in run order.
+def attack_table(results: Iterable[StageResult]) -> list[AttackRecord]:
+    """The attack table: the attack records of every stage result (`StageResult.attack_records`), in run order.
 
-    The first attack, when it is FGSM, saw every correct point: its robust accuracy is its own,
-    so its standalone accuracy is set to it.
+    The first row, when it is a standard attack (`AttackKind.standard`), attacked every correctly
+    classified point: its robust accuracy is its own, so its standalone accuracy is set to it.
     """
-    rows: list[dict[str, Any]] = []
-    for stage in stage_records(report):
-        key, result = _ATTACK_ROWS.get(str(stage.get("kind"))), _dict(stage.get("result"))
-        if key == "record" and isinstance(result.get("record"), dict):
-            rows.append(result["record"])
-        elif key == "records":
-            rows += _list(result.get("records"))
-    if rows and rows[0].get("name") == "fgsm":
+    rows = [record for result in results for record in result.attack_records()]
+    if rows and rows[0].kind.standard:
+        rows[0] = replace(rows[0], standalone_accuracy=rows[0].robust_accuracy)
+    return rows
+
+
+def attack_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The attack table of a report dictionary of any version, as JSON values (as `attack_table` reads it).
+
+    Each stage's records are read through its registered kind's typed result; the records of a
+    report this version cannot type (an early report's partial rows) are shown as they lie.
+    """
+    rows = [row for stage in stage_records(report) for row in _rows(stage)]
+    if rows and rows[0].get("kind") in _STANDARD:
         rows[0] = {**rows[0], "standalone_accuracy": rows[0].get("robust_accuracy")}
     return rows
+
+
+def _rows(stage: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stage's attack records as JSON values, read through its typed result (`StageResult.attack_records`)."""
+    kind = str(stage.get("kind", ""))
+    cls = typing.cast("type[Stage]", STAGES.get(kind)).Result if kind in STAGES else None
+    if cls is None or cls.attack_records is StageResult.attack_records:
+        return []  # no attack records: its result is not parsed
+    try:
+        return [json_ready(record) for record in cls.from_dict(_dict(stage.get("result"))).attack_records()]
+    except (TypeError, KeyError, ValueError, InputError):
+        return _unkinded(stage)
 
 
 def curve_rows(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,7 +9,9 @@ terminal table are rendered from it.
 Schema 3 keeps each result once, in its stage: the attack table, the curve and the per-class rows
 are read off the stages (`EvalResult.attacks`, `.curve`, `.per_class`; for the JSON,
 `bastion.evaluate.report_schema.attack_rows` and its neighbours), and `EvalResult.stage_results`
-gives every stage's typed result by name. `from_dict` reads schemas 1 and 2 too
+gives every stage's typed result by name. The attack table is every stage's attack records
+(`StageResult.attack_records`), each with its `kind` (`AttackKind`). `from_dict` reads schemas 1
+and 2 too, and reports written before attack records had a kind
 (`bastion.evaluate.report_schema.upgrade`).
 """
 
@@ -23,11 +25,12 @@ from typing import Any, cast
 
 from bastion._io import write_atomic
 from bastion.errors import InputError
-from bastion.evaluate.report_schema import SCHEMA_VERSION, attack_rows, class_floor, class_rows, curve_rows, upgrade
+from bastion.evaluate.records import AttackKind, AttackRecord, Finding
+from bastion.evaluate.report_schema import SCHEMA_VERSION, attack_table, class_floor, class_rows, curve_rows, upgrade
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 
-__all__ = ["SCHEMA_VERSION", "AttackRecord", "ClassRecord", "CleanRecord", "CurvePoint", "EvalResult", "Finding",
-           "GalleryItem", "StageRecord", "Summary", "Verdict", "passes_per_point", "write_atomic"]
+__all__ = ["SCHEMA_VERSION", "AttackKind", "AttackRecord", "ClassRecord", "CleanRecord", "CurvePoint", "EvalResult",
+           "Finding", "GalleryItem", "StageRecord", "Summary", "Verdict", "passes_per_point", "write_atomic"]
 
 
 @dataclass(frozen=True)
@@ -63,32 +66,6 @@ def passes_per_point(passes: dict[str, Any], n_points: int | float) -> dict[str,
     n = max(1.0, float(n_points or 1))
     return {"forward": float(passes.get("forward_samples", 0) or 0) / n,
             "backward": float(passes.get("backward_samples", 0) or 0) / n}
-
-
-@dataclass(frozen=True)
-class AttackRecord:
-    """One attack of the cascade: its settings, whom it attacked, and the robust accuracy after it.
-
-    `robust_accuracy` is the per-sample worst case over this attack and every one before it;
-    `standalone_accuracy` counts only this attack's own successes (and clean errors), when known.
-    `passes` and `seconds` are everything the row's work cost, counted by the same count of the
-    classifier as its stage's (`StageRecord`): the rows of a stage add up to the stage's cost, its
-    work outside its attacks shown as a row of its own (role "overhead: ..."). `stage`: the name of
-    the stage that ran it (empty in reports written before it was recorded).
-    """
-
-    name: str
-    role: str
-    settings: dict[str, Any]
-    norm: str
-    eps: float
-    attacked: int
-    fooled: int
-    robust_accuracy: float
-    passes: dict[str, int]
-    seconds: float
-    standalone_accuracy: float | None = None
-    stage: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,27 +112,6 @@ class GalleryItem:
     clean_png: str
     adversarial_png: str
     perturbation_png: str
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One gradient-masking check: what it measured, whether it fired, and what was run about it.
-
-    Attributes:
-        check: Identifier, e.g. "zero-gradients", "black-box-stronger".
-        title: The tell-tale sign in words.
-        fired: Whether the sign was seen.
-        severity: "suspicious" or "broken", the weight of the sign when it fires.
-        detail: The measured numbers.
-        action: What bastion ran about it (empty when it did not fire).
-    """
-
-    check: str
-    title: str
-    fired: bool
-    severity: str
-    detail: str
-    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,8 +194,8 @@ class EvalResult:
 
     @property
     def attacks(self) -> list[AttackRecord]:
-        """The attack table: every attack record of every stage, in run order."""
-        return [AttackRecord(**row) for row in attack_rows(self._stages_view())]
+        """The attack table: every stage's attack records (`StageResult.attack_records`), in run order."""
+        return attack_table(self.stage_results.values())
 
     @property
     def curve(self) -> list[CurvePoint]:

@@ -21,25 +21,45 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass
+from enum import Enum
 from typing import Any, ClassVar, TypeVar, Union
 
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag
+from bastion.evaluate.records import AttackRecord, Finding
 from bastion.registry import Registry
 
-__all__ = ["STAGES", "NoSettings", "Stage", "StageResult", "from_json"]
+__all__ = ["STAGES", "NoSettings", "Stage", "StageResult", "from_json", "json_ready"]
 
 R = TypeVar("R", bound="StageResult")
 
 
 @dataclass(frozen=True)
 class StageResult:
-    """Base of every stage's result: a frozen dataclass of JSON values and nested results."""
+    """Base of every stage's result: a frozen dataclass of JSON values and nested results.
+
+    The report and the verdict read every result through the same two methods, so that neither
+    names a result type to find what it needs: `attack_records` (its rows of the attack table, each
+    typed by its `AttackKind`) and `verdict_findings` (the gradient-masking findings it weighs in
+    the verdict). Both are empty unless the result overrides them.
+    """
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as JSON-ready values."""
-        return asdict(self)
+        """The result as JSON-ready values (enums as their values)."""
+        return json_ready(self)
+
+    def attack_records(self) -> list[AttackRecord]:
+        """This stage's rows of the attack table, in the order they ran (none by default)."""
+        return []
+
+    def verdict_findings(self) -> list[Finding]:
+        """The findings this stage reports to the verdict (none by default).
+
+        A finding is reported once, by the stage that reports it: the probes' findings, which the
+        checks stage takes over, are the checks stage's to report.
+        """
+        return []
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
@@ -86,7 +106,7 @@ class Stage(ABC):
 
     def settings_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (recorded in the report, and compared on resume)."""
-        return asdict(self.settings)
+        return json_ready(self.settings)
 
     @abstractmethod
     def run(self, ctx: EvalContext) -> StageResult:
@@ -110,9 +130,16 @@ class Stage(ABC):
 STAGES: Registry[Stage] = Registry("stage")
 
 
+def json_ready(instance: Any) -> dict[str, Any]:
+    """`dataclasses.asdict`, with enums as their values: what JSON and a weights-only `torch.load` read back."""
+    return asdict(instance, dict_factory=lambda items: {k: v.value if isinstance(v, Enum) else v for k, v in items})
+
+
 def from_json(kind: Any, value: Any) -> Any:
-    """Rebuild a value of type `kind` (a dataclass, list, dict, union or plain type) from its JSON form."""
+    """Rebuild a value of type `kind` (a dataclass, enum, list, dict, union or plain type) from its JSON form."""
     origin = typing.get_origin(kind)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(value)
     if is_dataclass(kind) and isinstance(kind, type):
         if not isinstance(value, dict):
             raise InputError(f"expected an object for {kind.__name__}, got {type(value).__name__}")

@@ -35,6 +35,7 @@ from torch import nn
 
 from bastion.attacks.autoattack import member_specs
 from bastion.errors import InputError
+from bastion.evaluate.records import AttackKind
 from bastion.evaluate.stage import STAGES, Stage
 from bastion.evaluate.stages import AttackSettings, find_ensemble
 from bastion.models import is_gradient_free
@@ -103,8 +104,10 @@ _PGD = {"params.steps": "steps", "params.n_restarts": "restarts", "params.rel_st
         "params.loss": "loss"}
 _CORE = [
     Entry("clean", "clean"),
-    Entry("fgsm", "attack", {"attack": "fgsm", "role": "sanity check"}, {"params.loss": "loss"}, when="fgsm"),
-    Entry("pgd", "attack", {"attack": "pgd", "params": {"steps": 20, "n_restarts": 5}, "role": "main attack"}, _PGD),
+    Entry("fgsm", "attack", {"attack": "fgsm", "role": "sanity check", "kind": AttackKind.SANITY},
+          {"params.loss": "loss"}, when="fgsm"),
+    Entry("pgd", "attack", {"attack": "pgd", "params": {"steps": 20, "n_restarts": 5}, "role": "main attack",
+                            "kind": AttackKind.MAIN}, _PGD),
 ]
 #: The stages the options add after the curve, in order: ensemble members, minimal norms, certification.
 _OPTIONAL = [Entry("members", "members", when=_ensemble_model), Entry("min-norm", "min-norm", when="min_norm"),
@@ -120,19 +123,21 @@ SUITES: dict[str, list[Entry]] = {
     "autoattack": [*_CORE, _AUTOATTACK, *_AUDIT, *_LAST],
     "fast": [Entry("clean", "clean"), Entry("probes", "probes"), _CORE[1],
              Entry("apgd-fast", "attack", {"attack": "apgd-fast", "role": "main attack (AutoAttack-strength, fast)",
-                                           "adaptive": True},
+                                           "kind": AttackKind.MAIN, "adaptive": True},
                    {"eot_samples": "eot_samples", "params.steps": "aa_steps", "params.target_steps": "aa_steps"}),
              Entry("checks", "checks", {"blackbox_points": 64}), Entry("escalation", "escalation"),
              Entry("audit", "audit"), Entry("curve", "curve", {"below_from_cascade": True}), *_OPTIONAL, *_LAST],
     "extended": [*_CORE, _AUTOATTACK, *_AUDIT, Entry("extended", "extended"), *_LAST],
     "deployed": [Entry("clean", "clean"), Entry("agreement", "agreement", when="surrogate"),
                  Entry("transfer", "attack", {"attack": "transfer", "params": {"steps": 40, "diversity": 0.5},
-                                              "role": "transfer from the surrogate (MI-FGSM, input diversity)"},
+                                              "role": "transfer from the surrogate (MI-FGSM, input diversity)",
+                                              "kind": AttackKind.TRANSFER},
                        {**_SURROGATE, "params.loss": "loss"}, when="surrogate"),
                  Entry("square", "attack", {"attack": "square", "params": {"n_queries": 5000},
-                                            "role": "gradient-free main attack"}, {"params.n_queries": "aa_queries"}),
+                                            "role": "gradient-free main attack", "kind": AttackKind.MAIN},
+                       {"params.n_queries": "aa_queries"}),
                  Entry("hopskipjump", "attack", {"attack": "hopskipjump", "params": {"n_queries": 1000},
-                                                 "role": "label-only"}),
+                                                 "role": "label-only", "kind": AttackKind.QUERY}),
                  *_LAST],
 }
 
@@ -149,7 +154,8 @@ def plan(config: EvalConfig, model: nn.Module | None = None) -> list[Stage]:
             version = options["aa_version"]
             for attack, params in member_specs(version, steps=options["aa_steps"], n_queries=options["aa_queries"]):
                 stages.append(_build(attack, "attack", {"attack": attack, "params": params,
-                                                        "role": f"autoattack {version}"}))
+                                                        "role": f"autoattack {version}",
+                                                        "kind": AttackKind.AUTOATTACK}))
             continue
         stages.append(_build(entry.name, entry.kind, entry.settings_from(options)))
     return _override(stages, config.stages)

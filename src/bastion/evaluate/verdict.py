@@ -1,51 +1,61 @@
-"""The verdict section of a report, assembled from what the checks, the escalation, the audit and the curve found."""
+"""The verdict section of a report, assembled from what the stages found.
+
+Every stage result reports its findings and its rows of the attack table through the same two
+methods (`StageResult.verdict_findings`, `StageResult.attack_records`), so the verdict weighs every
+stage's findings alike and tells the rows apart by their kind (`AttackKind`), never by role or
+attack name. What only the verdict can judge, because it spans two stages, is judged here: the
+curve held against the minimal-norm profile (`masking.curve_evidence_finding`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from torch import nn
 
 from bastion.defenses import find_defenses
 from bastion.evaluate import masking
-from bastion.evaluate.result import AttackRecord, Finding, Verdict
+from bastion.evaluate.records import AttackKind, AttackRecord, Finding
+from bastion.evaluate.result import Verdict
+from bastion.evaluate.stage import StageResult
 from bastion.evaluate.stages import AuditResult, ChecksResult, CurveResult, EscalationResult, MinNormResult
 from bastion.evaluate.stages.escalation import view_text
 from bastion.evaluate.verdicts import MEANINGLESS
 
 __all__ = ["build_verdict"]
 
+R = TypeVar("R", bound=StageResult)
 
-def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | None, robust: float, model: nn.Module,
-                  *, curve: CurveResult | None = None, audit: AuditResult | None = None,
-                  min_norm: MinNormResult | None = None, chance: Finding | None = None) -> Verdict:
+
+def build_verdict(results: Sequence[StageResult], robust: float, model: nn.Module, *,
+                  chance: Finding | None = None) -> Verdict:
     """Every finding with what was run about it, the robust accuracy before and after escalation, the defenses.
 
     Args:
-        checks: The checks stage's result (None when the suite had none: nothing can be said).
-        escalation: The escalation stage's result.
+        results: Every stage's result, in run order. The findings are theirs (in run order), then the
+            curve's against the minimal norms when a curve ran; the checks' `flattering` accuracy, the
+            escalation's adaptive view and the audit's escalation say what was run about them.
         robust: The evaluation's robust accuracy (the worst case over every attack).
         model: The evaluated model, for its declared defenses.
-        curve: The curve stage's result, held against the minimal-norm profile when there is one.
-        audit: The audit stage's result: its finding, and the escalation it caused.
-        min_norm: The minimal-norm stage's result: an upper bound on the accuracy at every radius.
         chance: The finding that the clean accuracy is at chance (`verdicts.chance_finding`): then the
             verdict is "meaningless", whatever the gradient-masking checks say.
     """
-    findings = ([chance] if chance is not None else []) + (list(checks.findings) if checks is not None else [])
+    checks, escalation = _first(results, ChecksResult), _first(results, EscalationResult)
+    audit, curve, min_norm = _first(results, AuditResult), _first(results, CurveResult), _first(results, MinNormResult)
+    findings = ([chance] if chance is not None else []) + [f for r in results for f in r.verdict_findings()]
     if curve is not None and curve.points:
         bounds = min_norm.bounds() if min_norm is not None else None
         source = f"the minimal norms of {min_norm.attack}" if min_norm is not None else ""
         findings.append(masking.curve_evidence_finding(curve.points, bounds, source))
-    if audit is not None and audit.finding is not None:
-        findings.append(audit.finding)
     ran = escalation if escalation is not None and escalation.ran else None
     flattering = checks.flattering if checks is not None else robust
     adaptive = dict(ran.adaptive) if ran else {}
     surrogate = (ran.surrogate if ran else None) or (checks.surrogate if checks else None)
     if surrogate is not None:
         adaptive["surrogate"] = surrogate
-    records = [r for r in ran.records if r.role.startswith("escalation")] if ran else []
+    records = [a for r in results for a in r.attack_records() if a.kind is AttackKind.ESCALATION] if ran else []
     return Verdict(
         verdict=MEANINGLESS if chance is not None else masking.decide(findings, flattering, robust),
         findings=[_with_action(f, records, ran, audit) for f in findings],
@@ -55,6 +65,10 @@ def build_verdict(checks: ChecksResult | None, escalation: EscalationResult | No
         adaptive=adaptive,
         defenses=[d.describe() for d in find_defenses(model)],
     )
+
+
+def _first(results: Sequence[StageResult], kind: type[R]) -> R | None:
+    return next((r for r in results if isinstance(r, kind)), None)
 
 
 def _with_action(finding: Finding, records: list[AttackRecord], escalation: EscalationResult | None,

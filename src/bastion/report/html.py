@@ -79,10 +79,10 @@ def _summary(report: dict[str, Any], summary: dict[str, Any]) -> str:
 
 def _attacks(report: dict[str, Any]) -> str:
     n_points = max(1.0, num(as_dict(report.get("summary")).get("n_samples")) or 1.0)
-    standalone = as_dict(report.get("robust_accuracy_standalone"))
-    rows = []
+    standalone, rows = as_dict(report.get("robust_accuracy_standalone")), []  # schema 1 kept them apart
     for index, attack in enumerate(attack_rows(report), start=1):
-        alone = attack.get("standalone_accuracy", standalone.get(str(attack.get("name"))))
+        alone = attack.get("standalone_accuracy")
+        alone = standalone.get(str(attack.get("name"))) if alone is None else alone
         passes, seconds = as_dict(attack.get("passes")), num(attack.get("seconds"))
         calls = f"{count(passes.get('forward'))} / {count(passes.get('backward'))}"
         per_point = per_point_text(passes_per_point(passes, n_points))

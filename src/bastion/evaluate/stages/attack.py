@@ -11,7 +11,7 @@ from bastion.attacks import ATTACKS, Attack
 from bastion.errors import InputError
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag, positive
-from bastion.evaluate.result import AttackRecord
+from bastion.evaluate.records import AttackKind, AttackRecord, parse_kind
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.shrink import shrunk_radius
 from bastion.evaluate.stage import STAGES, Stage, StageResult
@@ -27,12 +27,13 @@ __all__ = ["AttackSettings", "AttackStage", "AttackStageResult", "attack_stage"]
 
 @dataclass(frozen=True)
 class AttackSettings:
-    """Which attack, with which hyperparameters, in which role.
+    """Which attack, with which hyperparameters, in which role and of which kind.
 
     Attributes:
         attack: Key into `bastion.attacks.ATTACKS` ("fgsm", "pgd", "apgd-t", ...).
         params: The attack's constructor arguments; unset ones keep the attack's defaults.
         role: Why it runs, shown in the report ("main attack", "autoattack standard", ...).
+        kind: What its row of the attack table is (`AttackKind`, or its value), read by the verdict.
         adaptive: When the `probes` stage found a random model or shattered gradients, attack the
             adaptive view (BPDA, straight-through gradients, EOT over `eot_samples` draws) instead
             of the plain model, whose gradients cannot guide the attack.
@@ -41,10 +42,12 @@ class AttackSettings:
     attack: str = "pgd"
     params: dict[str, Any] = field(default_factory=dict)
     role: str = "attack"
+    kind: AttackKind = AttackKind.ATTACK
     adaptive: bool = False
     eot_samples: int = 10
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", parse_kind(self.kind))  # a TOML table gives the kind's value
         check_int("eot_samples", self.eot_samples, 1)
         if self.attack not in ATTACKS:
             raise InputError(f"unknown attack {self.attack!r}; choose one of: {', '.join(ATTACKS.names())}")
@@ -62,6 +65,10 @@ class AttackStageResult(StageResult):
     record: AttackRecord
     broken: list[int]
     view: str = ""  # how the adaptive view it attacked differs from the model (`view_text`); empty: the model
+
+    def attack_records(self) -> list[AttackRecord]:
+        """The attack's row."""
+        return [self.record]
 
 
 @STAGES.register("attack")
@@ -94,14 +101,12 @@ class AttackStage(Stage):
         probes = ctx.earlier(ProbesResult) if s.adaptive else None
         seen = ""  # how the view this stage attacked differs from the model
         with measuring(ctx.model) as cost:  # the row is the whole stage: its view's probe pass included
+            role, view = s.role, None
             if probes is not None and probes.gradients_mislead:
                 view = adaptive_view(ctx, s.eot_samples, probes.random)
                 seen = view_text(view.describe())
-                record = attack_stage(ctx, s.build(),
-                                      f"{s.role} (probes: gradients mislead; {seen or 'plain gradients'})",
-                                      model=view.module)
-            else:
-                record = attack_stage(ctx, s.build(), s.role)
+                role = f"{s.role} (probes: gradients mislead; {seen or 'plain gradients'})"
+            record = attack_stage(ctx, s.build(), role, model=None if view is None else view.module, kind=s.kind)
         record = replace(record, passes=asdict(sum_over_processes(cost.passes)), seconds=cost.seconds)
         return AttackStageResult(record=record, broken=(before & ~ctx.robust).nonzero().squeeze(1).tolist(), view=seen)
 
@@ -113,17 +118,15 @@ class AttackStage(Stage):
 
 
 def attack_stage(ctx: EvalContext, attack: Attack, role: str, *, model: nn.Module | None = None,
-                 stream: str = "") -> AttackRecord:
-    """Run `attack` on the points still robust, and mark those it breaks (the cascade).
+                 stream: str = "", kind: AttackKind = AttackKind.ATTACK) -> AttackRecord:
+    """Run `attack` on the points still robust, and mark those it breaks (the cascade); `kind`: the record's.
 
-    `model` replaces `ctx.model` as what the attack sees (a BPDA or EOT view of it, whose
-    predictions are the model's own); None attacks `ctx.model`. `stream` names the random streams
-    within the running stage (several attacks in one stage need their own); each chunk of points
-    has its own generator of that stream (`Batch.generator`).
-
-    The record's passes and seconds are all the work's, the bisection of `shrunk_radius` included,
-    counted as the runner counts the stage's (`bastion.passes.measuring`): through the classifier,
-    so a pass of an EOT view over k draws counts k.
+    `model` replaces `ctx.model` as what the attack sees (a BPDA or EOT view of it, whose predictions
+    are the model's own); None attacks `ctx.model`. `stream` names the random streams within the
+    running stage (several attacks in one stage need their own); each chunk of points has its own
+    generator of that stream (`Batch.generator`). The record's passes and seconds are all the work's,
+    the bisection of `shrunk_radius` included, counted as the runner counts the stage's
+    (`bastion.passes.measuring`): through the classifier, so a pass of an EOT view over k draws counts k.
     """
     targets = ctx.robust.nonzero().squeeze(1)
     with measuring(ctx.model) as cost:
@@ -141,7 +144,7 @@ def attack_stage(ctx: EvalContext, attack: Attack, role: str, *, model: nn.Modul
             ctx.keep_examples(batch.indices, batch.x, result.x_adv, batch.y, result.predictions, fooled, attack.name)
         shard.merge(ctx.broken_at)
     fooled_total = int(targets.numel()) - int(ctx.robust[targets].sum())
-    return AttackRecord(name=attack.name, role=role, settings=attack.settings(), norm=ctx.threat.norm.name,
+    return AttackRecord(name=attack.name, role=role, kind=kind, settings=attack.settings(), norm=ctx.threat.norm.name,
                         eps=ctx.threat.eps, attacked=int(targets.numel()), fooled=fooled_total,
                         robust_accuracy=mean_of(ctx.robust), passes=asdict(sum_over_processes(cost.passes)),
                         seconds=cost.seconds, stage=ctx.stage)

@@ -1,34 +1,30 @@
 """The audit: full AutoAttack on a sample of the points a fast cascade left robust, on all of them after a miss.
 
-A fast cascade (A3, Liu et al., CVPR 2022, arXiv:2203.08546; MALT, Melamed et al., NeurIPS 2024,
-arXiv:2407.02240) saves most of AutoAttack's passes on assumptions that can fail on a model they
-were not tuned on. The audit tests them where they matter: a seeded random sample of `sample`
-still-robust points, and the `closest` still-robust points nearest the decision boundary (smallest
-clean margin), go through the standard AutoAttack (Croce & Hein, ICML 2020, arXiv:2003.01690). A
-point it breaks is a miss of the cascade: it counts as broken, and the run escalates with the
-AutoAttack members that broke audited points (`escalate="finders"`, the default: on a rounding
-model, Square alone, instead of APGD-T and FAB-T through a straight-through view that the cascade
-already ran), or with the whole AutoAttack (`escalate="all"`).
+A fast cascade (A3, Liu et al., CVPR 2022, arXiv:2203.08546; MALT, Melamed et al., NeurIPS 2024, arXiv:2407.02240)
+saves most of AutoAttack's passes on assumptions that can fail on a model they were not tuned on. The audit tests
+them where they matter: a seeded random sample of `sample` still-robust points, and the `closest` still-robust
+points nearest the decision boundary (smallest clean margin), go through the standard AutoAttack (Croce & Hein,
+ICML 2020, arXiv:2003.01690). A point it breaks is a miss of the cascade: it counts as broken, and the run
+escalates with the AutoAttack members that broke audited points (`escalate="finders"`, the default: on a rounding
+model, Square alone, instead of APGD-T and FAB-T through a straight-through view that the cascade already ran), or
+with the whole AutoAttack (`escalate="all"`).
 
-Where it escalates follows where the misses lie. The robust points split in two strata by clean
-margin: the `near_share` nearest the boundary, and the rest. An honest cascade's misses sit in the
-near stratum (on zoo:mnist-cnn at eps 0.1, every point AutoAttack broke and apgd-fast missed, over
-two seeds, was among the 20% of robust points with the smallest clean margin). When every miss lies
-there, the run escalates on the near stratum only, nearest the boundary first, `sequential` points
-at a time, and stops after a group in which it breaks none: misses thin out with the margin, so a
-group that holds marks where they end (on a MART model, one audited miss among the 6 nearest
-points would otherwise cost Square's 5,000 queries on each of 155 near points, twice what the rest
-of the evaluation spends). A miss beyond the near stratum (a cascade whose assumptions failed
-everywhere) escalates on every robust point at once. Points the audit already ran through
-AutoAttack are not attacked again.
+Where it escalates follows where the misses lie. The robust points split in two strata by clean margin: the
+`near_share` nearest the boundary, and the rest. An honest cascade's misses sit in the near stratum (on
+zoo:mnist-cnn at eps 0.1, every point AutoAttack broke and apgd-fast missed, over two seeds, was among the 20% of
+robust points with the smallest clean margin). When every miss lies there, the run escalates on the near stratum
+only, nearest the boundary first, `sequential` points at a time, and stops after a group in which it breaks none:
+misses thin out with the margin, so a group that holds marks where they end (on a MART model, one audited miss
+among the 6 nearest points would otherwise cost Square's 5,000 queries on each of 155 near points, twice what the
+rest of the evaluation spends). A miss beyond the near stratum (a cascade whose assumptions failed everywhere)
+escalates on every robust point at once. Points the audit already ran through AutoAttack are not attacked again.
 
-When the m random points show no miss, the rule of three (Hanley & Lippman-Hand, JAMA 1983) bounds
-the share of still-robust points the cascade misses below 3/m with 95% confidence (a zero count in
-m Bernoulli trials: (1 - p)^m >= 0.05 only for p < -ln(0.05)/m, about 3/m); the report states it.
-After an escalation by the finders, the same bound holds for the members that broke none of the
-audited random points: the share of robust points they alone would break is below 3/m. After an
-escalation on the near stratum, the random points beyond it (a random sample of the far stratum)
-bound the far stratum's miss rate the same way.
+When the m random points show no miss, the rule of three (Hanley & Lippman-Hand, JAMA 1983) bounds the share of
+still-robust points the cascade misses below 3/m with 95% confidence (a zero count in m Bernoulli trials: (1 - p)^m
+>= 0.05 only for p < -ln(0.05)/m, about 3/m); the report states it. After an escalation by the finders, the same
+bound holds for the members that broke none of the audited random points: the share of robust points they alone
+would break is below 3/m. After an escalation on the near stratum, the random points beyond it (a random sample of
+the far stratum) bound the far stratum's miss rate the same way.
 """
 
 from __future__ import annotations
@@ -47,7 +43,7 @@ from bastion.errors import InputError
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag
-from bastion.evaluate.result import AttackRecord, Finding
+from bastion.evaluate.records import AttackKind, AttackRecord, Finding
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import attack_stage
@@ -104,14 +100,11 @@ class AuditSettings:
     sequential: int = 20
 
     def __post_init__(self) -> None:
-        check_int("sample", self.sample, 0)
-        check_int("closest", self.closest, 0)
+        for name, least in (("sample", 0), ("closest", 0), ("eot_samples", 1), ("chunks", 1), ("sequential", 0)):
+            check_int(name, getattr(self, name), least)
         if self.sample + self.closest < 1:
             raise InputError("an audit needs at least one point: give sample or closest >= 1")
         VERSIONS.canonical(self.version)  # an unknown version is refused, naming the registered ones
-        check_int("eot_samples", self.eot_samples, 1)
-        check_int("chunks", self.chunks, 1)
-        check_int("sequential", self.sequential, 0)
         if self.share is not None and not 0 < float(self.share) <= 1:
             raise InputError(f"share must lie in (0, 1], got {self.share}")
         if not 0 < float(self.near_share) <= 1:
@@ -119,9 +112,8 @@ class AuditSettings:
         if self.escalate not in ESCALATE:
             raise InputError(f"escalate must be one of {', '.join(ESCALATE)}, got {self.escalate!r}")
         for name in ("steps", "n_queries"):
-            value = getattr(self, name)
-            if value is not None:
-                check_int(name, value, 1)
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
 
 
 @dataclass(frozen=True)
@@ -143,6 +135,14 @@ class AuditResult(StageResult):
     escalated_points: int = 0
     scope_points: int = 0
 
+    def attack_records(self) -> list[AttackRecord]:
+        """AutoAttack's row on the audited points, then a row per member it escalated with."""
+        return list(self.records)
+
+    def verdict_findings(self) -> list[Finding]:
+        """Whether the cascade missed points it should not have (`masking.audit_finding`)."""
+        return [self.finding] if self.finding is not None else []
+
     def escalation_text(self) -> str:
         """The members the audit escalated with, and where ("" when it did not escalate)."""
         if not self.escalated:
@@ -151,7 +151,7 @@ class AuditResult(StageResult):
         if self.scope == "near" and 0 < self.escalated_points < self.scope_points:
             where = (f"the {self.escalated_points} robust points nearest the boundary (of {self.scope_points} "
                      "in the near stratum; it stopped after a group it broke none of)")
-        return f"{', '.join(r.name for r in self.records[1:])} on {where}"
+        return f"{', '.join(r.name for r in self.records if r.kind is AttackKind.AUDIT_ESCALATION)} on {where}"
 
 
 @STAGES.register("audit")
@@ -229,7 +229,8 @@ class AuditStage(Stage):
         bound = 3 / bound_points if bound_points > 3 else None  # 3/m >= 1 bounds nothing
         records = [AttackRecord(
             name=f"autoattack-{s.version}", role=f"audit: {len(sample)} random and {len(nearest)} boundary-nearest "
-            "robust points", settings={"version": s.version, "steps": s.steps, "n_queries": s.n_queries},
+            "robust points", kind=AttackKind.AUDIT, settings={"version": s.version, "steps": s.steps,
+                                                              "n_queries": s.n_queries},
             norm=ctx.threat.norm.name, eps=ctx.threat.eps, attacked=len(audited), fooled=len(missed),
             robust_accuracy=mean_of(ctx.robust), passes=asdict(PassCount()), seconds=0.0,
             stage=ctx.stage)]  # its cost: `run`

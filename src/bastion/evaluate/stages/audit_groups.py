@@ -13,7 +13,7 @@ from torch import nn
 
 from bastion.attacks import Attack
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.result import AttackRecord
+from bastion.evaluate.records import AttackKind, AttackRecord
 from bastion.evaluate.stages.attack import attack_stage
 from bastion.evaluate.stages.clean import mean_of
 from bastion.passes import PassCount
@@ -38,7 +38,7 @@ def escalate_in_groups(ctx: EvalContext, members: list[tuple[str, Attack]], seen
         where.robust[points] = True
         for name, attack in members:
             record = attack_stage(where, attack, f"audit escalation: {name}", model=seen[name],
-                                  stream=f"escalation/{name}")
+                                  stream=f"escalation/{name}", kind=AttackKind.AUDIT_ESCALATION)
             records[name] = record if name not in records else _summed(records[name], record)
             broke = points[~where.robust[points]]  # by this member or one before it, in this group
             broken_by[name][broke] = True

@@ -1,11 +1,10 @@
 """The gradient-masking checks: the tell-tale signs that the attacks, not the model, failed.
 
-Athalye, Carlini & Wagner (ICML 2018, arXiv:1802.00420); Carlini et al. (2019, arXiv:1902.06705,
-section 5); Pintor et al. (NeurIPS 2022, arXiv:2106.09947). Each check runs on a probe of the
-correctly classified points. The black-box and transfer checks' adversarial examples count: points
-they broke that the cascade missed are kept in `hits`, and the escalation stage marks them broken
-after its own attacks (`count_check_hits`), in a row of their own, whether or not the check fires,
-so the robust accuracy never ignores a point known to be broken.
+Athalye, Carlini & Wagner (ICML 2018, arXiv:1802.00420); Carlini et al. (2019, arXiv:1902.06705, section 5);
+Pintor et al. (NeurIPS 2022, arXiv:2106.09947). Each check runs on a probe of the correctly classified points.
+The black-box and transfer checks' adversarial examples count: points they broke that the cascade missed are
+kept in `hits`, and the escalation stage marks them broken after its own attacks (`count_check_hits`), in a row
+of their own, whether or not the check fires, so the robust accuracy never ignores a point known to be broken.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from bastion.attacks import PGD, Square, Transfer
 from bastion.evaluate import masking
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.flags import Flag
-from bastion.evaluate.result import AttackRecord, Finding
+from bastion.evaluate.records import AttackKind, AttackRecord, Finding
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult
 from bastion.evaluate.stages.clean import mean_of
@@ -50,28 +49,27 @@ class ChecksSettings:
     surrogate_weights: str | None = None
 
     def __post_init__(self) -> None:
-        check_int("probe_points", self.probe_points, 1)
-        check_int("blackbox_queries", self.blackbox_queries, 1)
+        for name in ("probe_points", "blackbox_queries", "steps"):
+            check_int(name, getattr(self, name), 1)
         if self.blackbox_points is not None:
             check_int("blackbox_points", self.blackbox_points, 1)
-        check_int("steps", self.steps, 1)
         check_rel_step(self.rel_step)
         check_loss(self.loss)
 
 
 @dataclass(frozen=True)
 class ChecksResult(StageResult):
-    """Every check's finding, the points each check's attack broke, and the robust accuracy before them.
-
-    `flattering` is the robust accuracy of the standard attacks alone: the number a tool without
-    these checks would report.
-    """
+    """Every check's finding, the points each check's attack broke, and the standard attacks' robust accuracy."""
 
     findings: list[Finding]
     hits: dict[str, list[int]]
-    flattering: float
+    flattering: float  # the robust accuracy before the checks: the number a tool without them would report
     surrogate: str | None = None
     surrogate_weights: str | None = None
+
+    def verdict_findings(self) -> list[Finding]:
+        """Every check's finding, fired or not (the probes' among them)."""
+        return list(self.findings)
 
 
 @STAGES.register("checks")
@@ -142,10 +140,10 @@ def count_check_hits(ctx: EvalContext, hits: dict[str, list[int]]) -> list[Attac
         if broken.numel() == 0:
             continue
         ctx.robust[broken] = False
-        records.append(AttackRecord(
-            name=name, role="masking check: points it broke that the attacks above missed", settings={},
-            norm=ctx.threat.norm.name, eps=ctx.threat.eps, attacked=len(indices), fooled=int(broken.numel()),
-            robust_accuracy=mean_of(ctx.robust), passes=asdict(PassCount()), seconds=0.0,
-            stage=ctx.stage))  # no pass of its own: the checks stage spent them
+        records.append(AttackRecord(  # no pass of its own: the checks stage spent them
+            name=name, role="masking check: points it broke that the attacks above missed",
+            kind=AttackKind.MASKING_CHECK, settings={}, norm=ctx.threat.norm.name, eps=ctx.threat.eps,
+            attacked=len(indices), fooled=int(broken.numel()), robust_accuracy=mean_of(ctx.robust),
+            passes=asdict(PassCount()), seconds=0.0, stage=ctx.stage))
     return records
 

@@ -3,7 +3,7 @@
 The runner counts a stage's passes and seconds; each attack row counts its own part of them by the
 same count (`bastion.passes.measuring`). What a stage spends outside its attacks (the probe pass
 of an adaptive view, say) would leave the rows short of the stage's total; `with_overhead` shows
-it as an explicit row, role "overhead: ...", so the two tables of a report agree.
+it as an explicit row of kind `OVERHEAD` (role "overhead: ..."), so the two tables of a report agree.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from bastion.evaluate.context import EvalContext
-from bastion.evaluate.result import AttackRecord
+from bastion.evaluate.records import AttackKind, AttackRecord
 from bastion.evaluate.shards import sum_over_processes
 from bastion.evaluate.stages.clean import mean_of
 from bastion.passes import Cost, PassCount
@@ -37,9 +37,9 @@ def with_overhead(ctx: EvalContext, records: list[AttackRecord], cost: Cost, wha
     if rest == PassCount() and seconds < _SLACK:
         return records
     return [*records, AttackRecord(
-        name=OVERHEAD, role=f"overhead: {what}", settings={}, norm=ctx.threat.norm.name, eps=ctx.threat.eps,
-        attacked=0, fooled=0, robust_accuracy=mean_of(ctx.robust), passes=asdict(rest), seconds=max(0.0, seconds),
-        stage=ctx.stage)]
+        name=OVERHEAD, role=f"overhead: {what}", kind=AttackKind.OVERHEAD, settings={}, norm=ctx.threat.norm.name,
+        eps=ctx.threat.eps, attacked=0, fooled=0, robust_accuracy=mean_of(ctx.robust), passes=asdict(rest),
+        seconds=max(0.0, seconds), stage=ctx.stage)]
 
 
 def charged(record: AttackRecord, cost: Cost) -> AttackRecord:

@@ -1,13 +1,13 @@
 """Escalation: where a masking check fired (or with `adaptive`), attack the model as its defenses say to.
 
-It also counts, after its own attacks, the points the checks' black-box and transfer attacks broke
-that every attack missed (a row per check), so those adversarial examples are never ignored.
+It also counts, after its own attacks, the points the checks' black-box and transfer attacks broke that every
+attack missed (a row per check, of kind `MASKING_CHECK`), so those adversarial examples are never ignored.
 
-Kerckhoffs' rule applied to robustness (Athalye, Carlini & Wagner, ICML 2018, arXiv:1802.00420): the
-attacker knows the defense. BPDA through the non-differentiable defenses, EOT over the random ones,
-a margin loss with more restarts, a transfer attack from a surrogate, and the gradient-free Square
-attack (Andriushchenko et al., ECCV 2020) run on the points still robust; the escalated robust
-accuracy becomes the evaluation's number.
+Kerckhoffs' rule applied to robustness (Athalye, Carlini & Wagner, ICML 2018, arXiv:1802.00420): the attacker
+knows the defense. BPDA through the non-differentiable defenses, EOT over the random ones, a margin loss with
+more restarts, a transfer attack from a surrogate, and the gradient-free Square attack (Andriushchenko et al.,
+ECCV 2020) run on the points still robust (rows of kind `ESCALATION`); the escalated robust accuracy becomes
+the evaluation's number.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bastion.defenses import AdaptiveModel
 from bastion.evaluate.context import EvalContext
 from bastion.evaluate.distilled import distill_surrogate
 from bastion.evaluate.flags import Flag
-from bastion.evaluate.result import AttackRecord, Finding
+from bastion.evaluate.records import AttackKind, AttackRecord, Finding
 from bastion.evaluate.shards import counted_once
 from bastion.evaluate.stage import STAGES, Stage, StageResult
 from bastion.evaluate.stages.attack import AttackStageResult, attack_stage
@@ -41,13 +41,12 @@ __all__ = ["EscalationResult", "EscalationSettings", "EscalationStage", "escalat
 class EscalationSettings:
     """What the adaptive attacks run with.
 
-    Attributes: `adaptive` runs the adaptive attacks even when no check fired; `square_restarts`:
-    Square runs again, with new random draws, while its last run broke a point, at most this many
-    times in all; `distill`: with no surrogate to transfer from and cut input gradients, distill one
-    from the model's predictions (`bastion.evaluate.distilled`); `square_queries`: Square's budget
-    when the input gradients are cut (zero or vanishing), where it is the attack that works, as in
-    AutoAttack (else 5 x `blackbox_queries`, the budget of its restarts); the rest as the flags of the
-    same names (`EscalationStage.flags`, `AttackStage.flags`, `ChecksStage.flags`).
+    Attributes: `adaptive` runs the adaptive attacks even when no check fired; `square_restarts`: Square runs
+    again, with new random draws, while its last run broke a point, at most this many times in all; `distill`:
+    with no surrogate to transfer from and cut input gradients, distill one from the model's predictions
+    (`bastion.evaluate.distilled`); `square_queries`: Square's budget when the input gradients are cut (zero
+    or vanishing), where it is the attack that works, as in AutoAttack (else 5 x `blackbox_queries`, the
+    budget of its restarts); the rest as the flags of their names (`EscalationStage.flags`, `AttackStage.flags`, ...).
     """
 
     adaptive: bool = False
@@ -80,6 +79,10 @@ class EscalationResult(StageResult):
     surrogate: str | None = None
     surrogate_weights: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def attack_records(self) -> list[AttackRecord]:
+        """Its adaptive attacks' rows, the rows of the points the checks broke, and its overhead's."""
+        return list(self.records)
 
 
 @STAGES.register("escalation")
@@ -126,13 +129,12 @@ class EscalationStage(Stage):
     @classmethod
     def headline(cls, result: EscalationResult) -> str:
         """What ran, and the robust accuracy after it."""
-        counted = [r for r in result.records if r.role.startswith("masking check")]
+        counted = [r for r in result.records if r.kind is AttackKind.MASKING_CHECK]
         extra = f"; {sum(r.fooled for r in counted)} point(s) the checks broke counted" if counted else ""
         if not result.ran:
             return f"not needed ({result.reason}){extra}"
-        ran = [r for r in result.records if r.role.startswith("escalation")]
-        last = ran[-1].robust_accuracy if ran else None
-        after = f"; robust accuracy {last:.2%}" if last is not None else ""
+        ran = [r for r in result.records if r.kind is AttackKind.ESCALATION]
+        after = f"; robust accuracy {ran[-1].robust_accuracy:.2%}" if ran else ""
         return f"{len(ran)} adaptive attack(s) ({result.reason}){after}{extra}"
 
 
@@ -158,11 +160,11 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
         transfer = Transfer(surrogate=surrogate, steps=2 * settings.steps, diversity=0.5, loss="ce")
         at = len(plan) - 1 if plan and plan[-1][0].name == "square" else len(plan)
         plan.insert(at, (transfer, f"escalation: transfer from {described} (MI-FGSM, input diversity)", ctx.model))
-    records = []
+    records, kind = [], AttackKind.ESCALATION  # the kind of every row of the plan
     for i, (attack, role, model) in enumerate(plan):
         if not bool(ctx.robust.any()):
             break  # nothing left to break: the remaining attacks would attack no point
-        records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}"))
+        records.append(attack_stage(ctx, attack, role, model=model, stream=f"{stream}{i}-{attack.name}", kind=kind))
         if attack.name == "transfer":
             records[-1] = charged(records[-1], making)
         if attack.name != "square":
@@ -172,7 +174,7 @@ def escalate(ctx: EvalContext, settings: EscalationSettings, findings: list[Find
             if not (records[-1].fooled and bool(ctx.robust.any())):
                 break  # a random search that still finds points may find more; one that found none stops
             records.append(attack_stage(ctx, again, f"{role}, {again.n_queries} queries, restart {run}",
-                                        model=model, stream=f"{stream}{i}-{attack.name}-{run}"))
+                                        model=model, stream=f"{stream}{i}-{attack.name}-{run}", kind=kind))
     return EscalationResult(ran=True, reason=reason, records=records, adaptive=adaptive.describe(), random=random,
                             surrogate=described, settings=asdict(settings))
 

@@ -46,7 +46,7 @@ def test_any_stage_s_findings_reach_the_verdict_in_run_order():
 
 def test_the_escalation_s_action_names_its_escalation_rows_by_kind():
     checks = ChecksResult(findings=[_finding("zero-gradients")], hits={}, flattering=0.6)
-    rows = [_row("pgd", AttackKind.ESCALATION), _row("square", AttackKind.MASKING_CHECK),
+    rows = [_row("pgd", AttackKind.ESCALATION), _row("transfer", AttackKind.MASKING_CHECK),
             _row("overhead", AttackKind.OVERHEAD), _row("square", AttackKind.ESCALATION, robust=0.55),
             _row("pgd", AttackKind.ESCALATION)]
     escalation = EscalationResult(ran=True, reason="checks fired: zero-gradients", records=rows)

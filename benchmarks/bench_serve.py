@@ -58,9 +58,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bare_app() -> FastAPI:
-    """A bare OIP v2 model server: parse the request, run the model, answer the labels. No guard."""
+def bare_app(channels_last: bool = False) -> FastAPI:
+    """A bare OIP v2 model server: parse the request, run the model, answer the labels. No guard.
+
+    `channels_last`: the model in the layout the guard serves it in (`bastion.serve.layout`), for a
+    comparison of the guard's own work alone.
+    """
     model = load_model(MODEL, device="cpu").module.eval()
+    if channels_last:
+        from bastion.data import load_dataset
+        from bastion.serve.layout import adopt_channels_last
+
+        adopt_channels_last(model, load_dataset("mnist-sample:eval", limit=64).images.float() / 255.0)
     app = FastAPI()
 
     @app.post(PATH)
@@ -79,7 +88,7 @@ def bare_app() -> FastAPI:
 
 def start_server(kind: str, port: int) -> subprocess.Popen[str]:
     if kind == "bare":
-        command = [sys.executable, __file__, "--bare-server", str(port)]
+        command = [sys.executable, __file__, "--bare-server", str(port), *(["--bare-channels-last"] if BARE_CL else [])]
     else:
         command = [sys.executable, "-m", "bastion", "serve", "--model", MODEL, "--device", "cpu", "--fpr", "0.05",
                    "--port", str(port), "--max-items", "64", *GUARD_ARGS] + (["--no-batching"] if kind ==
@@ -170,7 +179,8 @@ def run(args: argparse.Namespace) -> None:
               else "")
     print(f"{args.requests} one-image OIP requests per row, {args.processes} load-generator processes, loopback; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}{pinned}"
-          + (f"; guard flags: {' '.join(GUARD_ARGS)}" if GUARD_ARGS else ""))
+          + (f"; guard flags: {' '.join(GUARD_ARGS)}" if GUARD_ARGS else "")
+          + ("; bare model in channels-last layout" if BARE_CL else ""))
     print(f"{'server':<20}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'failed':>8}")
     table: dict[tuple[str, int], dict[str, float]] = {}
     with multiprocessing.get_context("fork").Pool(args.processes, initializer=_pin_clients) as pool:
@@ -209,6 +219,7 @@ def _bodies() -> list[bytes]:
 BODIES: list[bytes] = []
 SERVER_CPUS: list[int] = []
 GUARD_ARGS: list[str] = []
+BARE_CL: list[bool] = []
 CLIENT_CPUS: list[int] = []
 
 
@@ -221,8 +232,12 @@ def main() -> None:
     parser.add_argument("--client-cpus", type=int, nargs="+", default=[], help="pin the load generators to these CPUs")
     parser.add_argument("--guard-args", default="", help="more `bastion serve` flags for the guard, e.g. "
                         "'--squeezers bit-depth:1'")
+    parser.add_argument("--bare-channels-last", action="store_true", help="the bare server's model in the "
+                        "channels-last layout the guard adopts (default: as loaded, NCHW)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_channels_last:
+        BARE_CL.append(True)
     GUARD_ARGS.extend(args.guard_args.split())
     SERVER_CPUS.extend(args.server_cpus)
     CLIENT_CPUS.extend(args.client_cpus)
@@ -230,7 +245,7 @@ def main() -> None:
         import uvicorn
 
         torch.set_num_threads(1)
-        uvicorn.run(bare_app(), host="127.0.0.1", port=args.bare_server, log_level="warning")
+        uvicorn.run(bare_app(args.bare_channels_last), host="127.0.0.1", port=args.bare_server, log_level="warning")
         return
     BODIES.extend(_bodies())
     run(args)

@@ -25,6 +25,7 @@ from bastion.serve.config import ServeConfig
 from bastion.serve.drift import DriftMonitor
 from bastion.serve.guarantee import GuaranteeMonitor
 from bastion.serve.guard import Guard, Verdict
+from bastion.serve.layout import adopt_channels_last
 from bastion.serve.metrics import ServeMetrics
 from bastion.serve.payloads import RequestError
 from bastion.serve.provenance import image_keys, refuse_training_overlap, resolve_calibration
@@ -227,6 +228,8 @@ def build_server(config: ServeConfig, *, model: nn.Module | None = None, fingerp
             config = config.model_copy(update={"guard": g})
     x = calibration
     refuse_training_overlap(m.spec, x)
+    model.eval()
+    adopt_channels_last(model, x[:64])
     detectors = [make_detector(name, list(g.squeezers) if g.squeezers else None) for name in g.detectors]
     guard = Guard.calibrate(model, detectors, x, g)
     mon = config.monitor

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from bastion.certify.allocation import Pilot, allocate
 from bastion.certify.dataset import certify_dataset
 from bastion.certify.procedure import Procedure
 from bastion.certify.summary import parse_radii, summarize
@@ -42,7 +43,7 @@ def run(model, data, sigma, procedure, grid, seed):
     key = hashlib.sha1(repr((data.fingerprint, sigma, setting, grid, seed)).encode()).hexdigest()[:16]
     if CACHE is not None and (CACHE / f"{key}.json").exists():
         cached = json.loads((CACHE / f"{key}.json").read_text())
-        return cached["summary"], cached["wall"]
+        return cached["summary"], cached["wall"], cached.get("rows")
     began = time.perf_counter()
     rows = certify_dataset(model, data, sigma=sigma, procedure=procedure, batch_size=1000, seed=seed)
     wall = time.perf_counter() - began
@@ -50,7 +51,18 @@ def run(model, data, sigma, procedure, grid, seed):
     if CACHE is not None:
         CACHE.mkdir(parents=True, exist_ok=True)
         (CACHE / f"{key}.json").write_text(json.dumps({"summary": summary, "wall": wall, "rows": rows}))
-    return summary, wall
+    return summary, wall, rows
+
+
+def oracle(rows, radius_n, alpha, sigma, decline):
+    """Samples per point a plan needs for an expected mean decline, knowing each pA (the fixed run's count / n).
+
+    No pilot, no planning error: no procedure that estimates on fresh samples with CERTIFY's bound
+    can expect to do better on these points (up to the allocation's grid).
+    """
+    pilots = [Pilot(index=i, top=0, count=r["count"], n=r["n"]) for i, r in enumerate(rows)]
+    sizes = allocate(pilots, budget=radius_n, alpha=alpha, sigma=sigma, decline=decline, optimism=0.0)
+    return sum(sizes.values()) / len(sizes)
 
 
 def line(name, summary, wall, baseline, grid):
@@ -101,27 +113,32 @@ def main() -> None:
         print(f"\ndecision mode: radii {args.radii}")
         header(radii)
         fixed = Procedure(n0=100, n=args.fixed_n, alpha=args.alpha)
-        base = run(model, data, args.sigma, fixed, radii, args.seed)
+        base = run(model, data, args.sigma, fixed, radii, args.seed)[:2]
         line(f"fixed n={args.fixed_n:,} (CERTIFY)", *base, None, radii)
         sequential = Procedure.build(sequential=True, radii=radii, n0=None, n=None, alpha=args.alpha)
         line(f"sequential (n0={sequential.n0}, budget {sequential.n:,})",
-             *run(model, data, args.sigma, sequential, radii, args.seed + 1), base, radii)
+             *run(model, data, args.sigma, sequential, radii, args.seed + 1)[:2], base, radii)
     if "radius" not in skip:
         grid = parse_radii(None)
         print(f"\nradius mode: certified accuracy on the default grid, mean radius against fixed n={args.radius_n:,}")
         header(grid)
         fixed = Procedure(n0=100, n=args.radius_n, alpha=args.alpha)
-        base = run(model, data, args.sigma, fixed, grid, args.seed)
+        *base, rows = run(model, data, args.sigma, fixed, grid, args.seed)
         line(f"fixed n={args.radius_n:,} (CERTIFY)", *base, None, grid)
         for decline in (float(d) for d in args.declines.split(",")):
             for allocation in args.allocations.split(","):
                 for randomized in (False, True) if args.randomized else (False,):
                     iss = Procedure(kind="iss", n0=100, n=args.radius_n, alpha=args.alpha, decline=decline,
                                     randomized=randomized, allocation=allocation)
-                    summary, wall = run(model, data, args.sigma, iss, grid, args.seed + 1)
+                    summary, wall, _ = run(model, data, args.sigma, iss, grid, args.seed + 1)
                     name = f"{'global, mean' if allocation == 'global' else 'ISS per point,'} decline {decline:g}"
                     line(name + (", rand." if randomized else ""), summary, wall, base, grid)
                     print(f"{'':<34}  mean radius {base[0]['mean_radius'] - summary['mean_radius']:.3f} below fixed n")
+            if rows is not None:
+                need = oracle(rows, args.radius_n, args.alpha, args.sigma, decline)
+                print(f"{'':<34}  knowing each pA (the fixed run's counts), an expected mean decline of {decline:g} "
+                      f"needs {need:,.0f} samples/pt ({100 + args.radius_n:,.0f} / {need:,.0f} = "
+                      f"{(100 + args.radius_n) / need:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from bastion.cli.common import (
     require,
 )
 from bastion.cli.resumable import add_resume_options, run_resumable
+from bastion.detect.registry import DETECTORS
 from bastion.errors import InputError
 
 __all__ = ["format_table", "register", "run"]
@@ -44,8 +45,8 @@ def register(commands: Any) -> None:
     group.add_argument("--attack", action="append", help="attack whose examples are rated, repeatable (default pgd)")
     group.add_argument("--steps", type=int, help="steps of the rated attacks that take steps (default: theirs)")
     group.add_argument("--fpr", type=float, default=0.05, help="target false-positive rate on clean data (0.05)")
-    group.add_argument("--detectors", default="feature-squeezing,confidence,entropy,margin",
-                       help="comma-separated detectors (default all four)")
+    group.add_argument("--detectors", default=",".join(DETECTORS.names()),
+                       help=f"comma-separated detectors: {', '.join(DETECTORS.names())} (default all)")
     group.add_argument("--squeezers", help="feature squeezers, e.g. bit-depth:1,median:2,median:3 (the default, "
                        "Xu et al.'s MNIST choice; bit-depth:5,median:2 for natural images)")
     group.add_argument("--adaptive-steps", type=int, default=100, help="steps of the adaptive attack; 0 skips it")

@@ -52,9 +52,8 @@ def test_the_urn_p_values_are_uniform_and_betting_on_the_fixed_set_alone_is_not_
     rng = np.random.default_rng(1)
     delta, n = 0.1, 60
     p = p_values(rng, 200, n, 2_000, 0.0)
-    weights = np.full(len(np.concatenate(bet_log_factors(p[0, :1], LEVELS), axis=-1)[0]), 1.0)
-    weights /= weights.sum()
-    naive = np.concatenate(bet_log_factors(p, LEVELS), axis=-1)
+    naive = bet_log_factors(p, LEVELS)
+    weights = np.full(naive.shape[-1], 1.0 / naive.shape[-1])
     mixture, _ = mixture_log_wealth(naive, weights)
     assert (mixture >= np.log(1 / delta)).any(axis=1).mean() > 2 * delta
     alarms = int((first_alarms(p, n, delta, chunk=500) >= 0).sum())

@@ -26,15 +26,19 @@ keep using the fixed calibration set; only the monitor's predictive law counts e
 The guarantee is over the draw of the calibration set and the traffic, like the conformal flag
 rate it protects.
 
-Bets: for each signal, the linear bets 1 + lam (1 - 2 u) (traffic whose p-values run low overall,
-the benign shifts of writer, brightness or noise) and the threshold bets 1 + lam (1{u <= a} / a - 1)
-at each tested level a (excess flags at the flag level); each has conditional mean 1, so their
-average M_t is a test martingale, and Ville's inequality (1939) bounds a false alarm at ANY time:
+Bets: for each signal, the threshold bets 1 + lam (1{u <= a} / a - 1) at each tested level a (the
+flag level, the reject level, 0.1 and 0.25: excess p-values in the tail the flag rate is about);
+each has conditional mean 1, so their average M_t is a test martingale, and Ville's inequality
+(1939) bounds a false alarm at ANY time:
 
     P(exists t: M_t >= 1 / delta) <= delta.                                                       (2)
 
-The bets are restarted every 500 inputs with decreasing weights (`bastion.serve.restarts`), so a
-change after a long clean stretch is caught about as fast as one at the start.
+Linear bets 1 + lam (1 - 2u), on p-values running low anywhere, were tried and left out: on the
+MNIST check they also broke the guarantee for benign shifts that keep the flag rate at its target
+(blur, resizing, pixelation), while the threshold bets alone still break it for the shifts that
+raise it (MNIST's writer order, brightness x0.6, noise). The bets are restarted every 500 inputs
+with decreasing weights (`bastion.serve.restarts`), so a change after a long clean stretch is
+caught about as fast as one at the start.
 
 After an alarm the guarantee stays broken until the guard is recalibrated or the monitor reset. The
 bets are one-sided: traffic more typical than the calibration set (larger p-values) keeps every
@@ -62,8 +66,6 @@ __all__ = ["GuaranteeMonitor", "GuaranteeState", "UrnPValues", "bet_log_factors"
 
 #: Bets of each family: small bets catch small excesses slowly, large ones large excesses fast.
 LAMBDAS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.7)
-#: Bets of the linear family 1 + lam (1 - 2u) (below 1, so that no factor is 0).
-LINEAR = (0.05, 0.1, 0.2, 0.4, 0.7, 0.9)
 
 
 def level_bounds(n: int, levels: Sequence[float], delta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -116,18 +118,17 @@ class UrnPValues:
         return np.asarray(u[:, 0] if flat else u, dtype=np.float64)
 
 
-def bet_log_factors(u: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Log of each bet's factor on uniform-under-the-null p-values u (..., T): linear bets, then threshold bets.
+def bet_log_factors(u: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Log of each threshold bet's factor on uniform-under-the-null p-values u (..., T).
 
     Returns:
-        (..., T, len(LINEAR)) linear and (..., T, len(levels) * len(LAMBDAS)) threshold log factors.
+        (..., T, len(levels) * len(LAMBDAS)): level-major, bet-minor.
     """
-    linear = np.log1p(np.asarray(LINEAR)[None, :] * (1.0 - 2.0 * u[..., None]))
     a = np.asarray(levels, dtype=np.float64)
     hits = (u[..., None] <= a).astype(np.float64)[..., None]            # (..., T, J, 1)
     lam = np.asarray(LAMBDAS)
     threshold = np.log1p(lam * (hits / a[:, None] - 1.0))                # (..., T, J, L)
-    return linear, threshold.reshape(*threshold.shape[:-2], -1)
+    return threshold.reshape(*threshold.shape[:-2], -1)
 
 
 def mixture_log_wealth(log_factors: np.ndarray, weights: np.ndarray,
@@ -203,10 +204,8 @@ class GuaranteeMonitor:
         bound = float(level_bounds(self.n, self.levels, false_alarm)[1][0])
         self.flag_rate_bound = dict.fromkeys(self.names, bound)
         self.log_threshold = math.log(1.0 / false_alarm)
-        linear, threshold = len(LINEAR), len(self.levels) * len(LAMBDAS)
-        # Half the weight on each family, shared evenly among the signals and bets.
-        per_signal = np.concatenate([np.full(linear, 0.5 / linear), np.full(threshold, 0.5 / threshold)])
-        self.weights = np.tile(per_signal, len(self.names)) / len(self.names)
+        bets = len(self.names) * len(self.levels) * len(LAMBDAS)
+        self.weights = np.full(bets, 1.0 / bets)  # shared evenly among the signals, levels and bets
         self.seed = seed
         self._lock = threading.Lock()
         self.reset()
@@ -231,8 +230,7 @@ class GuaranteeMonitor:
             # p = (1 + #{cal >= s}) / (n + 1): the interval j = #{cal < s}; NaN scores (p = 1/(n+1)) on top.
             below = np.clip(n + 1 - np.rint(p * (n + 1)), 0, n)
             u = self._urn.update(below, self._rng.random(p.shape))                # (B, D)
-            linear, threshold = bet_log_factors(u, self.levels)                     # (B, D, .)
-            factors = np.concatenate([linear, threshold], axis=2).reshape(len(p), -1)
+            factors = bet_log_factors(u, self.levels).reshape(len(p), -1)          # (B, D * J * L)
             mixture = self._mixture.update(factors)
             start, self._inputs = self._inputs, self._inputs + len(p)
             self._log_mixture = float(mixture[-1])

@@ -83,6 +83,15 @@ def test_min_rank_p_value_matches_its_definition_and_is_valid() -> None:
     calibration[:5, 1] = new[0, 1]  # ties
     p = MinRankCombiner(calibration).p_values(new)
     assert torch.allclose(p, torch.tensor([brute_force(calibration, x) for x in new], dtype=torch.float64))
+    # Rounded scores: many ties among the calibration points and with the new inputs, and NaN (most suspicious).
+    for m in (1, 2, 4):
+        calibration = (torch.randn(40, m, generator=generator) * 2).round()
+        new = (torch.randn(30, m, generator=generator) * 2).round()
+        new[0, 0] = float("nan")
+        each, p = MinRankCombiner(calibration).all_p_values(new)
+        filled = torch.where(torch.isnan(new), torch.full_like(new, float("inf")), new)
+        assert torch.allclose(p, torch.tensor([brute_force(calibration, x) for x in filled], dtype=torch.float64))
+        assert torch.allclose(each, (1.0 + (calibration[None] >= filled[:, None]).sum(dim=1).double()) / 41.0)
     # Exchangeable, strongly dependent signals: the flag rate at 0.05 stays at most 0.05 (binomial test).
     flags, total = 0, 0
     for _ in range(200):
